@@ -1,0 +1,65 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import { createLogger } from '../log.ts';
+import { Gateway } from '../gateway.ts';
+import { stopOnSignals } from './signals.ts';
+
+const program = new Command()
+  .name('streamgate')
+  .description('Zero-trust gateway for streaming: identity, policy, masking and audit in front of Kafka.')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('run the gateway with a configuration file')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML or JSON)')
+  .action(async (opts: { config: string }) => {
+    const config = loadConfig(opts.config);
+    const log = createLogger(config.log.level);
+    const gateway = await Gateway.start(config, log);
+    stopOnSignals(log, () => gateway.close());
+  });
+
+program
+  .command('config')
+  .description('configuration tools')
+  .command('check')
+  .description('validate a configuration file and exit')
+  .requiredOption('-c, --config <file>', 'configuration file')
+  .action((opts: { config: string }) => {
+    const config = loadConfig(opts.config);
+    console.log(`${opts.config}: valid (${Object.keys(config.policy.roles).length} roles, ${config.policy.grants.length} grants, ${config.inspection.rules.length} inspection rules)`);
+  });
+
+program
+  .command('dev')
+  .description('start a local Kafka broker, a development identity provider and the gateway with the example config')
+  .option('--http-port <port>', 'gateway HTTP port', '8080')
+  .option('--kafka-port <port>', 'local Kafka broker port', '9092')
+  .option('--idp-port <port>', 'development identity provider port', '9400')
+  .option('-c, --config <file>', 'configuration file', 'streamgate.example.yaml')
+  .action(async (opts: { httpPort: string; kafkaPort: string; idpPort: string; config: string }) => {
+    const { runDevStack } = await import('../dev/stack.ts');
+    await runDevStack({ httpPort: Number(opts.httpPort), kafkaPort: Number(opts.kafkaPort), idpPort: Number(opts.idpPort), config: opts.config });
+  });
+
+program
+  .command('dev-token')
+  .description('print an access token for a development identity (alice, bob, mallory, ops)')
+  .argument('<client>', 'client id of the development identity provider')
+  .option('--issuer <url>', 'issuer URL', 'http://127.0.0.1:9400')
+  .option('--audience <aud>', 'audience to ask for', 'streamgate')
+  .action(async (client: string, opts: { issuer: string; audience: string }) => {
+    const { fetchDevToken } = await import('../dev/stack.ts');
+    console.log(await fetchDevToken(opts.issuer, client, opts.audience));
+  });
+
+program.parseAsync().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    console.error(`streamgate: invalid configuration\n${err.message}`);
+    process.exit(2);
+  }
+  console.error(`streamgate: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+});

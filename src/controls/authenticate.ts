@@ -1,0 +1,31 @@
+import type { OidcVerifier } from '../identity/oidc.ts';
+import { GatewayError, type Control, type Next, type Operation, type UpstreamResult } from '../operation.ts';
+import type { Policy } from '../policy/policy.ts';
+
+/** Turns the presented credential into an Identity with the roles the policy derives. */
+export class Authenticate implements Control {
+  readonly name = 'authenticate';
+  readonly #verifier: OidcVerifier;
+  readonly #policy: () => Policy;
+
+  constructor(verifier: OidcVerifier, policy: () => Policy) {
+    this.#verifier = verifier;
+    this.#policy = policy;
+  }
+
+  async handle(op: Operation, next: Next): Promise<UpstreamResult> {
+    if (!op.identity) {
+      if (!op.credential) throw new GatewayError('unauthenticated', 'a bearer token is required (Authorization: Bearer <JWT>)');
+      const token = await this.#verifier.verify(op.credential.token);
+      op.identity = {
+        subject: token.subject,
+        issuer: token.issuer,
+        groups: token.groups,
+        roles: this.#policy().rolesFor(token),
+        expiresAt: token.expiresAt,
+        claims: token.claims,
+      };
+    }
+    return next(op);
+  }
+}

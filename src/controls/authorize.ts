@@ -1,0 +1,27 @@
+import { GatewayError, type Control, type Next, type Operation, type UpstreamResult } from '../operation.ts';
+import type { Policy } from '../policy/policy.ts';
+
+const VERB = { produce: 'produce to', consume: 'consume from', describe: 'describe', admin: 'administer' } as const;
+
+/** Default-deny check of the identity's roles against the policy grants. */
+export class Authorize implements Control {
+  readonly name = 'authorize';
+  readonly #policy: () => Policy;
+
+  constructor(policy: () => Policy) {
+    this.#policy = policy;
+  }
+
+  handle(op: Operation, next: Next): Promise<UpstreamResult> {
+    const identity = op.identity;
+    if (!identity) return Promise.reject(new GatewayError('unauthenticated', 'no identity: authenticate must run before authorize'));
+    const decision = this.#policy().decide(identity, op.action, op.resource.name);
+    if (!decision.allowed) {
+      return Promise.reject(
+        new GatewayError('forbidden', `${identity.subject} may not ${VERB[op.action]} ${op.resource.kind} "${op.resource.name}"`, { rule: decision.rule }),
+      );
+    }
+    op.meta.grant = decision.rule;
+    return next(op);
+  }
+}

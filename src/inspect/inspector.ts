@@ -1,0 +1,148 @@
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import type { InspectionConfig } from '../config/schema.ts';
+import { GatewayError } from '../operation.ts';
+import { inspectValues, type BatchResult } from './batch.ts';
+import { WasmEngine } from './engine.ts';
+import type { PoolResult, PoolTask } from './worker.ts';
+
+const NULL_LENGTH = 0xffffffff;
+
+interface Pending {
+  values: ReadonlyArray<Uint8Array | null>;
+  mask: boolean;
+  resolve: (r: BatchResult) => void;
+  reject: (e: unknown) => void;
+}
+
+export interface InspectOutcome {
+  result: BatchResult;
+  where: 'inline' | 'pool';
+}
+
+/**
+ * Runs the WASM engine either inline on the accept thread or in the piscina pool.
+ * A pool round trip costs more than a whole small request (DESIGN.md), so small batches
+ * stay inline and large ones go to the pool; everything sent to the pool during one
+ * event-loop turn is coalesced into a single task (micro-batching).
+ */
+export class Inspector {
+  readonly #config: InspectionConfig;
+  readonly #engine: WasmEngine;
+  #pool: Piscina | undefined;
+  #pending: Pending[] = [];
+  #scheduled = false;
+
+  constructor(config: InspectionConfig) {
+    this.#config = config;
+    // loaded eagerly: a gateway whose engine cannot load must refuse to start, not fail later
+    this.#engine = WasmEngine.load();
+    if (config.mode !== 'inline') {
+      this.#pool = new Piscina({
+        filename: new URL('./worker.ts', import.meta.url).href,
+        minThreads: config.poolThreads ?? Math.max(1, availableParallelism() - 1),
+        maxThreads: config.poolThreads ?? Math.max(1, availableParallelism() - 1),
+        // bounded: past this the gateway answers "overloaded" instead of buffering without limit
+        maxQueue: 1024,
+        concurrentTasksPerWorker: 4,
+        idleTimeout: 60_000,
+      });
+    }
+  }
+
+  /** Workers load the WASM engine at start; wait for them so the first request is not slow. */
+  async warmUp(): Promise<void> {
+    if (!this.#pool) return;
+    const empty: PoolTask = { data: new Uint8Array(0), index: new Uint32Array(0), mask: new Uint8Array(0) };
+    await Promise.all(Array.from({ length: this.#pool.threads.length || 1 }, () => this.#pool!.run(empty)));
+  }
+
+  get poolQueueSize(): number {
+    return this.#pool?.queueSize ?? 0;
+  }
+
+  async inspect(values: ReadonlyArray<Uint8Array | null>, mask: boolean): Promise<InspectOutcome> {
+    let bytes = 0;
+    for (const v of values) bytes += v?.byteLength ?? 0;
+    const inline = !this.#pool || this.#config.mode === 'inline' || (this.#config.mode === 'auto' && bytes <= this.#config.inlineMaxBytes);
+    try {
+      if (inline) return { result: inspectValues(this.#engine, values, () => mask), where: 'inline' };
+      return { result: await this.#enqueue(values, mask), where: 'pool' };
+    } catch (err) {
+      if (err instanceof GatewayError) throw err;
+      // fail closed: the caller must never forward values that were not inspected
+      throw new GatewayError('internal', 'inspection failed; the records were not forwarded', { cause: err });
+    }
+  }
+
+  #enqueue(values: ReadonlyArray<Uint8Array | null>, mask: boolean): Promise<BatchResult> {
+    const { promise, resolve, reject } = Promise.withResolvers<BatchResult>();
+    this.#pending.push({ values, mask, resolve, reject });
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => this.#flush());
+    }
+    return promise;
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    const batch = this.#pending;
+    this.#pending = [];
+    let n = 0;
+    let bytes = 0;
+    for (const p of batch) {
+      n += p.values.length;
+      for (const v of p.values) bytes += v?.byteLength ?? 0;
+    }
+    const data = new Uint8Array(bytes);
+    const index = new Uint32Array(2 * n);
+    const maskFlags = new Uint8Array(n);
+    let i = 0;
+    let off = 0;
+    for (const p of batch) {
+      for (const v of p.values) {
+        index[2 * i] = off;
+        index[2 * i + 1] = v === null ? NULL_LENGTH : v.byteLength;
+        if (v) {
+          data.set(v, off);
+          off += v.byteLength;
+        }
+        maskFlags[i++] = p.mask ? 1 : 0;
+      }
+    }
+    const task: PoolTask = { data, index, mask: maskFlags };
+    this.#pool!.run(task, { transferList: [data.buffer, index.buffer, maskFlags.buffer] }).then(
+      (r: PoolResult) => {
+        let at = 0;
+        for (const p of batch) {
+          const count = p.values.length;
+          const values: Array<Uint8Array | null> = new Array(count);
+          for (let k = 0; k < count; k++) {
+            const len = r.index[2 * (at + k) + 1]!;
+            const o = r.index[2 * (at + k)]!;
+            values[k] = len === NULL_LENGTH ? null : r.data.subarray(o, o + len);
+          }
+          p.resolve({
+            values,
+            hashes: r.hashes.slice(at, at + count),
+            maskedHashes: r.maskedHashes.slice(at, at + count),
+            hits: Array.from(r.hits.subarray(at, at + count)),
+          });
+          at += count;
+        }
+      },
+      (err: unknown) => {
+        const e =
+          err instanceof Error && /queue is full/i.test(err.message)
+            ? new GatewayError('upstream-unavailable', 'the inspection pool is overloaded; retry later')
+            : err;
+        for (const p of batch) p.reject(e);
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.#pool?.destroy();
+  }
+}

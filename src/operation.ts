@@ -1,0 +1,148 @@
+/**
+ * The one interface between protocols and controls. A listener decodes its wire format
+ * into an Operation, the controls chain acts on it, an upstream adapter executes it, and
+ * the listener encodes the result (or the GatewayError) back into its own protocol.
+ */
+
+export type Protocol = 'http' | 'kafka' | 'kinesis';
+export type Action = 'produce' | 'consume' | 'describe' | 'admin';
+export type ResourceKind = 'topic' | 'stream' | 'group' | 'transactional-id' | 'cluster';
+
+export interface Resource {
+  kind: ResourceKind;
+  name: string;
+  partition?: number;
+}
+
+export interface ClientInfo {
+  address: string;
+  /** user agent, Kafka client.id + software name/version, SDK id */
+  software?: string;
+}
+
+/** A client connection (Kafka), keep-alive connection (HTTP) or key lifetime (Kinesis). */
+export interface Session {
+  id: string;
+  protocol: Protocol;
+  client: ClientInfo;
+  startedAt: number;
+}
+
+export interface Identity {
+  subject: string;
+  issuer: string;
+  /** roles the policy derived from the claims; these are what decisions cite */
+  roles: string[];
+  /** group-like claims as presented, kept for the audit row */
+  groups: string[];
+  /** epoch seconds; sessions are closed or re-authenticated after it */
+  expiresAt?: number;
+  claims: Record<string, unknown>;
+}
+
+/** How the client proved who it is; consumed by the authenticate control, never logged. */
+export type Credential = { scheme: 'bearer'; token: string };
+
+/** A protocol-neutral record. Bytes are views, never copies, until a control rewrites them. */
+export interface StreamRecord {
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+  headers: Array<[string, Uint8Array]>;
+  partition?: number;
+  timestamp?: number;
+}
+
+/** What the inspect control learned about the records, for the audit row. */
+export interface Inspection {
+  /** SHA-256 hex of each original value (empty string for a null value) */
+  hashes: string[];
+  /** SHA-256 hex of each value as forwarded, only where it differs from the original */
+  maskedHashes: Array<string | null>;
+  /** rule id -> number of matches masked across the batch */
+  masking: Record<string, number>;
+  /** where the batch was inspected: inline on the accept thread or in the pool */
+  where: 'inline' | 'pool' | 'none';
+}
+
+export interface RecordOutcome {
+  partition: number;
+  offset: string;
+  timestamp: number;
+}
+
+export interface UpstreamResult {
+  records?: RecordOutcome[];
+}
+
+export interface Operation {
+  id: string;
+  /** epoch ms, for the audit trail */
+  receivedAt: number;
+  /** performance.now() when decoded, for latency */
+  startedAt: number;
+  session: Session;
+  protocol: Protocol;
+  action: Action;
+  resource: Resource;
+  records?: StreamRecord[];
+  credential?: Credential;
+  identity?: Identity;
+  inspection?: Inspection;
+  /** protocol-specific facts worth auditing (api key, request path, ...) */
+  meta: Record<string, string | number>;
+}
+
+/** Why an operation was refused or failed; listeners map `kind` to their own error codes. */
+export type FailureKind =
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'blocked'
+  | 'too-large'
+  | 'invalid'
+  | 'not-found'
+  | 'upstream-unavailable'
+  | 'upstream-error'
+  | 'internal';
+
+export class GatewayError extends Error {
+  readonly kind: FailureKind;
+  /** the policy or inspection rule that decided, when one did */
+  readonly rule: string | undefined;
+
+  constructor(kind: FailureKind, message: string, options?: { rule?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.kind = kind;
+    this.rule = options?.rule;
+  }
+}
+
+export type Next = (op: Operation) => Promise<UpstreamResult>;
+
+/**
+ * A control wraps the rest of the chain (onion style, like undici interceptors): it may
+ * refuse by throwing a GatewayError, rewrite the operation before calling next, or act
+ * on the result after it. Each control is one concern.
+ */
+export interface Control {
+  readonly name: string;
+  handle(op: Operation, next: Next): Promise<UpstreamResult>;
+}
+
+export interface Upstream {
+  execute(op: Operation): Promise<UpstreamResult>;
+  /** true when the upstream currently answers; used by readiness */
+  ready(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Composes controls around an upstream: controls[0] is outermost. */
+export function composeChain(controls: readonly Control[], upstream: Upstream): Next {
+  let next: Next = (op) => upstream.execute(op);
+  for (let i = controls.length - 1; i >= 0; i--) {
+    const control = controls[i]!;
+    const inner = next;
+    next = (op) => control.handle(op, inner);
+  }
+  return next;
+}

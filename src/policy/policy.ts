@@ -1,0 +1,112 @@
+import { createHash } from 'node:crypto';
+import type { PolicyConfig } from '../config/schema.ts';
+import type { Action, Identity } from '../operation.ts';
+import type { VerifiedToken } from '../identity/oidc.ts';
+
+export interface Decision {
+  allowed: boolean;
+  /** which grant decided (`grants[2]`) or `default-deny` */
+  rule: string;
+}
+
+interface CompiledGrant {
+  index: number;
+  roles: Set<string>;
+  actions: Set<Action>;
+  effect: 'allow' | 'deny';
+  patterns: string[];
+}
+
+const TEMPLATE = /\{(sub|claim:([A-Za-z0-9_.-]+))\}/g;
+
+/**
+ * Claims -> roles -> per-topic actions. Default deny; an explicit deny grant beats any
+ * allow. Topic patterns are globs (`*` matches any run of characters) and may name token
+ * claims (`tenant-{claim:tenant}.*`, `{sub}.inbox`) for per-tenant isolation.
+ */
+export class Policy {
+  readonly version: string;
+  readonly #config: PolicyConfig;
+  readonly #grants: CompiledGrant[];
+  readonly #regexCache = new Map<string, RegExp>();
+
+  constructor(config: PolicyConfig) {
+    this.#config = config;
+    this.version = createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 12);
+    this.#grants = config.grants.map((g, index) => ({
+      index,
+      roles: new Set(g.roles),
+      actions: new Set(g.actions),
+      effect: g.effect,
+      patterns: g.topics,
+    }));
+  }
+
+  rolesFor(token: VerifiedToken): string[] {
+    const roles: string[] = [];
+    for (const [name, { when }] of Object.entries(this.#config.roles)) {
+      if (when.groups && !when.groups.some((g) => token.groups.includes(g))) continue;
+      if (when.subjects && !when.subjects.includes(token.subject)) continue;
+      if (when.scopes && !when.scopes.some((s) => token.scopes.includes(s))) continue;
+      if (when.issuers && !when.issuers.includes(token.issuer)) continue;
+      if (when.claims && !Object.entries(when.claims).every(([claim, values]) => claimMatches(token.claims[claim], values))) continue;
+      roles.push(name);
+    }
+    return roles;
+  }
+
+  decide(identity: Identity, action: Action, topic: string): Decision {
+    let allowedBy: CompiledGrant | undefined;
+    for (const grant of this.#grants) {
+      if (!grant.actions.has(action) || !identity.roles.some((r) => grant.roles.has(r))) continue;
+      if (!grant.patterns.some((p) => this.#matches(p, topic, identity))) continue;
+      if (grant.effect === 'deny') return { allowed: false, rule: `grants[${grant.index}]` };
+      allowedBy ??= grant;
+    }
+    return allowedBy ? { allowed: true, rule: `grants[${allowedBy.index}]` } : { allowed: false, rule: 'default-deny' };
+  }
+
+  #matches(pattern: string, topic: string, identity: Identity): boolean {
+    let glob = pattern;
+    if (pattern.includes('{')) {
+      let unresolved = false;
+      glob = pattern.replace(TEMPLATE, (_m, what: string, claim?: string) => {
+        const value = claim === undefined ? identity.subject : identity.claims[claim];
+        if (typeof value !== 'string' && typeof value !== 'number') {
+          unresolved = true;
+          return '';
+        }
+        // a claim value is a literal, never a pattern: escape glob characters
+        return String(value).replace(/[*\\]/g, '\\$&');
+      });
+      if (unresolved) return false; // a template that cannot be filled never matches
+    }
+    let re = this.#regexCache.get(glob);
+    if (!re) {
+      re = globToRegExp(glob);
+      if (this.#regexCache.size > 10_000) this.#regexCache.clear();
+      this.#regexCache.set(glob, re);
+    }
+    return re.test(topic);
+  }
+}
+
+function claimMatches(value: unknown, accepted: ReadonlyArray<string | number | boolean>): boolean {
+  if (Array.isArray(value)) return value.some((v) => accepted.includes(v as string));
+  return accepted.includes(value as string);
+}
+
+export function globToRegExp(glob: string): RegExp {
+  let source = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '\\' && i + 1 < glob.length) source += escapeRegExp(glob[++i]!);
+    else if (c === '*') source += '.*';
+    else source += escapeRegExp(c);
+  }
+  return new RegExp(`^${source}$`, 's');
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+}

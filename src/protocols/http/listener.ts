@@ -1,0 +1,218 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import type { HttpListenerConfig } from '../../config/schema.ts';
+import { GatewayError, type FailureKind, type Operation, type Session } from '../../operation.ts';
+import type { Dispatcher } from '../../gateway.ts';
+import { decodeBatch, decodeRecord, type DecodedRecord } from './records.ts';
+
+/** REST-proxy-style error codes: HTTP status followed by a two-digit detail. */
+const ERRORS: Record<FailureKind, { status: number; code: number }> = {
+  invalid: { status: 400, code: 40001 },
+  unauthenticated: { status: 401, code: 40101 },
+  forbidden: { status: 403, code: 40301 },
+  'not-found': { status: 404, code: 40403 },
+  'too-large': { status: 413, code: 41301 },
+  blocked: { status: 422, code: 42201 },
+  internal: { status: 500, code: 50001 },
+  'upstream-error': { status: 502, code: 50201 },
+  'upstream-unavailable': { status: 503, code: 50301 },
+};
+
+const ROUTE = /^\/v3\/clusters\/([^/]+)\/topics\/([^/]+)\/records(:batch)?$/;
+const TOPIC = /^[A-Za-z0-9._-]{1,249}$/;
+
+/**
+ * Kafka REST Proxy v3 compatible produce API:
+ *   POST /v3/clusters/{cluster_id}/topics/{topic}/records        one record
+ *   POST /v3/clusters/{cluster_id}/topics/{topic}/records:batch  {"entries": [...]}, 207
+ * Each request is one Operation; a batch is inspected, authorized and audited as a whole.
+ */
+export class HttpListener {
+  readonly #config: HttpListenerConfig;
+  readonly #dispatcher: Dispatcher;
+  readonly #log: Logger;
+  readonly #server: Server;
+  readonly #sessions = new WeakMap<Socket, Session>();
+
+  constructor(config: HttpListenerConfig, dispatcher: Dispatcher, log: Logger) {
+    this.#config = config;
+    this.#dispatcher = dispatcher;
+    this.#log = log.child({ listener: 'http' });
+    this.#server = createServer(
+      { keepAliveTimeout: config.keepAliveTimeoutMs, requestTimeout: config.requestTimeoutMs, headersTimeout: Math.min(config.requestTimeoutMs, 60_000) },
+      (req, res) => {
+        this.#handle(req, res).catch((err: unknown) => {
+          // last line of defence: a bug must cost one request, never the process
+          this.#log.error({ err }, 'unhandled error in HTTP handler');
+          if (!res.headersSent) sendError(res, new GatewayError('internal', 'internal error'));
+          else res.destroy();
+        });
+      },
+    );
+    this.#server.on('clientError', (err, socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy(err);
+    });
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.#config.port, this.#config.host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    const addr = this.#server.address();
+    if (addr === null || typeof addr === 'string') throw new Error('HTTP listener has no TCP address');
+    return { host: addr.address, port: addr.port };
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeIdleConnections();
+    });
+  }
+
+  #session(req: IncomingMessage): Session {
+    const socket = req.socket;
+    let session = this.#sessions.get(socket);
+    if (!session) {
+      session = this.#dispatcher.newSession('http', { address: socket.remoteAddress ?? '', software: req.headers['user-agent'] ?? '' });
+      this.#sessions.set(socket, session);
+    }
+    return session;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const route = ROUTE.exec(path);
+    if (!route) {
+      if (path === '/healthz' && req.method === 'GET') return sendJson(res, 200, { status: 'ok' });
+      return sendError(res, new GatewayError('not-found', `no route for ${req.method} ${path}`));
+    }
+    if (req.method !== 'POST') {
+      res.setHeader('allow', 'POST');
+      return sendJson(res, 405, { error_code: 40501, message: `${req.method} is not allowed here; use POST` });
+    }
+    const clusterId = safeDecode(route[1]!);
+    const topic = safeDecode(route[2]!);
+    const batch = route[3] !== undefined;
+
+    const op = this.#dispatcher.newOperation(this.#session(req), 'produce', { kind: 'topic', name: topic ?? route[2]! });
+    op.meta.path = batch ? 'records:batch' : 'records';
+    const auth = req.headers.authorization;
+    if (auth !== undefined) {
+      const m = /^Bearer[ ]+(\S+)\s*$/i.exec(auth);
+      if (m) op.credential = { scheme: 'bearer', token: m[1]! };
+    }
+
+    let decoded: DecodedRecord[] | undefined;
+    let ids: string[] | undefined;
+    try {
+      if (clusterId !== this.#config.clusterId) throw new GatewayError('not-found', `cluster "${clusterId}" is not served here (this gateway serves "${this.#config.clusterId}")`);
+      if (topic === undefined || !TOPIC.test(topic)) throw new GatewayError('invalid', 'the topic name must be 1-249 characters of [A-Za-z0-9._-]');
+      const ctype = req.headers['content-type'] ?? '';
+      if (!/^application\/(?:[\w.+-]*\+)?json\b/i.test(ctype)) throw new GatewayError('invalid', 'Content-Type must be application/json');
+      const body = await readBody(req, this.#config.maxBodyBytes);
+      let json: unknown;
+      try {
+        json = JSON.parse(body.toString('utf8'));
+      } catch (err) {
+        throw new GatewayError('invalid', `the body is not valid JSON: ${(err as Error).message}`);
+      }
+      if (batch) {
+        const entries = decodeBatch(json);
+        decoded = entries;
+        ids = entries.map((e) => e.id);
+      } else {
+        decoded = [decodeRecord(json)];
+      }
+      op.records = decoded.map((d) => d.record);
+    } catch (err) {
+      if (!res.headersSent) {
+        if (err instanceof GatewayError && err.kind === 'too-large') res.setHeader('connection', 'close');
+        await this.#dispatcher.refuse(op, err).catch((e: unknown) => sendError(res, e));
+      }
+      return;
+    }
+
+    let result;
+    try {
+      result = await this.#dispatcher.run(op);
+    } catch (err) {
+      return sendError(res, err);
+    }
+    const outcomes = result.records ?? [];
+    const entries = decoded.map((d, i) => {
+      const o = outcomes[i];
+      return {
+        error_code: 200,
+        cluster_id: clusterId,
+        topic_name: topic,
+        partition_id: o?.partition ?? -1,
+        offset: o ? Number(o.offset) : -1,
+        timestamp: new Date(o?.timestamp ?? Date.now()).toISOString(),
+        key: d.keyType === null ? null : { type: d.keyType, size: d.record.key?.byteLength ?? 0 },
+        value: d.valueType === null ? null : { type: d.valueType, size: d.record.value?.byteLength ?? 0 },
+      };
+    });
+    if (ids) {
+      sendJson(res, 207, { successes: entries.map((e, i) => ({ id: ids[i], ...e })), failures: [] });
+    } else {
+      sendJson(res, 200, entries[0]);
+    }
+  }
+}
+
+function safeDecode(s: string): string | undefined {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
+  }
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > limit) {
+    req.resume(); // drain what is in flight; the connection closes after the answer
+    return Promise.reject(new GatewayError('too-large', `the body is ${declared} bytes; the limit is ${limit}`));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new GatewayError('too-large', `the body exceeds the limit of ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    req.on('error', (err) => reject(new GatewayError('invalid', `the request body could not be read: ${err.message}`)));
+  });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, err: unknown): void {
+  const e = err instanceof GatewayError ? err : new GatewayError('internal', 'internal error');
+  const { status, code } = ERRORS[e.kind];
+  if (e.kind === 'unauthenticated') res.setHeader('www-authenticate', 'Bearer realm="streamgate"');
+  const body: Record<string, unknown> = { error_code: code, message: e.message };
+  if (e.rule) body.rule = e.rule;
+  sendJson(res, status, body);
+}
+

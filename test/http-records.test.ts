@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeBatch, decodeRecord } from '../src/protocols/http/records.ts';
+
+test('REST v3 record bodies decode to protocol-neutral records', () => {
+  const d = decodeRecord({
+    partition_id: 2,
+    headers: [{ name: 'trace', value: Buffer.from('abc').toString('base64') }],
+    key: { type: 'BINARY', data: Buffer.from([0, 1, 2]).toString('base64') },
+    value: { data: { a: 1 } },
+    timestamp: '2026-01-02T03:04:05.006Z',
+  });
+  assert.equal(d.record.partition, 2);
+  assert.deepEqual([...d.record.key!], [0, 1, 2]);
+  assert.equal(Buffer.from(d.record.value!).toString(), '{"a":1}');
+  assert.equal(d.valueType, 'JSON');
+  assert.equal(d.record.timestamp, Date.UTC(2026, 0, 2, 3, 4, 5, 6));
+  assert.equal(Buffer.from(d.record.headers[0]![1]).toString(), 'abc');
+  assert.equal(decodeRecord({}).record.value, null, 'a record may have neither key nor value (tombstone)');
+  assert.equal(Buffer.from(decodeRecord({ value: { type: 'STRING', data: 'héllo' } }).record.value!).toString(), 'héllo');
+});
+
+test('each malformed part is named', () => {
+  const cases: Array<[unknown, RegExp]> = [
+    [[], /must be a JSON object/],
+    [{ value: 1 }, /value must be an object/],
+    [{ value: { type: 'JSON' } }, /value\.data is required/],
+    [{ value: { type: 'STRING', data: 1 } }, /must be a string/],
+    [{ key: { type: 'BINARY', data: 'a' } }, /key\.data must be standard base64/],
+    [{ value: { schema_id: 1, data: {} } }, /schema registry formats are not supported/],
+    [{ headers: [{ name: '', value: null }] }, /headers\[0\]\.name/],
+    [{ headers: {} }, /headers must be an array/],
+    [{ timestamp: 'yesterday' }, /timestamp/],
+    [{ partition_id: 1.5 }, /partition_id/],
+  ];
+  for (const [body, message] of cases) assert.throws(() => decodeRecord(body), message, JSON.stringify(body));
+});
+
+test('batches need unique ids and at least one entry', () => {
+  assert.deepEqual(decodeBatch({ entries: [{ id: 'a' }, { id: 2 }] }).map((e) => e.id), ['a', '2']);
+  assert.throws(() => decodeBatch({ entries: [] }), /must not be empty/);
+  assert.throws(() => decodeBatch({ entries: [{ id: 'a' }, { id: 'a' }] }), /used twice/);
+  assert.throws(() => decodeBatch({ entries: [{}] }), /entries\[0\]\.id is required/);
+  assert.throws(() => decodeBatch([]), /"entries"/);
+  assert.throws(() => decodeBatch({ entries: [{ id: 'x', value: 3 }] }), /entries\[0\]\.value must be an object/);
+});

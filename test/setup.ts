@@ -1,0 +1,17 @@
+import { startKafka, type RunningKafka } from '../src/dev/kafka.ts';
+
+/**
+ * Global setup of `npm test`: one real Kafka broker for every test file (starting a
+ * JVM per file would dominate the suite's time). Test files find it through the
+ * environment; see test/helpers/infra.ts.
+ */
+let kafka: RunningKafka | undefined;
+
+export async function globalSetup(): Promise<void> {
+  kafka = await startKafka();
+  process.env.STREAMGATE_TEST_KAFKA = kafka.bootstrap;
+}
+
+export async function globalTeardown(): Promise<void> {
+  await kafka?.stop();
+}
