@@ -53,6 +53,7 @@ export class AuditSpool {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #rows = 0;
+  #failure: Error | undefined;
 
   constructor(config: SpoolConfig) {
     this.#config = config;
@@ -66,6 +67,11 @@ export class AuditSpool {
 
   get dir(): string {
     return this.#config.dir;
+  }
+
+  /** false after a failed write or fsync, until a later write succeeds */
+  get healthy(): boolean {
+    return this.#failure === undefined;
   }
 
   /** rows written since start */
@@ -101,8 +107,10 @@ export class AuditSpool {
       this.#segmentBytes += buf.length;
       this.#rows += count;
       this.#dirty = true;
+      this.#failure = undefined;
     } catch (err) {
       const e = new Error(`audit spool write failed: ${(err as Error).message}`);
+      this.#failure = e;
       for (const w of waiters) w.reject(e);
       return;
     }
@@ -125,6 +133,7 @@ export class AuditSpool {
       this.#syncing = false;
       if (err) {
         const e = new Error(`audit spool fsync failed: ${err.message}`);
+        this.#failure = e;
         for (const w of waiters) w.reject(e);
       } else {
         for (const w of waiters) w.resolve();

@@ -26,6 +26,8 @@ export class Audit implements Control {
     let result: UpstreamResult | undefined;
     let error: unknown;
     try {
+      // fail closed before anything is forwarded: a write the trail cannot record is refused
+      if (!this.#spool.healthy) throw new GatewayError('upstream-unavailable', 'the audit trail is unavailable; writes are refused until it recovers');
       result = await next(op);
     } catch (err) {
       error = err;

@@ -185,7 +185,7 @@ function runMaven(args: string[]): Promise<void> {
 let javaPromise: Promise<string> | undefined;
 
 /** Path of a java >= 17 (JAVA_HOME first, then PATH); rejects with a readable message otherwise. */
-function findJava(): Promise<string> {
+export function findJava(): Promise<string> {
   javaPromise ??= (async () => {
     const java = process.env['JAVA_HOME'] ? join(process.env['JAVA_HOME'], 'bin', 'java') : 'java';
     const res = await run(java, ['-version'], {}).catch((err: NodeJS.ErrnoException) => {

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Admin } from '@platformatic/kafka';
 import { loadConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
 import { createLogger } from '../log.ts';
 import { Gateway } from '../gateway.ts';
 import { stopOnSignals } from '../cli/signals.ts';
@@ -26,11 +27,38 @@ export const DEV_TOPICS = ['payments.cards', 'payments.ledger', 'orders', 'analy
 export async function runDevStack(opts: DevStackOptions): Promise<void> {
   const dataDir = resolve('.cache/dev');
   mkdirSync(dataDir, { recursive: true });
-  console.log('starting Kafka (the first run downloads the Kafka jars from Maven Central)...');
-  const kafka = await startKafka({ port: opts.kafkaPort, dataDir: resolve(dataDir, 'kafka') });
-  const idp = await startIdp({ port: opts.idpPort });
+  // stopped in reverse order on Ctrl-C, or when a later part fails to start
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch(() => {});
+  };
+  try {
+    console.log('starting Kafka (the first run downloads the Kafka jars from Maven Central)...');
+    const kafka = await startKafka({ port: opts.kafkaPort, dataDir: resolve(dataDir, 'kafka') });
+    stops.push(() => kafka.stop());
+    const idp = await startIdp({ port: opts.idpPort }).catch((err: unknown) => {
+      throw new Error(`cannot start the development identity provider on port ${opts.idpPort} (use --idp-port): ${(err as Error).message}`);
+    });
+    stops.push(() => idp.stop());
+    await createDevTopics(kafka.bootstrap);
 
-  const admin = new Admin({ clientId: 'streamgate-dev', bootstrapBrokers: [kafka.bootstrap] });
+    process.env.KAFKA_BOOTSTRAP = kafka.bootstrap;
+    process.env.OIDC_ISSUER = idp.issuer;
+    process.env.HTTP_PORT ??= String(opts.httpPort);
+    const config = loadConfig(opts.config);
+    const log = createLogger(config.log.level);
+    const gateway = await Gateway.start(config, log);
+    stops.push(() => gateway.close());
+    printWelcome(config, gateway, kafka.bootstrap, idp.issuer);
+    stopOnSignals(log, stopAll);
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+async function createDevTopics(bootstrap: string): Promise<void> {
+  const admin = new Admin({ clientId: 'streamgate-dev', bootstrapBrokers: [bootstrap] });
   try {
     const existing = new Set(await admin.listTopics());
     const missing = DEV_TOPICS.filter((t) => !existing.has(t));
@@ -38,37 +66,26 @@ export async function runDevStack(opts: DevStackOptions): Promise<void> {
   } finally {
     await admin.close();
   }
+}
 
-  process.env.KAFKA_BOOTSTRAP = kafka.bootstrap;
-  process.env.OIDC_ISSUER = idp.issuer;
-  process.env.HTTP_PORT ??= String(opts.httpPort);
-  const config = loadConfig(opts.config);
-  const log = createLogger(config.log.level);
-  const gateway = await Gateway.start(config, log);
+function printWelcome(config: Config, gateway: Gateway, bootstrap: string, issuer: string): void {
   const http = gateway.addresses.http!;
   const base = `http://${http.host}:${http.port}/v3/clusters/${config.listeners.http!.clusterId}`;
-
   console.log(`
 streamgate is running
   gateway (HTTP produce API)  http://${http.host}:${http.port}
-  Kafka broker                ${kafka.bootstrap}   (clients of the broker itself; the gateway hides it)
-  identity provider           ${idp.issuer}
+  Kafka broker                ${bootstrap}   (for reading what arrived; clients use the gateway)
+  identity provider           ${issuer}
   audit spool                 ${resolve(config.audit.spool.dir)}
   identities                  ${DEV_CLIENTS.filter((c) => !c.tokenTtlSeconds).map((c) => `${c.id} [${c.groups.join(', ') || 'no groups'}]`).join(', ')}
 
 Get a token and produce a record with a card number (masked before it reaches Kafka):
-  TOKEN=$(npm run -s streamgate -- dev-token alice --issuer ${idp.issuer})
+  TOKEN=$(npm run -s streamgate -- dev-token alice --issuer ${issuer})
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
     ${base}/topics/payments.cards/records \\
     -d '{"key":{"type":"STRING","data":"order-1"},"value":{"type":"JSON","data":{"card":"4111 1111 1111 1111","amount":42}}}'
 
 Ctrl-C stops everything.`);
-
-  stopOnSignals(log, async () => {
-    await gateway.close();
-    await idp.stop();
-    await kafka.stop();
-  });
 }
 
 /** client_credentials grant against the development identity provider. */
