@@ -77,14 +77,6 @@ function checkReferences(config: Config, file: string): void {
   config.policy.grants.forEach((g, i) => {
     for (const r of g.roles) if (!roles.has(r)) problems.push(`policy.grants[${i}].roles: unknown role "${r}" (defined: ${[...roles].join(', ') || 'none'})`);
   });
-  const rules = new Set<string>();
-  config.inspection.rules.forEach((r, i) => {
-    if (rules.has(r.id)) problems.push(`inspection.rules[${i}].id: duplicate rule id "${r.id}"`);
-    rules.add(r.id);
-  });
-  config.inspection.topics.forEach((t, i) => {
-    for (const id of t.produce) if (!rules.has(id)) problems.push(`inspection.topics[${i}].produce: unknown rule "${id}"`);
-  });
   if (problems.length > 0) throw new ConfigError(problems.map((p) => `${file}: ${p}`).join('\n'));
 }
 

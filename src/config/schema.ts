@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { auditSchema } from '../audit/schema.ts';
+import { inspectionSchema } from '../inspect/schema.ts';
 
 /**
  * The configuration file, schema first: the TypeScript types are inferred from it, so the
@@ -73,50 +75,6 @@ const policy = z.strictObject({
   grants: z.array(grant).default([]),
 });
 
-const inspectionRule = z.strictObject({
-  id: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, 'rule ids are lowercase letters, digits, ".", "_" and "-"'),
-  /** built-in detector; the engine in this release ships the payment-card detector */
-  detector: z.literal('payment-card'),
-  action: z.strictObject({ type: z.literal('mask'), keepLast: z.literal(4).default(4) }),
-});
-
-const topicInspection = z.strictObject({
-  topics: z.array(z.string().min(1)).min(1),
-  /** rule ids applied to record values before the broker receives them */
-  produce: z.array(z.string()).default([]),
-});
-
-const inspection = z.strictObject({
-  /** auto: small batches inline on the accept thread, large ones in the pool */
-  mode: z.enum(['auto', 'inline', 'pool']).default('auto'),
-  /** in auto mode, batches up to this many bytes are inspected inline */
-  inlineMaxBytes: byteSize.default(64 * 1024),
-  poolThreads: z.int().min(1).max(64).optional(),
-  rules: z.array(inspectionRule).default([]),
-  topics: z.array(topicInspection).default([]),
-  limits: z
-    .strictObject({
-      maxRecordBytes: byteSize.default(1024 * 1024),
-      maxBatchBytes: byteSize.default(8 * 1024 * 1024),
-    })
-    .prefault({}),
-});
-
-const audit = z.strictObject({
-  spool: z
-    .strictObject({
-      dir: z.string().default('./data/audit'),
-      segmentBytes: byteSize.default(64 * 1024 * 1024),
-      /**
-       * write: a row reaches the OS (survives a gateway crash) before the client is answered,
-       * and is fsynced every fsyncIntervalMs; fsync: the client waits for the fsync too.
-       */
-      durability: z.enum(['write', 'fsync']).default('write'),
-      fsyncIntervalMs: z.int().positive().default(200),
-    })
-    .prefault({}),
-});
-
 export const configSchema = z.strictObject({
   instance: z.string().min(1).optional(),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
@@ -124,14 +82,14 @@ export const configSchema = z.strictObject({
   upstream: z.union([z.strictObject({ kafka: kafkaUpstream }), ackUpstream], { error: 'expected either { kafka: { bootstrap: [...] } } or { kind: ack }' }),
   identity: z.strictObject({ issuers: z.array(issuer).min(1) }),
   policy,
-  inspection: inspection.prefault({}),
-  audit: audit.prefault({}),
+  inspection: inspectionSchema.prefault({}),
+  audit: auditSchema.prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;
 export type IssuerConfig = z.infer<typeof issuer>;
 export type PolicyConfig = z.infer<typeof policy>;
-export type InspectionConfig = z.infer<typeof inspection>;
-export type AuditConfig = z.infer<typeof audit>;
+export type { InspectionConfig } from '../inspect/schema.ts';
+export type { AuditConfig } from '../audit/schema.ts';
 export type KafkaUpstreamConfig = z.infer<typeof kafkaUpstream>;
 export type HttpListenerConfig = z.infer<typeof httpListener>;
