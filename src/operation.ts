@@ -62,6 +62,8 @@ export interface Inspection {
   masking: Record<string, number>;
   /** where the batch was inspected: inline on the accept thread or in the pool */
   where: 'inline' | 'pool' | 'none';
+  /** facts worth auditing, e.g. `json-fallback:3` (records scanned as bytes because their JSON was malformed) */
+  notes: string[];
 }
 
 export interface RecordOutcome {

@@ -40,6 +40,7 @@ export interface AuditRow {
   masked_hashes: string[];
   masking: Record<string, number>;
   inspected: string;
+  inspection_notes: string[];
   /** `partition:offset` of each record the upstream accepted */
   offsets: string[];
   latency_us: number;
@@ -101,6 +102,7 @@ export function buildRow(ctx: RowContext, op: Operation, result: UpstreamResult 
     masked_hashes: op.inspection?.maskedHashes.map((h) => h ?? '') ?? [],
     masking: op.inspection?.masking ?? {},
     inspected: op.inspection?.where ?? 'none',
+    inspection_notes: op.inspection?.notes ?? [],
     offsets: result?.records?.map((r) => `${r.partition}:${r.offset}`) ?? [],
     latency_us: Math.round((performance.now() - op.startedAt) * 1000),
     meta,

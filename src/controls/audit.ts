@@ -39,6 +39,7 @@ export class Audit implements Control {
         maskedHashes: op.records.map(() => null),
         masking: {},
         where: 'none',
+        notes: [],
       };
     }
     const batchHash = op.inspection && op.inspection.hashes.length > 0 ? hash('sha256', op.inspection.hashes.join(''), 'hex') : '';

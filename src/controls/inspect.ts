@@ -55,6 +55,7 @@ export class Inspect implements Control {
       maskedHashes: result.maskedHashes,
       masking: masked > 0 ? { [rules.cardRule]: masked } : {},
       where,
+      notes: [],
     };
     return next(op);
   }

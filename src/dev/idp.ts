@@ -155,7 +155,9 @@ export async function startIdp(opts: IdpOptions = {}): Promise<RunningIdp> {
   const defaultResource = resourceIndicatorFor(audience);
 
   const adapterStore: AdapterStore = new Map(); // per instance: several IdPs may share a process
-  const provider = new Provider(issuer, {
+  let provider: OidcProviderInstance;
+  try {
+  provider = new Provider(issuer, {
     adapter: (name: string) => new MapAdapter(name, adapterStore),
     jwks: { keys: [jwk] },
     clients: clients.map((c) => ({
@@ -205,8 +207,13 @@ export async function startIdp(opts: IdpOptions = {}): Promise<RunningIdp> {
     scopes: ['openid'],
     responseTypes: ['none'],
   });
+  } catch (err) {
+    server.close(); // a bad configuration must not leave the port bound
+    throw err;
+  }
   server.on('request', provider.callback());
 
+  // Read endpoints back from discovery rather than assuming oidc-provider's default paths.
   const discoveryUrl = `${issuer}/.well-known/openid-configuration`;
   const discovery = (await (await fetch(discoveryUrl)).json()) as {
     jwks_uri: string;
