@@ -6,6 +6,9 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
+// undici's request, not fetch: fetch refuses the WHATWG "bad ports" (e.g. 6000), which an
+// explicitly chosen IdP port may hit.
+import { request } from 'undici';
 
 export interface DevClient {
   id: string;
@@ -155,70 +158,71 @@ export async function startIdp(opts: IdpOptions = {}): Promise<RunningIdp> {
   const defaultResource = resourceIndicatorFor(audience);
 
   const adapterStore: AdapterStore = new Map(); // per instance: several IdPs may share a process
-  let provider: OidcProviderInstance;
+  const discoveryUrl = `${issuer}/.well-known/openid-configuration`;
+  let discovery: { jwks_uri: string; token_endpoint: string };
   try {
-  provider = new Provider(issuer, {
-    adapter: (name: string) => new MapAdapter(name, adapterStore),
-    jwks: { keys: [jwk] },
-    clients: clients.map((c) => ({
-      client_id: c.id,
-      client_secret: c.secret,
-      grant_types: ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
-      token_endpoint_auth_method: 'client_secret_basic',
-    })),
-    // The default RS256 would need an RSA key we do not generate.
-    clientDefaults: {
-      grant_types: ['client_credentials'],
-      response_types: [],
-      id_token_signed_response_alg: SIGNING_ALG,
-      token_endpoint_auth_method: 'client_secret_basic',
-    },
-    features: {
-      clientCredentials: { enabled: true },
-      devInteractions: { enabled: false }, // no login UI needed, and it logs warnings
-      resourceIndicators: {
-        enabled: true,
-        // Requests without `resource` still get a gateway-bound JWT, not an opaque token.
-        defaultResource: async (_ctx: unknown, _client: unknown, oneOf?: string[]) =>
-          oneOf ?? defaultResource,
-        getResourceServerInfo: async (_ctx: unknown, indicator: string) => {
-          const aud = audiences.get(indicator);
-          if (aud === undefined) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
-          return { scope: '', audience: aud, accessTokenFormat: 'jwt', jwt: { sign: { alg: SIGNING_ALG } } };
-        },
-        useGrantedResource: async () => true,
+    const provider: OidcProviderInstance = new Provider(issuer, {
+      adapter: (name: string) => new MapAdapter(name, adapterStore),
+      jwks: { keys: [jwk] },
+      clients: clients.map((c) => ({
+        client_id: c.id,
+        client_secret: c.secret,
+        grant_types: ['client_credentials'],
+        response_types: [],
+        redirect_uris: [],
+        token_endpoint_auth_method: 'client_secret_basic',
+      })),
+      // The default RS256 would need an RSA key we do not generate.
+      clientDefaults: {
+        grant_types: ['client_credentials'],
+        response_types: [],
+        id_token_signed_response_alg: SIGNING_ALG,
+        token_endpoint_auth_method: 'client_secret_basic',
       },
-    },
-    // sub already defaults to the client id for client_credentials tokens; the extra
-    // claims are spread before it, so they cannot override sub, iss, aud or exp.
-    extraTokenClaims: async (_ctx: unknown, token: OidcTokenLike) => {
-      const client = token.clientId === undefined ? undefined : byId.get(token.clientId);
-      if (!client) return undefined;
-      return { groups: [...client.groups] };
-    },
-    ttl: {
-      ClientCredentials: (_ctx: unknown, token: OidcTokenLike) =>
-        (token.clientId === undefined ? undefined : byId.get(token.clientId)?.tokenTtlSeconds) ??
-        DEFAULT_TTL_SECONDS,
-    },
-    // Only machine clients; keep the advertised surface small.
-    scopes: ['openid'],
-    responseTypes: ['none'],
-  });
+      features: {
+        clientCredentials: { enabled: true },
+        devInteractions: { enabled: false }, // no login UI needed, and it logs warnings
+        resourceIndicators: {
+          enabled: true,
+          // Requests without `resource` still get a gateway-bound JWT, not an opaque token.
+          defaultResource: async (_ctx: unknown, _client: unknown, oneOf?: string[]) =>
+            oneOf ?? defaultResource,
+          getResourceServerInfo: async (_ctx: unknown, indicator: string) => {
+            const aud = audiences.get(indicator);
+            if (aud === undefined) throw new errors.InvalidTarget(`unknown resource ${indicator}`);
+            return { scope: '', audience: aud, accessTokenFormat: 'jwt', jwt: { sign: { alg: SIGNING_ALG } } };
+          },
+          useGrantedResource: async () => true,
+        },
+      },
+      // sub already defaults to the client id for client_credentials tokens; the extra
+      // claims are spread before it, so they cannot override sub, iss, aud or exp.
+      extraTokenClaims: async (_ctx: unknown, token: OidcTokenLike) => {
+        const client = token.clientId === undefined ? undefined : byId.get(token.clientId);
+        if (!client) return undefined;
+        return { groups: [...client.groups] };
+      },
+      ttl: {
+        ClientCredentials: (_ctx: unknown, token: OidcTokenLike) =>
+          (token.clientId === undefined ? undefined : byId.get(token.clientId)?.tokenTtlSeconds) ??
+          DEFAULT_TTL_SECONDS,
+      },
+      // Only machine clients; keep the advertised surface small.
+      scopes: ['openid'],
+      responseTypes: ['none'],
+    });
+    server.on('request', provider.callback());
+
+    // Read endpoints back from discovery rather than assuming oidc-provider's default paths.
+    const res = await request(discoveryUrl);
+    discovery = (await res.body.json()) as typeof discovery;
+    if (res.statusCode !== 200) throw new Error(`discovery returned HTTP ${res.statusCode}`);
   } catch (err) {
-    server.close(); // a bad configuration must not leave the port bound
+    // A bad configuration must not leave the port bound (and the process alive).
+    server.closeAllConnections();
+    server.close();
     throw err;
   }
-  server.on('request', provider.callback());
-
-  // Read endpoints back from discovery rather than assuming oidc-provider's default paths.
-  const discoveryUrl = `${issuer}/.well-known/openid-configuration`;
-  const discovery = (await (await fetch(discoveryUrl)).json()) as {
-    jwks_uri: string;
-    token_endpoint: string;
-  };
   const { jwks_uri: jwksUri, token_endpoint: tokenEndpoint } = discovery;
 
   async function token(clientId: string, tokenOpts: { audience?: string } = {}): Promise<string> {
@@ -230,16 +234,15 @@ export async function startIdp(opts: IdpOptions = {}): Promise<RunningIdp> {
     const basic = Buffer.from(
       `${encodeURIComponent(client.id)}:${encodeURIComponent(client.secret)}`,
     ).toString('base64');
-    const res = await fetch(tokenEndpoint, {
+    const res = await request(tokenEndpoint, {
       method: 'POST',
       headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
-      body,
+      body: body.toString(),
     });
-    const json = (await res.json()) as { access_token?: string; error?: string; error_description?: string };
-    if (!res.ok || typeof json.access_token !== 'string') {
-      throw new Error(
-        `token request for ${clientId} failed: HTTP ${res.status} ${json.error ?? ''} ${json.error_description ?? ''}`.trim(),
-      );
+    const json = (await res.body.json()) as { access_token?: string; error?: string; error_description?: string };
+    if (res.statusCode !== 200 || typeof json.access_token !== 'string') {
+      const reason = [json.error, json.error_description].filter(Boolean).join(': ');
+      throw new Error(`token request for ${clientId} failed: HTTP ${res.statusCode} ${reason}`.trim());
     }
     return json.access_token;
   }
@@ -248,7 +251,7 @@ export async function startIdp(opts: IdpOptions = {}): Promise<RunningIdp> {
   function stop(): Promise<void> {
     stopped ??= new Promise<void>((resolve, reject) => {
       server.close((err) => (err ? reject(err) : resolve()));
-      // fetch keeps connections alive; without this close() waits for them to idle out.
+      // Clients keep connections alive; without this close() waits for them to idle out.
       server.closeAllConnections();
     });
     return stopped;
