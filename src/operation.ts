@@ -18,6 +18,8 @@ export interface ClientInfo {
   address: string;
   /** user agent, Kafka client.id + software name/version, SDK id */
   software?: string;
+  /** the client's own id where the protocol has one (Kafka client.id); audited as client_id */
+  clientId?: string;
 }
 
 /** A client connection (Kafka), keep-alive connection (HTTP) or key lifetime (Kinesis). */
@@ -41,7 +43,10 @@ export interface Identity {
 }
 
 /** How the client proved who it is; consumed by the authenticate control, never logged. */
-export type Credential = { scheme: 'bearer'; token: string };
+export type Credential =
+  | { scheme: 'bearer'; token: string }
+  /** a client certificate the TLS layer already verified against the configured CA (mTLS) */
+  | { scheme: 'certificate'; subject: string; issuer: string; groups: string[]; expiresAt: number };
 
 /** A protocol-neutral record. Bytes are views, never copies, until a control rewrites them. */
 export interface StreamRecord {
@@ -64,6 +69,13 @@ export interface Inspection {
   where: 'inline' | 'pool' | 'none';
   /** facts worth auditing, e.g. `json-fallback:3` (records scanned as bytes because their JSON was malformed) */
   notes: string[];
+}
+
+export interface BatchSummary {
+  records: number;
+  bytes: number;
+  /** SHA-256 hex over the record bytes as they crossed the gateway */
+  hash: string;
 }
 
 export interface RecordOutcome {
@@ -90,6 +102,12 @@ export interface Operation {
   credential?: Credential;
   identity?: Identity;
   inspection?: Inspection;
+  /**
+   * Records forwarded as opaque wire batches (Kafka passthrough): counted from the batch
+   * headers and hashed as bytes, never decoded. The seam for record-level Kafka inspection
+   * is `records`: a control that needs them decodes the batch and fills it.
+   */
+  batch?: BatchSummary;
   /** protocol-specific facts worth auditing (api key, request path, ...) */
   meta: Record<string, string | number>;
 }

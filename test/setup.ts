@@ -1,4 +1,5 @@
 import { startKafka, type RunningKafka } from '../src/dev/kafka.ts';
+import { ensureClickHouseInstalled } from '../src/dev/clickhouse.ts';
 
 /**
  * Global setup of `npm test`: one real Kafka broker for every test file (starting a
@@ -8,8 +9,12 @@ import { startKafka, type RunningKafka } from '../src/dev/kafka.ts';
 let kafka: RunningKafka | undefined;
 
 export async function globalSetup(): Promise<void> {
+  // ClickHouse servers are per file (tests stop and restart theirs); install the package once, here
+  const clickhouse = ensureClickHouseInstalled().then(() => undefined, (err: unknown) => err);
   kafka = await startKafka();
   process.env.STREAMGATE_TEST_KAFKA = kafka.bootstrap;
+  const failed = await clickhouse;
+  if (failed) throw failed;
 }
 
 export async function globalTeardown(): Promise<void> {

@@ -4,6 +4,8 @@ import { ConfigError, loadConfig } from '../config/load.ts';
 import { createLogger } from '../log.ts';
 import { Gateway } from '../gateway.ts';
 import { stopOnSignals } from './signals.ts';
+import { registerAuditCommands } from './audit.ts';
+import { registerInspect } from './inspect.ts';
 
 const program = new Command()
   .name('streamgate')
@@ -54,6 +56,9 @@ program
     const { fetchDevToken } = await import('../dev/stack.ts');
     console.log(await fetchDevToken(opts.issuer, client, opts.audience));
   });
+
+registerAuditCommands(program);
+registerInspect(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) {

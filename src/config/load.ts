@@ -77,6 +77,11 @@ function checkReferences(config: Config, file: string): void {
   config.policy.grants.forEach((g, i) => {
     for (const r of g.roles) if (!roles.has(r)) problems.push(`policy.grants[${i}].roles: unknown role "${r}" (defined: ${[...roles].join(', ') || 'none'})`);
   });
+  config.inspection.topics.forEach((t, i) =>
+    t.consume.forEach((c, k) => {
+      for (const r of c.roles ?? []) if (!roles.has(r)) problems.push(`inspection.topics[${i}].consume[${k}].roles: unknown role "${r}" (defined: ${[...roles].join(', ') || 'none'})`);
+    }),
+  );
   if (problems.length > 0) throw new ConfigError(problems.map((p) => `${file}: ${p}`).join('\n'));
 }
 

@@ -23,6 +23,33 @@ const httpListener = z.strictObject({
   requestTimeoutMs: z.int().positive().default(30_000),
 });
 
+const kafkaListener = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  /** bootstrap port: clients put host:port in bootstrap.servers */
+  port: z.int().min(0).max(65535).default(9192),
+  /** the host clients are told to connect to in Metadata/FindCoordinator/DescribeCluster answers (default: host) */
+  advertisedHost: z.string().min(1).optional(),
+  /** broker node N is served on brokerPortBase + N (port per broker); 0 = a free port per broker, picked when first seen */
+  brokerPortBase: z.int().min(0).max(65535).default(9200),
+  /** highest broker node id that gets a port (bounds the port range) */
+  maxNodeId: z.int().min(0).max(10_000).default(99),
+  /** larger request frames close the connection (Kafka's socket.request.max.bytes) */
+  maxFrameBytes: byteSize.default(100 * 1024 * 1024),
+  /** upper bound of session_lifetime_ms; the token's expiry lowers it (KIP-368 re-authentication) */
+  maxSessionLifetimeMs: z.int().positive().default(3_600_000),
+  /** Kafka APIs the gateway does not inspect but forwards unchanged (by name, e.g. GetTelemetrySubscriptions); default: none, fail closed */
+  passthroughApis: z.array(z.string().min(1)).default([]),
+  /** TLS for client connections (PEM file paths); mTLS when clientCa is set */
+  tls: z
+    .strictObject({
+      cert: z.string().min(1),
+      key: z.string().min(1),
+      /** CA bundle for client certificates; a verified certificate's subject CN becomes the identity */
+      clientCa: z.string().min(1).optional(),
+    })
+    .optional(),
+});
+
 const kafkaUpstream = z.strictObject({
   bootstrap: z.array(hostPort).min(1),
   clientId: z.string().default('streamgate'),
@@ -31,6 +58,14 @@ const kafkaUpstream = z.strictObject({
   /** ack the client only when all in-sync replicas have the record */
   acks: z.union([z.literal(-1), z.literal(0), z.literal(1)]).default(-1),
   compression: z.enum(['none', 'gzip', 'snappy', 'lz4', 'zstd']).default('none'),
+  /** how the gateway itself connects to the brokers (the Kafka listener's upstream); client credentials never reach them */
+  security: z
+    .strictObject({
+      /** TLS to the brokers; `ca` is a PEM file path (default: the system CAs) */
+      tls: z.strictObject({ ca: z.string().min(1).optional(), serverName: z.string().optional() }).optional(),
+      sasl: z.strictObject({ mechanism: z.literal('PLAIN'), username: z.string().min(1), password: z.string().min(1) }).optional(),
+    })
+    .optional(),
 });
 
 /** Accepts every write instantly without a broker: isolates gateway cost in benchmarks. */
@@ -65,9 +100,15 @@ const grant = z.strictObject({
   roles: z.array(z.string()).min(1),
   actions: z.array(action).min(1),
   /** glob patterns (`*` = any run of characters); `{sub}` and `{claim:NAME}` expand from the token */
-  topics: z.array(z.string().min(1)).min(1),
+  topics: z.array(z.string().min(1)).min(1).optional(),
+  /** Kafka consumer group id globs (consume: join/commit/fetch offsets; describe; admin: delete) */
+  groups: z.array(z.string().min(1)).min(1).optional(),
+  /** Kafka transactional id globs (produce: transactions; describe) */
+  transactionalIds: z.array(z.string().min(1)).min(1).optional(),
+  /** the Kafka cluster itself (broker configs, cluster-wide describe) */
+  cluster: z.boolean().optional(),
   effect: z.enum(['allow', 'deny']).default('allow'),
-});
+}).refine((g) => g.topics || g.groups || g.transactionalIds || g.cluster, 'a grant needs at least one of topics, groups, transactionalIds, cluster');
 
 const policy = z.strictObject({
   /** role name -> when an identity holds it (all keys must match, any value within a key) */
@@ -78,7 +119,7 @@ const policy = z.strictObject({
 export const configSchema = z.strictObject({
   instance: z.string().min(1).optional(),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
-  listeners: z.strictObject({ http: httpListener.optional() }).refine((l) => l.http, 'at least one listener is required'),
+  listeners: z.strictObject({ http: httpListener.optional(), kafka: kafkaListener.optional() }).refine((l) => l.http || l.kafka, 'at least one listener is required'),
   upstream: z.union([z.strictObject({ kafka: kafkaUpstream }), ackUpstream], { error: 'expected either { kafka: { bootstrap: [...] } } or { kind: ack }' }),
   identity: z.strictObject({ issuers: z.array(issuer).min(1) }),
   policy,
@@ -93,3 +134,4 @@ export type { InspectionConfig } from '../inspect/schema.ts';
 export type { AuditConfig } from '../audit/schema.ts';
 export type KafkaUpstreamConfig = z.infer<typeof kafkaUpstream>;
 export type HttpListenerConfig = z.infer<typeof httpListener>;
+export type KafkaListenerConfig = z.infer<typeof kafkaListener>;

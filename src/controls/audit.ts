@@ -27,7 +27,7 @@ export class Audit implements Control {
     let error: unknown;
     try {
       // fail closed before anything is forwarded: a write the trail cannot record is refused
-      if (!this.#spool.healthy) throw new GatewayError('upstream-unavailable', 'the audit trail is unavailable; writes are refused until it recovers');
+      if (!this.#spool.healthy) throw new GatewayError('upstream-unavailable', `the audit trail is unavailable (${this.#spool.problem ?? 'spool error'}); operations are refused until it recovers`);
       result = await next(op);
     } catch (err) {
       error = err;
@@ -42,7 +42,7 @@ export class Audit implements Control {
         notes: [],
       };
     }
-    const batchHash = op.inspection && op.inspection.hashes.length > 0 ? hash('sha256', op.inspection.hashes.join(''), 'hex') : '';
+    const batchHash = op.inspection && op.inspection.hashes.length > 0 ? hash('sha256', op.inspection.hashes.join(''), 'hex') : (op.batch?.hash ?? '');
     try {
       await this.#spool.append(buildRow(this.#context(), op, result, error, batchHash));
     } catch (err) {

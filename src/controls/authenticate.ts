@@ -16,6 +16,15 @@ export class Authenticate implements Control {
   async handle(op: Operation, next: Next): Promise<UpstreamResult> {
     if (!op.identity) {
       if (!op.credential) throw new GatewayError('unauthenticated', 'a bearer token is required (Authorization: Bearer <JWT>)');
+      if (op.credential.scheme === 'certificate') {
+        // mTLS: the subject's CN is the identity, its OUs the groups roles are derived from
+        const { subject, issuer, groups, expiresAt } = op.credential;
+        if (expiresAt * 1000 <= Date.now()) throw new GatewayError('unauthenticated', 'the client certificate has expired');
+        const claims = { sub: subject, iss: issuer, groups };
+        const roles = this.#policy().rolesFor({ subject, issuer, groups, scopes: [], expiresAt, claims });
+        op.identity = { subject, issuer, groups, roles, expiresAt, claims };
+        return next(op);
+      }
       const token = await this.#verifier.verify(op.credential.token);
       op.identity = {
         subject: token.subject,

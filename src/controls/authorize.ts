@@ -15,7 +15,7 @@ export class Authorize implements Control {
   handle(op: Operation, next: Next): Promise<UpstreamResult> {
     const identity = op.identity;
     if (!identity) return Promise.reject(new GatewayError('unauthenticated', 'no identity: authenticate must run before authorize'));
-    const decision = this.#policy().decide(identity, op.action, op.resource.name);
+    const decision = this.#policy().decide(identity, op.action, op.resource.name, op.resource.kind);
     if (!decision.allowed) {
       return Promise.reject(
         new GatewayError('forbidden', `${identity.subject} may not ${VERB[op.action]} ${op.resource.kind} "${op.resource.name}"`, { rule: decision.rule }),

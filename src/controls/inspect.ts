@@ -1,12 +1,16 @@
 import type { InspectionConfig } from '../config/schema.ts';
+import type { BatchResult } from '../inspect/batch.ts';
+import { FLAG_BLOCKED, FLAG_JSON_FALLBACK } from '../inspect/engine.ts';
 import type { Inspector } from '../inspect/inspector.ts';
-import type { RuleBook } from '../inspect/rules.ts';
-import { GatewayError, type Control, type Next, type Operation, type UpstreamResult } from '../operation.ts';
+import type { RuleBook, Side } from '../inspect/rules.ts';
+import { GatewayError, type Control, type Inspection, type Next, type Operation, type UpstreamResult } from '../operation.ts';
 
 /**
- * Enforces size limits and masks record values before they reach the upstream. Topics
- * without rules take the passthrough path: no engine call at all (the audit control
- * still hashes the originals).
+ * Applies the inspection rules to record values: produce-side rules before the upstream
+ * receives them, consume-side rules (chosen by the reader's roles) to records a listener
+ * put into a consume operation. Enforces the size limits of produced records first.
+ * Topics without rules take the passthrough path: no engine call at all (the audit
+ * control still hashes the originals). Any inspection failure refuses the operation.
  */
 export class Inspect implements Control {
   readonly name = 'inspect';
@@ -22,10 +26,34 @@ export class Inspect implements Control {
 
   async handle(op: Operation, next: Next): Promise<UpstreamResult> {
     const records = op.records;
-    if (op.action !== 'produce' || !records || records.length === 0) return next(op);
+    if (!records || records.length === 0 || (op.action !== 'produce' && op.action !== 'consume')) return next(op);
+    const book = this.#rules();
+    const side: Side = op.action;
+    if (side === 'produce') this.#checkLimits(op, book);
 
-    const { maxRecordBytes, maxBatchBytes } = this.#limits();
+    const rules = book.rulesFor(op.resource.name, side, op.identity?.roles ?? []);
+    if (!rules) return next(op);
+
+    const { result, where } = await this.#inspector.inspect(
+      records.map((r) => r.value),
+      rules.ruleset,
+    );
+    op.inspection = summarize(result, where, book);
+    for (let i = 0; i < records.length; i++) {
+      if ((result.flags[i]! & FLAG_BLOCKED) !== 0) {
+        const rule = result.stopRule[i]!;
+        const id = book.ruleId(rule);
+        throw new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id });
+      }
+    }
+    for (let i = 0; i < records.length; i++) records[i]!.value = result.values[i] ?? null;
+    return next(op);
+  }
+
+  #checkLimits(op: Operation, book: RuleBook): void {
+    const { maxRecordBytes, maxBatchBytes } = { ...this.#limits(), ...book.limitsFor(op.resource.name) };
     let total = 0;
+    const records = op.records!;
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       const size = (r.value?.byteLength ?? 0) + (r.key?.byteLength ?? 0);
@@ -37,26 +65,29 @@ export class Inspect implements Control {
     if (total > maxBatchBytes) {
       throw new GatewayError('too-large', `the batch is ${total} bytes; the limit is ${maxBatchBytes}`, { rule: 'limits.maxBatchBytes' });
     }
-
-    const rules = this.#rules().produceRules(op.resource.name);
-    if (!rules || !rules.cardRule) return next(op);
-
-    const { result, where } = await this.#inspector.inspect(
-      records.map((r) => r.value),
-      true,
-    );
-    let masked = 0;
-    for (let i = 0; i < records.length; i++) {
-      records[i]!.value = result.values[i] ?? null;
-      masked += result.hits[i]!;
-    }
-    op.inspection = {
-      hashes: result.hashes,
-      maskedHashes: result.maskedHashes,
-      masking: masked > 0 ? { [rules.cardRule]: masked } : {},
-      where,
-      notes: [],
-    };
-    return next(op);
   }
+}
+
+/** The audit facts of an inspected batch: hashes, rule id -> actions applied, notes. */
+function summarize(result: BatchResult, where: 'inline' | 'pool', book: RuleBook): Inspection {
+  const counts = new Map<number, number>();
+  let fallbacks = 0;
+  for (let i = 0; i < result.flags.length; i++) {
+    if ((result.flags[i]! & FLAG_JSON_FALLBACK) !== 0) fallbacks++;
+    const start = result.hitStart[i]!;
+    const end = start + result.hitCount[i]!;
+    for (let k = start; k < end; k++) {
+      const rule = result.hits[k]!;
+      counts.set(rule, (counts.get(rule) ?? 0) + 1);
+    }
+  }
+  const masking: Record<string, number> = {};
+  for (const [rule, n] of counts) masking[book.ruleId(rule)] = n;
+  return {
+    hashes: result.hashes,
+    maskedHashes: result.maskedHashes,
+    masking,
+    where,
+    notes: fallbacks > 0 ? [`json-fallback:${fallbacks}`] : [],
+  };
 }

@@ -1,29 +1,53 @@
-// Host side of the WASM inspection engine (wasm/assembly/index.ts, ABI v1).
+// Host side of the WASM inspection engine (wasm/assembly/index.ts, ABI v2).
 // One instance per thread: works on the main thread and inside piscina workers
-// (only node:fs + WebAssembly, no main-thread-only APIs).
+// (only node:fs + WebAssembly, no main-thread-only APIs). The compiled rules (the
+// "program") are copied into the instance once, at load.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { instantiateSync } from '@assemblyscript/loader';
 
-export interface InspectResult {
-  /** Output per record; unchanged records are the caller's original object. */
-  payloads: Uint8Array[];
-  /** Card numbers masked per record. */
-  hits: number[];
-  changed: boolean[];
+export const FLAG_CHANGED = 1;
+export const FLAG_BLOCKED = 2;
+export const FLAG_JSON_FALLBACK = 4;
+export const FLAG_JSON = 8;
+
+/** The outcome of one inspect() call. Views stay valid until the next call on the engine. */
+export interface EngineResult {
+  n: number;
+  /** per record: FLAG_* */
+  flags: Uint32Array;
+  /** per record: the rule that blocked it (when FLAG_BLOCKED) */
+  stopRule: Uint32Array;
+  /** per record: [first, count) into hits */
+  hitStart: Uint32Array;
+  hitCount: Uint32Array;
+  /** rule index per applied action, records back to back */
+  hits: Uint32Array;
+  /** rewritten payloads (all payloads with emitAll), described by outIndex */
+  out: Uint8Array;
+  /** per record: [offset, length] in out */
+  outIndex: Uint32Array;
 }
 
 interface EngineExports {
   memory: { readonly buffer: ArrayBuffer };
   header(): number;
-  ensure(records: number, inBytes: number, outBytes: number): number;
-  inspect(n: number): number;
+  reserveProgram(bytes: number): number;
+  loadProgram(bytes: number): number;
+  ensure(records: number, inBytes: number, outBytes: number, hits: number): number;
+  inspect(n: number, emitAll: number): number;
   sha256Batch(n: number): number;
 }
 
-const ABI_VERSION = 1;
-const FLAG_CHANGED = 1;
+const ABI_VERSION = 2;
 const E_OUT_FULL = -2;
+const E_HITS_FULL = -6;
+const ERRORS: Record<number, string> = {
+  [-1]: 'too many records for the reserved table',
+  [-3]: 'a record points outside the input region',
+  [-4]: 'no rules program is loaded',
+  [-5]: 'a record names an unknown ruleset',
+};
 const EMPTY = new Uint8Array(0);
 const DEFAULT_WASM = new URL('../../wasm/build/engine.wasm', import.meta.url);
 
@@ -50,133 +74,176 @@ function instantiate(path: string): EngineExports {
 }
 
 export class WasmEngine {
-  private readonly ex: EngineExports;
-  // Views and region pointers, refreshed after ensure() re-lays out or memory grows.
-  private buf: ArrayBuffer | null = null;
-  private u8 = EMPTY;
-  private u32 = new Uint32Array(0);
-  private recCap = 0;
-  private inTab = 0;
-  private inData = 0;
-  private inCap = 0;
-  private outTab = 0;
-  private outData = 0;
-  private outCap = 0;
-  private status = 0;
-  private digests = 0;
+  readonly #path: string;
+  readonly #program: Uint8Array;
+  #ex!: EngineExports;
+  // views and region pointers, refreshed whenever memory grows or regions move
+  #buf: ArrayBuffer | null = null;
+  #u8 = EMPTY;
+  #u32 = new Uint32Array(0);
+  #recCap = 0;
+  #inTab = 0;
+  #inData = 0;
+  #inCap = 0;
+  #outTab = 0;
+  #outData = 0;
+  #outCap = 0;
+  #status = 0;
+  #digests = 0;
+  #hits = 0;
+  #hitsCap = 0;
 
-  private constructor(ex: EngineExports) {
-    this.ex = ex;
-    this.refresh();
-    const version = this.u32[this.ex.header() >>> 2];
+  private constructor(path: string, program: Uint8Array) {
+    this.#path = path;
+    this.#program = program;
+    this.#instantiate();
+  }
+
+  /** Synchronously instantiates wasm/build/engine.wasm (or `wasmPath`) with a compiled rules program. */
+  static load(program: Uint8Array, wasmPath?: string | URL): WasmEngine {
+    const path = wasmPath === undefined ? fileURLToPath(DEFAULT_WASM)
+      : wasmPath instanceof URL ? fileURLToPath(wasmPath) : wasmPath;
+    return new WasmEngine(path, program);
+  }
+
+  #instantiate(): void {
+    this.#ex = instantiate(this.#path);
+    this.#buf = null;
+    this.#refresh();
+    const version = this.#u32[this.#ex.header() >>> 2];
     if (version !== ABI_VERSION) {
       throw new Error(`WASM engine ABI ${version}, host expects ${ABI_VERSION}; rebuild with \`npm run build:wasm\``);
     }
-  }
-
-  /** Synchronously instantiates wasm/build/engine.wasm (or `wasmPath`). */
-  static load(wasmPath?: string | URL): WasmEngine {
-    const path = wasmPath === undefined ? fileURLToPath(DEFAULT_WASM)
-      : wasmPath instanceof URL ? fileURLToPath(wasmPath) : wasmPath;
-    // Raw instance exports: the loader's demangled wrappers add nothing for plain functions.
-    return new WasmEngine(instantiate(path));
+    if (this.#ex.reserveProgram(this.#program.byteLength) === 0) throw new RangeError('WASM engine cannot reserve memory for the rules program');
+    this.#refresh();
+    const at = this.#u32[(this.#ex.header() >>> 2) + 12]!;
+    this.#u8.set(this.#program, at);
+    const rc = this.#ex.loadProgram(this.#program.byteLength);
+    if (rc !== 0) throw new Error(`WASM engine rejected the rules program (${rc}); the host and engine versions differ`);
+    this.#refresh();
   }
 
   /**
-   * Masks card numbers in a batch with one WASM call. null counts as an empty
-   * record (the result holds an empty array there; the caller restores null).
+   * Inspects a batch with one WASM call. rulesets[i] (or one number for all) is the
+   * compiled ruleset applied to payload i; null counts as an empty payload. With
+   * `emitAll` every payload is written to `out` (one buffer to transfer), otherwise only
+   * the changed ones.
    */
-  inspect(payloads: ReadonlyArray<Uint8Array | null>): InspectResult {
+  inspect(payloads: ReadonlyArray<Uint8Array | null>, rulesets: number | ArrayLike<number>, emitAll = false): EngineResult {
     const n = payloads.length;
-    const total = this.writeBatch(payloads, 0);
-    let written = this.ex.inspect(n);
-    while (written === E_OUT_FULL) {
-      // Only reachable once actions may lengthen records; v0 output <= input.
-      this.reserve(n, total, Math.max(this.outCap * 2, total * 2));
-      this.writeBatch(payloads, total);
-      written = this.ex.inspect(n);
-    }
-    if (written < 0) throw new Error(`WASM inspect failed with code ${written}`);
-    const out: Uint8Array[] = new Array(n);
-    const hits: number[] = new Array(n);
-    const changed: boolean[] = new Array(n);
-    const u32 = this.u32;
-    const st = this.status >>> 2;
-    const ot = this.outTab >>> 2;
-    for (let k = 0; k < n; k++) {
-      hits[k] = u32[st + 2 * k]!;
-      if ((u32[st + 2 * k + 1]! & FLAG_CHANGED) !== 0) {
-        const off = this.outData + u32[ot + 2 * k]!;
-        // Copy out: the region is overwritten by the next call.
-        out[k] = this.u8.slice(off, off + u32[ot + 2 * k + 1]!);
-        changed[k] = true;
-      } else {
-        out[k] = payloads[k] ?? EMPTY;
-        changed[k] = false;
+    let total = 0;
+    for (let k = 0; k < n; k++) total += payloads[k]?.length ?? 0;
+    let outWant = emitAll ? total + (total >>> 3) : total >>> 1;
+    let hitsWant = n;
+    for (let attempt = 0; ; attempt++) {
+      this.#reserve(n, total, outWant, hitsWant);
+      this.#writeBatch(payloads, rulesets);
+      let written: number;
+      try {
+        written = this.#ex.inspect(n, emitAll ? 1 : 0);
+      } catch (err) {
+        // a trap (e.g. memory exhausted) leaves the instance in an unknown state: start over
+        this.#instantiate();
+        throw err;
       }
+      this.#refresh();
+      const h = this.#ex.header() >>> 2;
+      if ((written === E_OUT_FULL || written === E_HITS_FULL) && attempt < 3) {
+        outWant = Math.max(outWant, this.#u32[h + 14]!);
+        hitsWant = Math.max(hitsWant, this.#u32[h + 15]!);
+        continue;
+      }
+      if (written < 0) throw new Error(`WASM inspect failed: ${ERRORS[written] ?? `code ${written}`}`);
+      const status = this.#u32.subarray(this.#status >>> 2, (this.#status >>> 2) + 4 * n);
+      const flags = new Uint32Array(n);
+      const stopRule = new Uint32Array(n);
+      const hitStart = new Uint32Array(n);
+      const hitCount = new Uint32Array(n);
+      for (let k = 0; k < n; k++) {
+        flags[k] = status[4 * k]!;
+        hitStart[k] = status[4 * k + 1]!;
+        hitCount[k] = status[4 * k + 2]!;
+        stopRule[k] = status[4 * k + 3]!;
+      }
+      const nHits = this.#u32[h + 15]!;
+      const hits = this.#u32.slice(this.#hits >>> 2, (this.#hits >>> 2) + nHits);
+      const out = this.#u8.slice(this.#outData, this.#outData + written);
+      const outIndex = this.#u32.slice(this.#outTab >>> 2, (this.#outTab >>> 2) + 2 * n);
+      return { n, flags, stopRule, hitStart, hitCount, hits, out, outIndex };
     }
-    return { payloads: out, hits, changed };
   }
 
-  /** SHA-256 of each record, computed in WASM (null = empty record). */
+  /** SHA-256 of each record, computed in WASM (null = empty record); kept for the benchmark. */
   sha256(payloads: ReadonlyArray<Uint8Array | null>): Uint8Array[] {
     const n = payloads.length;
-    this.writeBatch(payloads, 0);
-    const rc = this.ex.sha256Batch(n);
+    let total = 0;
+    for (let k = 0; k < n; k++) total += payloads[k]?.length ?? 0;
+    this.#reserve(n, total, 0, 0);
+    this.#writeBatch(payloads, 0);
+    const rc = this.#ex.sha256Batch(n);
     if (rc < 0) throw new Error(`WASM sha256Batch failed with code ${rc}`);
+    this.#refresh();
     // One copy for the batch; per-record views into it.
-    const all = this.u8.slice(this.digests, this.digests + 32 * n);
+    const all = this.#u8.slice(this.#digests, this.#digests + 32 * n);
     const out: Uint8Array[] = new Array(n);
     for (let k = 0; k < n; k++) out[k] = all.subarray(32 * k, 32 * k + 32);
     return out;
   }
 
-  /** Writes the batch into the input region + table; returns total bytes. */
-  private writeBatch(payloads: ReadonlyArray<Uint8Array | null>, knownTotal: number): number {
+  #writeBatch(payloads: ReadonlyArray<Uint8Array | null>, rulesets: number | ArrayLike<number>): void {
     const n = payloads.length;
-    let total = knownTotal;
-    if (total === 0) for (let k = 0; k < n; k++) total += payloads[k]?.length ?? 0;
-    // v0 masking is length-preserving, so out <= in.
-    if (n > this.recCap || total > this.inCap || total > this.outCap) this.reserve(n, total, total);
-    else if (this.buf !== this.ex.memory.buffer) this.refresh();
-    const u8 = this.u8;
-    const u32 = this.u32;
-    const tab = this.inTab >>> 2;
+    const u8 = this.#u8;
+    const u32 = this.#u32;
+    const tab = this.#inTab >>> 2;
+    const one = typeof rulesets === 'number' ? rulesets : -1;
     let off = 0;
     for (let k = 0; k < n; k++) {
       const p = payloads[k];
       const len = p?.length ?? 0;
-      u32[tab + 2 * k] = off;
-      u32[tab + 2 * k + 1] = len;
-      if (len > 0) u8.set(p!, this.inData + off);
+      u32[tab + 4 * k] = off;
+      u32[tab + 4 * k + 1] = len;
+      u32[tab + 4 * k + 2] = one >= 0 ? one : (rulesets as ArrayLike<number>)[k]!;
+      if (len > 0) u8.set(p!, this.#inData + off);
       off += len;
     }
-    return total;
   }
 
-  private reserve(records: number, inBytes: number, outBytes: number): void {
-    if (inBytes > 0xffff0000 || outBytes > 0xffff0000) throw new RangeError('batch too large for the WASM engine');
-    if (this.ex.ensure(records, inBytes, outBytes) === 0) {
-      throw new RangeError(`WASM engine cannot grow memory for ${records} records / ${inBytes} bytes`);
+  #reserve(records: number, inBytes: number, outBytes: number, hits: number): void {
+    if (inBytes > 0xfff00000 || outBytes > 0xfff00000) throw new RangeError('batch too large for the WASM engine');
+    if (records > this.#recCap || inBytes > this.#inCap || outBytes > this.#outCap || hits > this.#hitsCap) {
+      if (this.#ex.ensure(records, inBytes, outBytes, hits) === 0) {
+        throw new RangeError(`WASM engine cannot grow memory for ${records} records / ${inBytes} bytes`);
+      }
     }
-    this.refresh();
+    this.#refresh();
   }
 
-  private refresh(): void {
-    const buf = this.ex.memory.buffer;
-    this.buf = buf;
-    this.u8 = new Uint8Array(buf);
-    this.u32 = new Uint32Array(buf);
-    const h = this.ex.header() >>> 2;
-    const u32 = this.u32;
-    this.recCap = u32[h + 1]!;
-    this.inTab = u32[h + 2]!;
-    this.inData = u32[h + 3]!;
-    this.inCap = u32[h + 4]!;
-    this.outTab = u32[h + 5]!;
-    this.outData = u32[h + 6]!;
-    this.outCap = u32[h + 7]!;
-    this.status = u32[h + 8]!;
-    this.digests = u32[h + 9]!;
+  #refresh(): void {
+    const buf = this.#ex.memory.buffer;
+    if (buf !== this.#buf) {
+      this.#buf = buf;
+      this.#u8 = new Uint8Array(buf);
+      this.#u32 = new Uint32Array(buf);
+    }
+    const h = this.#ex.header() >>> 2;
+    const u32 = this.#u32;
+    this.#recCap = u32[h + 1]!;
+    this.#inTab = u32[h + 2]!;
+    this.#inData = u32[h + 3]!;
+    this.#inCap = u32[h + 4]!;
+    this.#outTab = u32[h + 5]!;
+    this.#outData = u32[h + 6]!;
+    this.#outCap = u32[h + 7]!;
+    this.#status = u32[h + 8]!;
+    this.#digests = u32[h + 9]!;
+    this.#hits = u32[h + 10]!;
+    this.#hitsCap = u32[h + 11]!;
   }
+}
+
+/** The payload as forwarded: the rewritten bytes when changed, else the original. */
+export function outputOf(r: EngineResult, i: number, original: Uint8Array | null): Uint8Array | null {
+  if ((r.flags[i]! & FLAG_CHANGED) === 0) return original;
+  const off = r.outIndex[2 * i]!;
+  return r.out.subarray(off, off + r.outIndex[2 * i + 1]!);
 }

@@ -3,14 +3,15 @@ import { Piscina } from 'piscina';
 import type { InspectionConfig } from '../config/schema.ts';
 import { GatewayError } from '../operation.ts';
 import { inspectValues, type BatchResult } from './batch.ts';
+import type { CompiledProgram } from './compile/program.ts';
 import { WasmEngine } from './engine.ts';
-import type { PoolResult, PoolTask } from './worker.ts';
+import type { PoolResult, PoolTask, PoolWorkerData } from './worker.ts';
 
 const NULL_LENGTH = 0xffffffff;
 
 interface Pending {
   values: ReadonlyArray<Uint8Array | null>;
-  mask: boolean;
+  ruleset: number;
   resolve: (r: BatchResult) => void;
   reject: (e: unknown) => void;
 }
@@ -24,22 +25,29 @@ export interface InspectOutcome {
  * Runs the WASM engine either inline on the accept thread or in the piscina pool.
  * A pool round trip costs more than a whole small request (DESIGN.md), so small batches
  * stay inline and large ones go to the pool; everything sent to the pool during one
- * event-loop turn is coalesced into a single task (micro-batching).
+ * event-loop turn is coalesced into a single task (micro-batching). The compiled rules
+ * reach each worker once, as workerData.
  */
 export class Inspector {
   readonly #config: InspectionConfig;
+  readonly #program: CompiledProgram;
   readonly #engine: WasmEngine;
   #pool: Piscina | undefined;
   #pending: Pending[] = [];
   #scheduled = false;
 
-  constructor(config: InspectionConfig) {
+  constructor(config: InspectionConfig, program: CompiledProgram) {
     this.#config = config;
+    this.#program = program;
     // loaded eagerly: a gateway whose engine cannot load must refuse to start, not fail later
-    this.#engine = WasmEngine.load();
+    this.#engine = WasmEngine.load(program.bytes);
     if (config.mode !== 'inline') {
+      const shared = new SharedArrayBuffer(program.bytes.byteLength);
+      new Uint8Array(shared).set(program.bytes);
+      const workerData: PoolWorkerData = { program: shared, version: program.version };
       this.#pool = new Piscina({
         filename: new URL('./worker.ts', import.meta.url).href,
+        workerData,
         minThreads: config.poolThreads ?? Math.max(1, availableParallelism() - 1),
         maxThreads: config.poolThreads ?? Math.max(1, availableParallelism() - 1),
         // bounded: past this the gateway answers "overloaded" instead of buffering without limit
@@ -50,10 +58,10 @@ export class Inspector {
     }
   }
 
-  /** Workers load the WASM engine at start; wait for them so the first request is not slow. */
+  /** Workers load the WASM engine and the rules at start; wait for them so the first request is not slow. */
   async warmUp(): Promise<void> {
     if (!this.#pool) return;
-    const empty: PoolTask = { data: new Uint8Array(0), index: new Uint32Array(0), mask: new Uint8Array(0) };
+    const empty: PoolTask = { version: this.#program.version, data: new Uint8Array(0), index: new Uint32Array(0), rulesets: new Uint32Array(0) };
     await Promise.all(Array.from({ length: this.#pool.threads.length || 1 }, () => this.#pool!.run(empty)));
   }
 
@@ -61,13 +69,14 @@ export class Inspector {
     return this.#pool?.queueSize ?? 0;
   }
 
-  async inspect(values: ReadonlyArray<Uint8Array | null>, mask: boolean): Promise<InspectOutcome> {
+  /** Inspects `values` under one compiled ruleset (0 = hash only). */
+  async inspect(values: ReadonlyArray<Uint8Array | null>, ruleset: number): Promise<InspectOutcome> {
     let bytes = 0;
     for (const v of values) bytes += v?.byteLength ?? 0;
     const inline = !this.#pool || this.#config.mode === 'inline' || (this.#config.mode === 'auto' && bytes <= this.#config.inlineMaxBytes);
     try {
-      if (inline) return { result: inspectValues(this.#engine, values, () => mask), where: 'inline' };
-      return { result: await this.#enqueue(values, mask), where: 'pool' };
+      if (inline) return { result: inspectValues(this.#engine, values, ruleset), where: 'inline' };
+      return { result: await this.#enqueue(values, ruleset), where: 'pool' };
     } catch (err) {
       if (err instanceof GatewayError) throw err;
       // fail closed: the caller must never forward values that were not inspected
@@ -75,9 +84,9 @@ export class Inspector {
     }
   }
 
-  #enqueue(values: ReadonlyArray<Uint8Array | null>, mask: boolean): Promise<BatchResult> {
+  #enqueue(values: ReadonlyArray<Uint8Array | null>, ruleset: number): Promise<BatchResult> {
     const { promise, resolve, reject } = Promise.withResolvers<BatchResult>();
-    this.#pending.push({ values, mask, resolve, reject });
+    this.#pending.push({ values, ruleset, resolve, reject });
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(() => this.#flush());
@@ -97,7 +106,7 @@ export class Inspector {
     }
     const data = new Uint8Array(bytes);
     const index = new Uint32Array(2 * n);
-    const maskFlags = new Uint8Array(n);
+    const rulesets = new Uint32Array(n);
     let i = 0;
     let off = 0;
     for (const p of batch) {
@@ -108,26 +117,36 @@ export class Inspector {
           data.set(v, off);
           off += v.byteLength;
         }
-        maskFlags[i++] = p.mask ? 1 : 0;
+        rulesets[i++] = p.ruleset;
       }
     }
-    const task: PoolTask = { data, index, mask: maskFlags };
-    this.#pool!.run(task, { transferList: [data.buffer, index.buffer, maskFlags.buffer] }).then(
+    const task: PoolTask = { version: this.#program.version, data, index, rulesets };
+    this.#pool!.run(task, { transferList: [data.buffer, index.buffer, rulesets.buffer] }).then(
       (r: PoolResult) => {
         let at = 0;
         for (const p of batch) {
           const count = p.values.length;
           const values: Array<Uint8Array | null> = new Array(count);
+          const hitStart = r.hitStart.slice(at, at + count);
+          const firstHit = count > 0 ? hitStart[0]! : 0;
+          let hitEnd = firstHit;
           for (let k = 0; k < count; k++) {
             const len = r.index[2 * (at + k) + 1]!;
             const o = r.index[2 * (at + k)]!;
             values[k] = len === NULL_LENGTH ? null : r.data.subarray(o, o + len);
+            hitEnd = Math.max(hitEnd, r.hitStart[at + k]! + r.hitCount[at + k]!);
           }
+          // hit positions relative to this request's slice of the hits
+          for (let k = 0; k < count; k++) hitStart[k] = hitStart[k]! - firstHit;
           p.resolve({
             values,
             hashes: r.hashes.slice(at, at + count),
             maskedHashes: r.maskedHashes.slice(at, at + count),
-            hits: Array.from(r.hits.subarray(at, at + count)),
+            flags: r.flags.slice(at, at + count),
+            stopRule: r.stopRule.slice(at, at + count),
+            hitStart,
+            hitCount: r.hitCount.slice(at, at + count),
+            hits: r.hits.slice(firstHit, hitEnd),
           });
           at += count;
         }

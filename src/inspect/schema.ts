@@ -1,20 +1,108 @@
 import { z } from 'zod';
+import { DETECTOR_IDS } from './detectors.ts';
+import { parseJsonPath } from './compile/jsonpath.ts';
+import { nullable, parseFlags, parsePattern } from './compile/regex.ts';
 
-/** The `inspection` section of the config file: rules, where they apply, limits. */
+/** The `inspection` section of the config file: rules, where they apply, keys, limits. */
 
 const byteSize = z.int().positive();
+const ruleId = z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, 'rule ids are lowercase letters, digits, ".", "_" and "-"');
+/** text written into payloads: no quote, backslash or control characters (it may land inside a JSON string) */
+const safeText = (max: number) =>
+  z.string().max(max).regex(/^[^"\\\u0000-\u001f]*$/, 'no double quote, backslash or control characters (it is written into JSON strings)');
 
-const inspectionRule = z.strictObject({
-  id: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, 'rule ids are lowercase letters, digits, ".", "_" and "-"'),
-  /** built-in detector; the engine in this release ships the payment-card detector */
-  detector: z.literal('payment-card'),
-  action: z.strictObject({ type: z.literal('mask'), keepLast: z.literal(4).default(4) }),
+const action = z.discriminatedUnion('type', [
+  /** replace the match (or field value) with fixed text */
+  z.strictObject({ type: z.literal('redact'), replacement: safeText(256).default('[REDACTED]') }),
+  /** replace letters and digits with `char`, keeping the first/last few; separators stay */
+  z.strictObject({
+    type: z.literal('mask'),
+    keepLast: z.int().min(0).max(64).default(4),
+    keepFirst: z.int().min(0).max(64).default(0),
+    char: z.string().length(1).regex(/^[\x21\x23-\x5b\x5d-\x7e]$/, 'one printable ASCII character other than " and \\').default('*'),
+  }),
+  /** lowercase hex SHA-256 of the value, optionally truncated */
+  z.strictObject({ type: z.literal('hash'), length: z.int().min(8).max(64).default(64) }),
+  /**
+   * deterministic keyed token (HMAC-SHA256 with the active tokenization key): equal
+   * values give equal tokens. token: `<prefix>v<version>_<22 base64url chars>`;
+   * preserve: same length and character classes, last `keepLast` kept, the first
+   * replaced character carries the key version
+   */
+  z.strictObject({
+    type: z.literal('tokenize'),
+    format: z.enum(['token', 'preserve']).default('token'),
+    keepLast: z.int().min(0).max(64).default(0),
+    prefix: safeText(32).regex(/^[A-Za-z0-9_.:-]*$/, 'letters, digits, "_", ".", ":", "-"').default('tok_'),
+  }),
+  /** remove the JSON member (or array element) holding the match; in text, the match itself */
+  z.strictObject({ type: z.literal('drop') }),
+  /** refuse the whole message; `reason` is returned to the client with the rule id */
+  z.strictObject({ type: z.literal('block'), reason: z.string().min(1).max(200).default('blocked by an inspection rule') }),
+]);
+
+const inspectionRule = z
+  .strictObject({
+    id: ruleId,
+    /** a built-in detector (see README "Inspection") */
+    detector: z.enum(DETECTOR_IDS as [string, ...string[]]).optional(),
+    /** a pattern in the rule subset of regular expressions (see README "Inspection") */
+    pattern: z.string().min(1).max(4096).optional(),
+    /** pattern flags: i (ASCII case-insensitive), s (. matches newlines) */
+    flags: z.string().regex(/^[is]*$/, 'flags are "i" and/or "s"').optional(),
+    /** JSON field paths the rule is limited to ($.a.b, $..name, $.items[*].x); without a detector/pattern the action applies to the whole value */
+    fields: z.array(z.string().min(1)).min(1).optional(),
+    action,
+  })
+  .superRefine((r, ctx) => {
+    if (r.detector && r.pattern) ctx.addIssue({ code: 'custom', path: ['pattern'], message: 'a rule has either a detector or a pattern, not both' });
+    if (!r.detector && !r.pattern && !r.fields) ctx.addIssue({ code: 'custom', path: ['detector'], message: 'a rule needs a detector, a pattern or fields' });
+    if (r.flags !== undefined && !r.pattern) ctx.addIssue({ code: 'custom', path: ['flags'], message: 'flags apply to a pattern' });
+    if (r.pattern) {
+      try {
+        const ast = parsePattern(r.pattern, parseFlags(r.flags ?? ''));
+        if (nullable(ast)) ctx.addIssue({ code: 'custom', path: ['pattern'], message: 'the pattern can match the empty string' });
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['pattern'], message: `not in the supported pattern subset: ${(err as Error).message}` });
+      }
+    }
+    r.fields?.forEach((f, i) => {
+      try {
+        parseJsonPath(f);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['fields', i], message: (err as Error).message });
+      }
+    });
+  });
+
+const limits = z.strictObject({
+  maxRecordBytes: byteSize.default(1024 * 1024),
+  maxBatchBytes: byteSize.default(8 * 1024 * 1024),
 });
 
+const format = z.enum(['auto', 'json', 'text']);
+
 const topicInspection = z.strictObject({
+  /** topic globs (`*` = any run of characters); the first entry that matches a topic wins */
   topics: z.array(z.string().min(1)).min(1),
+  /** payload format; auto: JSON when the value starts with { or [ */
+  format: format.optional(),
   /** rule ids applied to record values before the broker receives them */
   produce: z.array(z.string()).default([]),
+  /**
+   * rules applied to records as a reader receives them, per reader role: the first entry
+   * sharing a role with the reader wins, an entry without roles is the default; no
+   * matching entry = records as stored
+   */
+  consume: z.array(z.strictObject({ roles: z.array(z.string().min(1)).min(1).optional(), rules: z.array(z.string()).default([]) })).default([]),
+  /** overrides the global limits for these topics (produce side) */
+  limits: limits.partial().optional(),
+});
+
+const tokenKey = z.strictObject({
+  version: z.int().min(1).max(1_000_000),
+  /** HMAC key; keep it in the environment (${TOKEN_KEY}); at least 16 characters */
+  secret: z.string().min(16, 'a tokenization secret needs at least 16 characters'),
 });
 
 export const inspectionSchema = z
@@ -24,26 +112,51 @@ export const inspectionSchema = z
     /** in auto mode, batches up to this many bytes are inspected inline */
     inlineMaxBytes: byteSize.default(64 * 1024),
     poolThreads: z.int().min(1).max(64).optional(),
+    /** default payload format of topics that do not set one */
+    format: format.default('auto'),
+    /** keys for the tokenize action; tokens carry the version they were made with */
+    tokenization: z
+      .strictObject({
+        keys: z.array(tokenKey).min(1),
+        /** version used for new tokens (default: the highest) */
+        active: z.int().optional(),
+      })
+      .optional(),
     rules: z.array(inspectionRule).default([]),
     topics: z.array(topicInspection).default([]),
-    limits: z
-      .strictObject({
-        maxRecordBytes: byteSize.default(1024 * 1024),
-        maxBatchBytes: byteSize.default(8 * 1024 * 1024),
-      })
-      .prefault({}),
+    limits: limits.prefault({}),
   })
   .superRefine((c, ctx) => {
     const ids = new Set<string>();
     c.rules.forEach((r, i) => {
       if (ids.has(r.id)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'id'], message: `duplicate rule id "${r.id}"` });
       ids.add(r.id);
+      if (r.action.type === 'tokenize' && !c.tokenization) {
+        ctx.addIssue({ code: 'custom', path: ['rules', i, 'action'], message: 'tokenize needs inspection.tokenization.keys' });
+      }
     });
-    c.topics.forEach((t, i) =>
+    c.topics.forEach((t, i) => {
       t.produce.forEach((id, j) => {
         if (!ids.has(id)) ctx.addIssue({ code: 'custom', path: ['topics', i, 'produce', j], message: `unknown rule "${id}"` });
-      }),
-    );
+      });
+      t.consume.forEach((entry, k) =>
+        entry.rules.forEach((id, j) => {
+          if (!ids.has(id)) ctx.addIssue({ code: 'custom', path: ['topics', i, 'consume', k, 'rules', j], message: `unknown rule "${id}"` });
+        }),
+      );
+    });
+    const tk = c.tokenization;
+    if (tk) {
+      const versions = new Set<number>();
+      tk.keys.forEach((k, i) => {
+        if (versions.has(k.version)) ctx.addIssue({ code: 'custom', path: ['tokenization', 'keys', i, 'version'], message: `duplicate key version ${k.version}` });
+        versions.add(k.version);
+      });
+      if (tk.active !== undefined && !versions.has(tk.active)) {
+        ctx.addIssue({ code: 'custom', path: ['tokenization', 'active'], message: `no key with version ${tk.active}` });
+      }
+    }
   });
 
 export type InspectionConfig = z.infer<typeof inspectionSchema>;
+export type InspectionRuleConfig = InspectionConfig['rules'][number];

@@ -1,61 +1,78 @@
-import { Piscina } from 'piscina';
-import { WasmEngine } from './engine.ts';
-import { inspectValues } from './batch.ts';
+import { hash } from 'node:crypto';
+import { Piscina, workerData } from 'piscina';
+import { FLAG_CHANGED, WasmEngine } from './engine.ts';
 
 /**
- * Piscina worker: one WASM instance per thread, loaded once. A task is a whole packed
- * batch (possibly the coalesced records of many requests); results travel back as
- * transferred buffers, not per-record messages.
+ * Piscina worker: one WASM instance per thread, loaded once with the compiled rules that
+ * arrive as workerData (a SharedArrayBuffer: every worker reads the same bytes). A task
+ * is a whole packed batch (possibly the coalesced records of many requests); results
+ * travel back as transferred buffers, not per-record messages.
  */
 export interface PoolTask {
+  /** the rules version the host compiled; a worker with other rules refuses the task */
+  version: string;
   /** all values back to back */
   data: Uint8Array;
   /** per record: [offset, length] in data; length 0xffffffff means null */
   index: Uint32Array;
-  /** per record: 1 when masking applies */
-  mask: Uint8Array;
+  /** per record: compiled ruleset */
+  rulesets: Uint32Array;
 }
 
 export interface PoolResult {
+  /** every value as forwarded, back to back */
   data: Uint8Array;
+  /** per record: [offset, length] in data; length 0xffffffff means null */
   index: Uint32Array;
   hashes: string[];
   maskedHashes: Array<string | null>;
+  flags: Uint32Array;
+  stopRule: Uint32Array;
+  hitStart: Uint32Array;
+  hitCount: Uint32Array;
   hits: Uint32Array;
 }
 
+export interface PoolWorkerData {
+  program: SharedArrayBuffer;
+  version: string;
+}
+
 const NULL_LENGTH = 0xffffffff;
-const engine = WasmEngine.load();
+const EMPTY = new Uint8Array(0);
+const { program, version } = workerData as PoolWorkerData;
+const engine = WasmEngine.load(new Uint8Array(program));
 
 export default function inspectTask(task: PoolTask): PoolResult {
-  const n = task.mask.length;
+  if (task.version !== version) throw new Error(`inspection worker has rules ${version}, the task needs ${task.version}`);
+  const n = task.rulesets.length;
   const values: Array<Uint8Array | null> = new Array(n);
+  const hashes = new Array<string>(n);
   for (let i = 0; i < n; i++) {
     const len = task.index[2 * i + 1]!;
     const off = task.index[2 * i]!;
     values[i] = len === NULL_LENGTH ? null : task.data.subarray(off, off + len);
+    hashes[i] = hash('sha256', values[i] ?? EMPTY, 'hex');
   }
-  const r = inspectValues(engine, values, (i) => task.mask[i] === 1);
-
-  // repack the forwarded values: unchanged ones are copied from the input once
-  let total = 0;
-  for (const v of r.values) total += v?.byteLength ?? 0;
-  const data = new Uint8Array(total);
-  const index = new Uint32Array(2 * n);
-  let off = 0;
+  // emitAll: the engine writes every value to one output buffer, which is transferred as is
+  const r = engine.inspect(values, task.rulesets, true);
+  const maskedHashes = new Array<string | null>(n);
+  const index = r.outIndex;
   for (let i = 0; i < n; i++) {
-    const v = r.values[i] ?? null;
-    index[2 * i] = off;
-    index[2 * i + 1] = v === null ? NULL_LENGTH : v.byteLength;
-    if (v) {
-      data.set(v, off);
-      off += v.byteLength;
-    }
+    if (values[i] === null) {
+      index[2 * i + 1] = NULL_LENGTH;
+      maskedHashes[i] = null;
+    } else if ((r.flags[i]! & FLAG_CHANGED) !== 0) {
+      maskedHashes[i] = hash('sha256', r.out.subarray(index[2 * i]!, index[2 * i]! + index[2 * i + 1]!), 'hex');
+    } else maskedHashes[i] = null;
   }
-  const result: PoolResult = { data, index, hashes: r.hashes, maskedHashes: r.maskedHashes, hits: Uint32Array.from(r.hits) };
+  const result: PoolResult = {
+    data: r.out, index, hashes, maskedHashes,
+    flags: r.flags, stopRule: r.stopRule, hitStart: r.hitStart, hitCount: r.hitCount, hits: r.hits,
+  };
   // transfer the buffers back instead of cloning them
   return Piscina.move({
-    [Piscina.transferableSymbol]: [data.buffer, index.buffer, result.hits.buffer],
+    [Piscina.transferableSymbol]: [r.out.buffer, index.buffer, r.flags.buffer, r.stopRule.buffer, r.hitStart.buffer, r.hitCount.buffer, r.hits.buffer],
     [Piscina.valueSymbol]: result,
   } as never) as unknown as PoolResult;
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { PolicyConfig } from '../config/schema.ts';
-import type { Action, Identity } from '../operation.ts';
+import type { Action, Identity, ResourceKind } from '../operation.ts';
 import type { VerifiedToken } from '../identity/oidc.ts';
 
 export interface Decision {
@@ -15,6 +15,9 @@ interface CompiledGrant {
   actions: Set<Action>;
   effect: 'allow' | 'deny';
   patterns: string[];
+  groups: string[];
+  transactionalIds: string[];
+  cluster: boolean;
 }
 
 const TEMPLATE = /\{(sub|claim:([A-Za-z0-9_.-]+))\}/g;
@@ -38,7 +41,10 @@ export class Policy {
       roles: new Set(g.roles),
       actions: new Set(g.actions),
       effect: g.effect,
-      patterns: g.topics,
+      patterns: g.topics ?? [],
+      groups: g.groups ?? [],
+      transactionalIds: g.transactionalIds ?? [],
+      cluster: g.cluster ?? false,
     }));
   }
 
@@ -55,11 +61,17 @@ export class Policy {
     return roles;
   }
 
-  decide(identity: Identity, action: Action, topic: string): Decision {
+  /** `kind` picks the grant's pattern list: topics (and streams), groups, transactionalIds, or `cluster: true`. */
+  decide(identity: Identity, action: Action, topic: string, kind: ResourceKind = 'topic'): Decision {
     let allowedBy: CompiledGrant | undefined;
     for (const grant of this.#grants) {
       if (!grant.actions.has(action) || !identity.roles.some((r) => grant.roles.has(r))) continue;
-      if (!grant.patterns.some((p) => this.#matches(p, topic, identity))) continue;
+      if (kind === 'cluster') {
+        if (!grant.cluster) continue;
+      } else {
+        const patterns = kind === 'group' ? grant.groups : kind === 'transactional-id' ? grant.transactionalIds : grant.patterns;
+        if (!patterns.some((p) => this.#matches(p, topic, identity))) continue;
+      }
       if (grant.effect === 'deny') return { allowed: false, rule: `grants[${grant.index}]` };
       allowedBy ??= grant;
     }

@@ -104,6 +104,8 @@ export function testConfig(infra: Infra, overrides: (yaml: string) => string = (
   const yaml = overrides(
     base
       .replace('${HTTP_PORT:-8080}', '0')
+      .replace('${KAFKA_LISTENER_PORT:-9192}', '0')
+      .replace('${KAFKA_BROKER_PORT_BASE:-9200}', '0')
       .replace('${KAFKA_BOOTSTRAP:-127.0.0.1:9092}', infra.kafka)
       .replace('${OIDC_ISSUER:-http://127.0.0.1:9400}', infra.idp.issuer)
       .replace('${AUDIT_DIR:-./data/audit}', spoolDir)

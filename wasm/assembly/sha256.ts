@@ -1,6 +1,7 @@
-// SHA-256 (FIPS 180-4) over linear memory, no allocation: state, schedule and
-// the padding scratch live in static memory. Present mainly to measure WASM
-// hashing against node:crypto (which uses SHA-NI where available).
+// SHA-256 (FIPS 180-4) and HMAC-SHA256 over linear memory, no allocation: state,
+// schedule and padding scratch live in static memory. Payload hashing for the audit trail
+// uses node:crypto (faster with SHA-NI); this one hashes matches (hash/tokenize actions),
+// where a call into JavaScript per match would cost more than the hash.
 
 const K: usize = memory.data<u32>([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -15,6 +16,7 @@ const K: usize = memory.data<u32>([
 
 const W: usize = memory.data(64 * 4);
 const PAD: usize = memory.data(128);
+const INNER: usize = memory.data(32);
 
 let h0: u32 = 0;
 let h1: u32 = 0;
@@ -69,10 +71,23 @@ function compress(blk: usize): void {
   h0 += a; h1 += b; h2 += c; h3 += d; h4 += e; h5 += f; h6 += g; h7 += h;
 }
 
-// Digest of src[0, len) written big-endian to out[0, 32).
-export function sha256(src: usize, len: usize, out: usize): void {
+function init(): void {
   h0 = 0x6a09e667; h1 = 0xbb67ae85; h2 = 0x3c6ef372; h3 = 0xa54ff53a;
   h4 = 0x510e527f; h5 = 0x9b05688c; h6 = 0x1f83d9ab; h7 = 0x5be0cd19;
+}
+
+function loadState(p: usize): void {
+  h0 = load<u32>(p); h1 = load<u32>(p, 4); h2 = load<u32>(p, 8); h3 = load<u32>(p, 12);
+  h4 = load<u32>(p, 16); h5 = load<u32>(p, 20); h6 = load<u32>(p, 24); h7 = load<u32>(p, 28);
+}
+
+function saveState(p: usize): void {
+  store<u32>(p, h0); store<u32>(p, h1, 4); store<u32>(p, h2, 8); store<u32>(p, h3, 12);
+  store<u32>(p, h4, 16); store<u32>(p, h5, 20); store<u32>(p, h6, 24); store<u32>(p, h7, 28);
+}
+
+// Processes src[0, len) after `prior` bytes already absorbed, pads, writes the digest.
+function finish(src: usize, len: usize, prior: u64, out: usize): void {
   let full = len & ~(<usize>63);
   for (let p: usize = 0; p < full; p += 64) compress(src + p);
   // Tail + 0x80 + zeros + 64-bit bit length: one block if the tail is < 56 bytes.
@@ -81,7 +96,7 @@ export function sha256(src: usize, len: usize, out: usize): void {
   memory.copy(PAD, src + full, rest);
   store<u8>(PAD + rest, 0x80);
   memory.fill(PAD + rest + 1, 0, padLen - rest - 1 - 8);
-  store<u64>(PAD + padLen - 8, bswap<u64>(<u64>len << 3));
+  store<u64>(PAD + padLen - 8, bswap<u64>((prior + <u64>len) << 3));
   compress(PAD);
   if (padLen == 128) compress(PAD + 64);
   store<u32>(out, bswap<u32>(h0));
@@ -92,4 +107,26 @@ export function sha256(src: usize, len: usize, out: usize): void {
   store<u32>(out + 20, bswap<u32>(h5));
   store<u32>(out + 24, bswap<u32>(h6));
   store<u32>(out + 28, bswap<u32>(h7));
+}
+
+// Digest of src[0, len) written big-endian to out[0, 32).
+export function sha256(src: usize, len: usize, out: usize): void {
+  init();
+  finish(src, len, 0, out);
+}
+
+// Precomputes the HMAC inner/outer states of a 64-byte key block.
+export function hmacPrepare(keyBlock: usize, inner: usize, outer: usize): void {
+  for (let i: usize = 0; i < 64; i++) store<u8>(PAD + i, load<u8>(keyBlock + i) ^ 0x36);
+  init(); compress(PAD); saveState(inner);
+  for (let i: usize = 0; i < 64; i++) store<u8>(PAD + i, load<u8>(keyBlock + i) ^ 0x5c);
+  init(); compress(PAD); saveState(outer);
+}
+
+// HMAC-SHA256(key, src[0, len)) with the prepared states, into out[0, 32).
+export function hmac(inner: usize, outer: usize, src: usize, len: usize, out: usize): void {
+  loadState(inner);
+  finish(src, len, 64, INNER);
+  loadState(outer);
+  finish(INNER, 32, 64, out);
 }

@@ -82,6 +82,8 @@ export class HttpListener {
     if (!session) {
       session = this.#dispatcher.newSession('http', { address: socket.remoteAddress ?? '', software: req.headers['user-agent'] ?? '' });
       this.#sessions.set(socket, session);
+      const ended = session;
+      socket.once('close', () => this.#dispatcher.endSession(ended));
     }
     return session;
   }

@@ -1,0 +1,255 @@
+// Kafka wire-protocol bench: the Java ProducerPerformance / ConsumerPerformance tools (from
+// the project's Kafka jars) straight at the broker and through the gateway, in one run, on
+// a passthrough topic (no inspection rules). Plus a sub-millisecond latency probe at a
+// fixed moderate rate (ProducerPerformance reports percentiles in whole milliseconds).
+//
+//   node bench/kafka.ts [--quick] [--records N] [--size BYTES] [--rate N]
+//
+// Standalone: starts its own broker, identity provider and gateway (a child process);
+// exports runKafkaSuite() for bench/run.ts. Writes bench/results/<date>-kafka.json.
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Producer } from '@platformatic/kafka';
+import { runKafkaTool, startKafka, type RunningKafka } from '../src/dev/kafka.ts';
+import { startIdp, type RunningIdp } from '../src/dev/idp.ts';
+import { machine, resultsPath, versions, writeResults } from './lib/env.ts';
+import { freePort, onCleanup, spawnNode, stopAll, waitHealthy } from './lib/procs.ts';
+
+export interface KafkaBenchOptions {
+  records: number;
+  recordSize: number;
+  /** records/s for the latency runs */
+  rate: number;
+  /** seconds of the latency probe */
+  probeSeconds: number;
+}
+
+interface PerfResult {
+  recordsPerSec: number;
+  mbPerSec: number;
+  avgMs: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+const ROOT = new URL('..', import.meta.url).pathname;
+
+function parseProducerPerf(out: string): PerfResult {
+  // "50000 records sent, 9998.0 records/sec (9.76 MB/sec), 1.41 ms avg latency, 200.00 ms max latency, 1 ms 50th, 2 ms 95th, 4 ms 99th, 20 ms 99.9th."
+  const m = /records sent, ([\d.]+) records\/sec \(([\d.]+) MB\/sec\), ([\d.]+) ms avg latency, [\d.]+ ms max latency, (\d+) ms 50th, \d+ ms 95th, (\d+) ms 99th/.exec(out);
+  if (!m) throw new Error(`unexpected ProducerPerformance output:\n${out.slice(-2000)}`);
+  return { recordsPerSec: Number(m[1]), mbPerSec: Number(m[2]), avgMs: Number(m[3]), p50Ms: Number(m[4]), p99Ms: Number(m[5]) };
+}
+
+function parseConsumerPerf(out: string): { mbPerSec: number; recordsPerSec: number } {
+  // CSV: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
+  const line = out.trim().split('\n').filter((l) => /^\d{4}-/.test(l)).pop();
+  if (!line) throw new Error(`unexpected ConsumerPerformance output:\n${out.slice(-2000)}`);
+  const cols = line.split(',').map((c) => c.trim());
+  return { mbPerSec: Number(cols[3]), recordsPerSec: Number(cols[5]) };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+}
+
+/** One produce at a time (acks=1) at a fixed rate; per-request latency in microseconds. */
+async function probe(bootstrap: string, topic: string, rate: number, seconds: number, size: number, sasl?: { token: string }): Promise<{ p50Us: number; p99Us: number; avgUs: number; n: number }> {
+  const producer = new Producer({
+    clientId: 'bench-probe',
+    bootstrapBrokers: [bootstrap],
+    acks: 1,
+    ...(sasl ? { sasl: { mechanism: 'OAUTHBEARER' as const, token: sasl.token } } : {}),
+  });
+  const value = Buffer.alloc(size, 0x61);
+  const lat: number[] = [];
+  try {
+    await producer.send({ messages: [{ topic, value, partition: 0 }] }); // connect + metadata outside the measurement
+    const interval = 1000 / rate;
+    const end = performance.now() + seconds * 1000;
+    let next = performance.now();
+    while (performance.now() < end) {
+      const t0 = performance.now();
+      await producer.send({ messages: [{ topic, value, partition: 0 }] });
+      lat.push((performance.now() - t0) * 1000);
+      next += interval;
+      const wait = next - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+  } finally {
+    await producer.close();
+  }
+  const sorted = [...lat].sort((a, b) => a - b);
+  const avg = lat.reduce((a, b) => a + b, 0) / lat.length;
+  return { p50Us: Math.round(percentile(sorted, 50)), p99Us: Math.round(percentile(sorted, 99)), avgUs: Math.round(avg), n: lat.length };
+}
+
+export async function runKafkaSuite(opts: KafkaBenchOptions, log: (s: string) => void = console.log): Promise<Record<string, unknown>> {
+  const work = mkdtempSync(join(tmpdir(), 'sg-bench-kafka-'));
+  let kafka: RunningKafka | undefined;
+  let idp: RunningIdp | undefined;
+  onCleanup(async () => {
+    await kafka?.stop();
+    await idp?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+  log('starting Kafka, the identity provider and the gateway...');
+  kafka = await startKafka({ jvmOpts: ['-Xms256m', '-Xmx768m'] });
+  idp = await startIdp({ port: 0 });
+  const topic = 'bench.passthrough';
+  const created = await runKafkaTool('org.apache.kafka.tools.TopicCommand', ['--bootstrap-server', kafka.bootstrap, '--create', '--topic', topic, '--partitions', '1', '--replication-factor', '1']);
+  if (created.code !== 0) throw new Error(`topic creation failed: ${created.stderr}`);
+
+  const [httpPort, kafkaPort] = await Promise.all([freePort(), freePort()]);
+  const configFile = join(work, 'gateway.yaml');
+  writeFileSync(
+    configFile,
+    `instance: bench
+log: { level: warn }
+listeners:
+  http: { host: 127.0.0.1, port: ${httpPort} }
+  kafka: { host: 127.0.0.1, port: ${kafkaPort}, brokerPortBase: 0 }
+upstream:
+  kafka: { bootstrap: ["${kafka.bootstrap}"] }
+identity:
+  issuers:
+    - { issuer: "${idp.issuer}", audience: streamgate, algorithms: [ES256] }
+policy:
+  roles:
+    bench: { when: { groups: [platform-admins] } }
+  grants:
+    - { roles: [bench], actions: [produce, consume, describe, admin], topics: ["*"], groups: ["*"], transactionalIds: ["*"] }
+audit:
+  spool: { dir: "${join(work, 'audit')}" }
+`,
+  );
+  const gateway = spawnNode('gateway', join(ROOT, 'src/cli/main.ts'), ['serve', '--config', configFile], { logFile: join(work, 'gateway.log'), cwd: ROOT });
+  await waitHealthy(gateway, `http://127.0.0.1:${httpPort}`);
+  const viaGateway = `127.0.0.1:${kafkaPort}`;
+  const token = await idp.token('ops');
+  const props = join(work, 'client.properties');
+  writeFileSync(
+    props,
+    [
+      'security.protocol=SASL_PLAINTEXT',
+      'sasl.mechanism=PLAIN',
+      `sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="ops" password="${token}";`,
+      '',
+    ].join('\n'),
+  );
+  const plainProps = join(work, 'plain.properties');
+  writeFileSync(plainProps, '\n');
+
+  const producerPerf = async (bootstrap: string, config: string, records: number, throughput: number) => {
+    const res = await runKafkaTool(
+      'org.apache.kafka.tools.ProducerPerformance',
+      ['--topic', topic, '--num-records', String(records), '--record-size', String(opts.recordSize), '--throughput', String(throughput), '--command-config', config, '--producer-props', `bootstrap.servers=${bootstrap}`, 'acks=1', 'linger.ms=5', 'batch.size=262144', 'compression.type=none'],
+      { timeoutMs: 300_000, jvmOpts: ['-Xmx512m'] },
+    );
+    if (res.code !== 0) throw new Error(`ProducerPerformance failed:\n${res.stderr.slice(-2000)}`);
+    return parseProducerPerf(res.stdout);
+  };
+  const consumerPerf = async (bootstrap: string, config: string, records: number) => {
+    const res = await runKafkaTool(
+      'org.apache.kafka.tools.ConsumerPerformance',
+      ['--bootstrap-server', bootstrap, '--topic', topic, '--messages', String(records), '--command-config', config, '--timeout', '60000', '--group', `bench-${Date.now()}`],
+      { timeoutMs: 300_000, jvmOpts: ['-Xmx512m'] },
+    );
+    if (res.code !== 0) throw new Error(`ConsumerPerformance failed:\n${res.stderr.slice(-2000)}`);
+    return parseConsumerPerf(res.stdout);
+  };
+
+  // warm-up (JIT of both the gateway and the broker), not measured
+  await producerPerf(viaGateway, props, Math.min(20_000, opts.records), -1);
+  await producerPerf(kafka.bootstrap, plainProps, Math.min(20_000, opts.records), -1);
+
+  // two alternating rounds, best of each: on a shared 2-core box the order and the
+  // neighbours move single runs by more than the gateway does
+  const best = <T extends { mbPerSec: number }>(a: T, b: T) => (b.mbPerSec > a.mbPerSec ? b : a);
+  log('throughput: ProducerPerformance, unthrottled (2 rounds)');
+  let directProduce = await producerPerf(kafka.bootstrap, plainProps, opts.records, -1);
+  let gatewayProduce = await producerPerf(viaGateway, props, opts.records, -1);
+  gatewayProduce = best(gatewayProduce, await producerPerf(viaGateway, props, opts.records, -1));
+  directProduce = best(directProduce, await producerPerf(kafka.bootstrap, plainProps, opts.records, -1));
+  log('throughput: ConsumerPerformance (2 rounds)');
+  let directConsume = await consumerPerf(kafka.bootstrap, plainProps, opts.records);
+  let gatewayConsume = await consumerPerf(viaGateway, props, opts.records);
+  gatewayConsume = best(gatewayConsume, await consumerPerf(viaGateway, props, opts.records));
+  directConsume = best(directConsume, await consumerPerf(kafka.bootstrap, plainProps, opts.records));
+  log(`latency: ProducerPerformance at ${opts.rate} records/s`);
+  const latencyRecords = opts.rate * 20;
+  const directRate = await producerPerf(kafka.bootstrap, plainProps, latencyRecords, opts.rate);
+  const gatewayRate = await producerPerf(viaGateway, props, latencyRecords, opts.rate);
+  log(`latency: one-at-a-time probe at 500 requests/s for ${opts.probeSeconds} s`);
+  const directProbe = await probe(kafka.bootstrap, topic, 500, opts.probeSeconds, opts.recordSize);
+  const gatewayProbe = await probe(viaGateway, topic, 500, opts.probeSeconds, opts.recordSize, { token });
+
+  await gateway.stop();
+  const result = {
+    suite: 'kafka',
+    options: opts,
+    produce: {
+      direct: directProduce,
+      gateway: gatewayProduce,
+      mbRatio: round(gatewayProduce.mbPerSec / directProduce.mbPerSec),
+    },
+    consume: {
+      direct: directConsume,
+      gateway: gatewayConsume,
+      mbRatio: round(gatewayConsume.mbPerSec / directConsume.mbPerSec),
+    },
+    latencyAtRate: {
+      rate: opts.rate,
+      direct: directRate,
+      gateway: gatewayRate,
+      addedAvgMs: round(gatewayRate.avgMs - directRate.avgMs),
+      addedP50Ms: gatewayRate.p50Ms - directRate.p50Ms,
+      addedP99Ms: gatewayRate.p99Ms - directRate.p99Ms,
+    },
+    probe: {
+      direct: directProbe,
+      gateway: gatewayProbe,
+      addedP50Us: gatewayProbe.p50Us - directProbe.p50Us,
+      addedP99Us: gatewayProbe.p99Us - directProbe.p99Us,
+    },
+  };
+  return result;
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      records: { type: 'string' },
+      size: { type: 'string', default: '1024' },
+      rate: { type: 'string', default: '2000' },
+      tag: { type: 'string' },
+    },
+  });
+  const opts: KafkaBenchOptions = {
+    records: Number(values.records ?? (values.quick ? 50_000 : 500_000)),
+    recordSize: Number(values.size),
+    rate: Number(values.rate),
+    probeSeconds: values.quick ? 3 : 10,
+  };
+  try {
+    const result = await runKafkaSuite(opts);
+    const path = resultsPath('kafka', values.quick ? (values.tag ?? 'quick') : values.tag);
+    writeResults(path, { ...result, machine: machine(), versions: versions(), at: new Date().toISOString() });
+    const r = result as { produce: { mbRatio: number; direct: PerfResult; gateway: PerfResult }; consume: { mbRatio: number; direct: { mbPerSec: number }; gateway: { mbPerSec: number } }; latencyAtRate: { addedP99Ms: number; addedAvgMs: number }; probe: { addedP50Us: number; addedP99Us: number } };
+    console.log(`produce  direct ${r.produce.direct.mbPerSec} MB/s, gateway ${r.produce.gateway.mbPerSec} MB/s, ratio ${r.produce.mbRatio}`);
+    console.log(`consume  direct ${r.consume.direct.mbPerSec} MB/s, gateway ${r.consume.gateway.mbPerSec} MB/s, ratio ${r.consume.mbRatio}`);
+    console.log(`latency at ${opts.rate}/s: added avg ${r.latencyAtRate.addedAvgMs} ms, added p99 ${r.latencyAtRate.addedP99Ms} ms (ProducerPerformance, 1 ms resolution)`);
+    console.log(`probe: added p50 ${r.probe.addedP50Us} us, added p99 ${r.probe.addedP99Us} us`);
+    console.log(`results: ${path}`);
+  } finally {
+    await stopAll();
+  }
+}

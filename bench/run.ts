@@ -1,0 +1,106 @@
+// streamgate bench suite.
+//   npm run bench                      all suites (http, engine)
+//   npm run bench -- http              one suite (http | engine)
+//   npm run bench -- --quick           smoke run: 1 rep, short runs (checks the bench works)
+//   npm run bench -- --profile         V8 CPU profiles of every gateway process, summarized
+//   options: --reps N (default 3), --only instant,kafka (http groups), --tag NAME
+// Writes bench/results/<YYYY-MM-DD>-<suite>.json. Quick, profile, partial (--only) and tagged
+// runs write <date>-<suite>.<tag>.json instead, which `npm run bench:check` ignores: budgets
+// are checked against full, unprofiled runs only.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { machine, RESULTS_DIR, resultsPath, today, versions, writeResults } from './lib/env.ts';
+import { printSummary, profilesIn, summarizeProfile, type ProfileSummary } from './lib/profile.ts';
+import { onCleanup, stopAll } from './lib/procs.ts';
+import { runEngineSuite } from './suites/engine.ts';
+import { runHttpSuite } from './suites/http.ts';
+
+interface SuiteContext {
+  quick: boolean;
+  reps: number;
+  profile: boolean;
+  only: string[] | undefined;
+  date: string;
+  /** scratch directory, removed at the end */
+  work: string;
+}
+
+/**
+ * The suites, in run order. A suite returns the body of its results file; it must include
+ * `metrics` (flat name -> number, names start with the suite name) for bench:check.
+ */
+const SUITES: Record<string, (ctx: SuiteContext) => Promise<Record<string, unknown>>> = {
+  http: runHttp,
+  engine: async (ctx) => ({ ...(await runEngineSuite({ quick: ctx.quick, work: ctx.work })) }),
+};
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    quick: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+    reps: { type: 'string' },
+    only: { type: 'string' },
+    tag: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (values.help) {
+  console.log('usage: npm run bench [-- [http|engine]... [--quick] [--profile] [--reps N] [--only instant,kafka] [--tag NAME]]');
+  process.exit(0);
+}
+const unknown = positionals.filter((p) => !(p in SUITES));
+if (unknown.length > 0) {
+  console.error(`unknown suite(s): ${unknown.join(', ')} (suites: ${Object.keys(SUITES).join(', ')})`);
+  process.exit(2);
+}
+const suites = positionals.length > 0 ? positionals : Object.keys(SUITES);
+const quick = values.quick;
+const reps = values.reps ? Number(values.reps) : quick ? 1 : 3;
+if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer');
+const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+const tag = values.tag ?? (quick ? 'quick' : values.profile ? 'profile' : only ? 'partial' : undefined);
+const date = today();
+
+async function runHttp(ctx: SuiteContext): Promise<Record<string, unknown>> {
+  const profileDir = ctx.profile ? join(RESULTS_DIR, 'profiles', `${ctx.date}-http`) : undefined;
+  if (profileDir) rmSync(profileDir, { recursive: true, force: true }); // do not mix with an earlier run's profiles
+  const r = await runHttpSuite({ quick: ctx.quick, reps: ctx.reps, profileDir, only: ctx.only });
+  let profiles: ProfileSummary[] | undefined;
+  if (profileDir) {
+    profiles = profilesIn(profileDir).map((f) => summarizeProfile(f, 30));
+    console.log(`\n== CPU profiles of the gateway processes (${profileDir}) ==`);
+    for (const p of profiles) printSummary(p, 12);
+  }
+  if (r.warnings.length > 0) console.log(`\nwarnings:\n  ${r.warnings.join('\n  ')}`);
+  return { ...r, ...(profiles ? { profiles: { dir: profileDir, summaries: profiles } } : {}) };
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'streamgate-bench-run-'));
+  onCleanup(async () => rmSync(work, { recursive: true, force: true }));
+  const ctx: SuiteContext = { quick, reps, profile: values.profile, only, date, work };
+  for (const suite of suites) {
+    const startedAt = new Date();
+    const common = { suite, date, startedAt: startedAt.toISOString(), quick, profile: values.profile, tag: tag ?? null, machine: machine(), versions: versions() };
+    const body = await SUITES[suite]!(ctx);
+    const finishedAt = new Date();
+    const seconds = Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000);
+    const path = resultsPath(suite, tag, date);
+    writeResults(path, { ...common, finishedAt: finishedAt.toISOString(), durationSeconds: seconds, ...body });
+    console.log(`\n${suite}: wrote ${path} (${seconds} s)`);
+  }
+  if (tag) console.log(`\n(tagged "${tag}": npm run bench:check ignores these files; it checks full, unprofiled runs)`);
+  else console.log('\ncheck the budgets with: npm run bench:check');
+}
+
+try {
+  await main();
+  await stopAll();
+} catch (err) {
+  console.error(`\nbench FAILED: ${(err as Error).stack ?? String(err)}`);
+  await stopAll();
+  process.exit(1);
+}

@@ -1,0 +1,1024 @@
+// Kafka wire protocol listener. Unchanged Kafka clients connect here; the gateway
+// terminates SASL (OAUTHBEARER / PLAIN carrying a JWT), authorizes every request that
+// names a resource through the controls chain, and forwards the request bytes to the
+// broker on its own connection. Port per broker: the bootstrap port plus one port per
+// broker node id, so the gateway can rewrite every broker address clients learn.
+//
+// Connection model: one upstream connection per client connection (to the broker that
+// the client's port stands for). Responses then come back in request order, correlation
+// ids pass through unchanged, and one slow client only slows its own broker connection.
+
+import { channel } from 'node:diagnostics_channel';
+import { readFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { KafkaListenerConfig, KafkaUpstreamConfig } from '../../config/schema.ts';
+import type { Dispatcher } from '../../gateway.ts';
+import { GatewayError, type Action, type Identity, type Operation, type Resource, type Session, type UpstreamResult } from '../../operation.ts';
+import { API, authorizationError, ERR, errorResponse, MAX_VERSION, resourcesOf, SUPPORTED, type Named } from './apis.ts';
+import { hashInto, summarize } from './batches.ts';
+import { KafkaProtocolError, type Struct } from './codec.ts';
+import { FrameError, Framer } from './framing.ts';
+import { loadMessages, type MessageRegistry } from './messages.ts';
+import { MECHANISMS, oauthBearerFailure, parseOauthBearer, parsePlain, SaslError, type Mechanism } from './sasl.ts';
+import { connectUpstream, discoverBrokers, parseHostPort, type HostPort } from './upstream.ts';
+
+const MAX_QUEUED_REQUESTS = 64;
+const MIN_FRAME = 8; // api key, version, correlation id
+
+export class KafkaListener {
+  readonly config: KafkaListenerConfig;
+  readonly upstream: KafkaUpstreamConfig;
+  readonly dispatcher: Dispatcher;
+  readonly log: Logger;
+  reg!: MessageRegistry;
+  readonly advertisedHost: string;
+  readonly passthrough = new Set<number>();
+  /** broker node id -> the broker's real address (learned from responses, never told to clients) */
+  readonly brokers = new Map<number, HostPort>();
+  readonly #servers = new Map<number | 'bootstrap', Server>();
+  readonly #ports = new Map<number, Promise<number>>();
+  readonly #connections = new Set<Connection>();
+  #discovery: Promise<void> | undefined;
+
+  constructor(config: KafkaListenerConfig, upstream: KafkaUpstreamConfig, dispatcher: Dispatcher, log: Logger) {
+    this.config = config;
+    this.upstream = upstream;
+    this.dispatcher = dispatcher;
+    this.log = log.child({ listener: 'kafka' });
+    this.advertisedHost = config.advertisedHost ?? config.host;
+  }
+
+  async listen(): Promise<{ host: string; port: number }> {
+    this.reg = await loadMessages();
+    const byName = new Map([...this.reg.names].map(([k, n]) => [n, k]));
+    for (const name of this.config.passthroughApis) {
+      const key = byName.get(name);
+      if (key === undefined) throw new Error(`listeners.kafka.passthroughApis: unknown Kafka API "${name}"`);
+      this.passthrough.add(key);
+    }
+    const port = await this.#serve('bootstrap', this.config.port);
+    return { host: this.config.host, port };
+  }
+
+  async close(): Promise<void> {
+    for (const c of this.#connections) c.destroy();
+    await Promise.all([...this.#servers.values()].map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+
+  #serve(target: number | 'bootstrap', port: number): Promise<number> {
+    const onConnection = (socket: Socket) => {
+      const conn = new Connection(this, socket, target === 'bootstrap' ? undefined : target);
+      this.#connections.add(conn);
+      socket.once('close', () => this.#connections.delete(conn));
+    };
+    const tls = this.config.tls;
+    const server = tls
+      ? createTlsServer(
+          {
+            cert: readFileSync(tls.cert),
+            key: readFileSync(tls.key),
+            ...(tls.clientCa ? { ca: readFileSync(tls.clientCa), requestCert: true, rejectUnauthorized: false } : {}),
+          },
+          onConnection,
+        )
+      : createServer({ noDelay: true }, onConnection);
+    this.#servers.set(target, server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, this.config.host, () => {
+        server.off('error', reject);
+        const addr = server.address();
+        resolve(addr && typeof addr === 'object' ? addr.port : port);
+      });
+    });
+  }
+
+  /** The gateway port that stands for broker `nodeId` (listening from the first time it is needed). */
+  brokerPort(nodeId: number): Promise<number> {
+    let p = this.#ports.get(nodeId);
+    if (!p) {
+      if (nodeId < 0 || nodeId > this.config.maxNodeId) return Promise.reject(new GatewayError('internal', `broker node id ${nodeId} is outside 0..${this.config.maxNodeId}`));
+      p = this.#serve(nodeId, this.config.brokerPortBase === 0 ? 0 : this.config.brokerPortBase + nodeId);
+      p.catch(() => this.#ports.delete(nodeId));
+      this.#ports.set(nodeId, p);
+    }
+    return p;
+  }
+
+  learn(nodeId: number, host: string, port: number): void {
+    this.brokers.set(nodeId, { host, port });
+  }
+
+  /** Where a connection to `nodeId`'s port (or the bootstrap port) goes upstream. */
+  async upstreamAddress(nodeId: number | undefined): Promise<HostPort[]> {
+    if (nodeId === undefined) return this.upstream.bootstrap.map(parseHostPort);
+    if (!this.brokers.has(nodeId)) {
+      // e.g. after a gateway restart clients still hold broker ports: ask the cluster
+      this.#discovery ??= discoverBrokers(this.reg, this.upstream)
+        .then((m) => {
+          for (const [id, hp] of m) this.brokers.set(id, hp);
+        })
+        .finally(() => (this.#discovery = undefined));
+      await this.#discovery;
+    }
+    const addr = this.brokers.get(nodeId);
+    if (!addr) throw new GatewayError('upstream-unavailable', `broker ${nodeId} is not part of the cluster`);
+    return [addr];
+  }
+}
+
+interface Slot {
+  done: boolean;
+  data: Buffer | undefined;
+  apiKey: number;
+  version: number;
+}
+
+/**
+ * Every response frame written to a client, for tests and diagnostics (e.g. asserting
+ * that no broker address ever leaves the gateway). Costs nothing without subscribers.
+ */
+export const responseChannel = channel('streamgate:kafka:response');
+/** Every request frame read from a client (with its size prefix), before any decision. */
+export const requestChannel = channel('streamgate:kafka:request');
+export interface ResponseMessage {
+  apiKey: number;
+  version: number;
+  frame: Buffer;
+}
+
+interface Inflight {
+  resolve: (frame: Buffer) => void;
+  reject: (err: Error) => void;
+}
+
+interface Header {
+  apiKey: number;
+  version: number;
+  correlationId: number;
+  clientId: string | null;
+  bodyOffset: number;
+}
+
+class Connection {
+  readonly #l: KafkaListener;
+  readonly #socket: Socket;
+  readonly #target: number | undefined;
+  readonly #session: Session;
+  readonly #framer: Framer;
+  #identity: Identity | undefined;
+  #credentialExpiresAt = 0;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #mechanism: Mechanism | undefined;
+  #upstream: Promise<Socket> | undefined;
+  #upSocket: Socket | undefined;
+  #upFramer: Framer | undefined;
+  readonly #slots: Slot[] = [];
+  readonly #inflight: Inflight[] = [];
+  #tail: Promise<void> = Promise.resolve();
+  #queued = 0;
+  /** no more requests are read or forwarded */
+  #closed = false;
+  #destroyed = false;
+  #clientId = '';
+
+  constructor(listener: KafkaListener, socket: Socket, target: number | undefined) {
+    this.#l = listener;
+    this.#socket = socket;
+    this.#target = target;
+    socket.setNoDelay(true);
+    this.#session = listener.dispatcher.newSession('kafka', { address: socket.remoteAddress ?? '' });
+    this.#framer = new Framer(listener.config.maxFrameBytes, (f) => this.#onFrame(f), MIN_FRAME);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        this.#framer.push(chunk);
+      } catch (err) {
+        this.#violation(err instanceof FrameError ? err.message : 'unreadable frame', undefined);
+      }
+    });
+    socket.on('drain', () => this.#upSocket?.resume());
+    socket.on('error', () => {});
+    socket.on('close', () => this.destroy());
+    if (listener.config.tls?.clientCa && (socket as TLSSocket).authorized) this.#mtls(socket as TLSSocket);
+  }
+
+  /**
+   * A client certificate verified against listeners.kafka.tls.clientCa is an identity: its
+   * subject CN, with its OUs as groups. Requests wait for this login like for SASL.
+   */
+  #mtls(socket: TLSSocket): void {
+    const cert = socket.getPeerCertificate();
+    const cn = cert.subject?.CN;
+    if (!cn) return;
+    const ou = cert.subject.OU;
+    const op = this.#l.dispatcher.newOperation(this.#session, 'describe', { kind: 'cluster', name: 'mtls' });
+    op.meta.api = 'mTLS';
+    op.credential = {
+      scheme: 'certificate',
+      subject: String(cn),
+      issuer: `mtls:${String(cert.issuer?.CN ?? '')}`,
+      groups: ou === undefined ? [] : Array.isArray(ou) ? ou.map(String) : [String(ou)],
+      expiresAt: Math.floor(new Date(cert.valid_to).getTime() / 1000),
+    };
+    const login = this.#l.dispatcher.login(op).then(
+      (identity) => {
+        this.#identity = identity;
+        this.#credentialExpiresAt = Math.min((identity.expiresAt ?? 0) * 1000, Date.now() + 10 * 365 * 86_400_000);
+      },
+      () => {},
+    );
+    // requests read before the login settles are handled after it
+    this.#tail = this.#tail.then(() => login);
+  }
+
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#closed = true;
+    clearTimeout(this.#expiryTimer);
+    this.#socket.destroy();
+    this.#upSocket?.destroy();
+    this.#upstream?.then((s) => s.destroy(), () => {});
+    const err = new GatewayError('upstream-unavailable', 'the connection closed before the broker answered');
+    for (const i of this.#inflight.splice(0)) i.reject(err);
+    this.#l.dispatcher.endSession(this.#session);
+  }
+
+  // -------------------------------------------------------------------------
+  // inbound
+
+  #onFrame(frame: Buffer): void {
+    if (this.#closed) return;
+    if (requestChannel.hasSubscribers) requestChannel.publish({ frame });
+    this.#queued++;
+    // backpressure: a client that pipelines faster than the gateway forwards is paused
+    if (this.#queued >= MAX_QUEUED_REQUESTS) this.#socket.pause();
+    this.#tail = this.#tail
+      .then(() => this.#handle(frame))
+      .catch((err: unknown) => {
+        if (err instanceof KafkaProtocolError || err instanceof FrameError) this.#violation(`malformed request: ${err.message}`, undefined);
+        else if (err instanceof GatewayError && (err.kind === 'upstream-unavailable' || err.kind === 'upstream-error')) {
+          this.#l.log.warn({ err: err.message, session: this.#session.id }, 'upstream failure; closing the client connection');
+          this.destroy();
+        } else if (!this.#closed) {
+          this.#l.log.error({ err, session: this.#session.id }, 'Kafka request failed');
+          this.destroy();
+        }
+      })
+      .finally(() => {
+        this.#queued--;
+        if (this.#queued < MAX_QUEUED_REQUESTS / 2 && this.#socket.isPaused() && !this.#upstreamBusy()) this.#socket.resume();
+      });
+  }
+
+  #upstreamBusy(): boolean {
+    return this.#upSocket !== undefined && this.#upSocket.writableNeedDrain;
+  }
+
+  #header(frame: Buffer): Header {
+    const apiKey = frame.readInt16BE(4);
+    const version = frame.readInt16BE(6);
+    const codec = this.#l.reg.requests.get(apiKey);
+    const flexible = codec ? codec.isFlexible(version) : false;
+    const { value, offset } = this.#l.reg.requestHeader.decode(frame, 4, flexible ? 2 : 1);
+    return { apiKey, version, correlationId: value.CorrelationId as number, clientId: (value.ClientId as string | null) ?? null, bodyOffset: offset };
+  }
+
+  async #handle(frame: Buffer): Promise<void> {
+    if (this.#closed) return;
+    const reg = this.#l.reg;
+    const apiKey = frame.readInt16BE(4);
+    const version = frame.readInt16BE(6);
+    const codec = reg.requests.get(apiKey);
+    const passthrough = this.#l.passthrough.has(apiKey);
+    if (!codec || (!SUPPORTED.has(apiKey) && !passthrough)) {
+      return this.#violation(`API key ${apiKey} (${reg.names.get(apiKey) ?? 'unknown'}) is not served by the gateway`, undefined);
+    }
+    const [min, max] = codec.validVersions;
+    const ceiling = Math.min(max, MAX_VERSION[apiKey] ?? max);
+    const h = this.#header(frame);
+    if (h.clientId && !this.#clientId) {
+      this.#clientId = h.clientId;
+      this.#session.client.clientId = h.clientId;
+    }
+    if (apiKey === API.ApiVersions && version > ceiling) {
+      // KIP-511: answer in v0 with the versions we serve, so the client can pick one
+      return this.#localResponse(h, 0, await this.#apiVersions({ ErrorCode: ERR.UNSUPPORTED_VERSION, ApiKeys: [] }, 0, true));
+    }
+    if (version < min || version > ceiling) {
+      return this.#violation(`${reg.names.get(apiKey)} v${version} is not served (versions ${min}-${ceiling})`, h);
+    }
+    const body = codec.decode(frame, h.bodyOffset, version).value;
+    if (this.#l.log.isLevelEnabled('debug')) this.#l.log.debug({ session: this.#session.id, api: reg.names.get(apiKey), version, correlationId: h.correlationId }, 'request');
+
+    switch (apiKey) {
+      case API.ApiVersions:
+        return this.#forward(frame, h, async (res) => this.#apiVersions(res, version, false));
+      case API.SaslHandshake:
+        return this.#saslHandshake(h, body);
+      case API.SaslAuthenticate:
+        return this.#saslAuthenticate(h, body);
+    }
+    if (!this.#identity) return this.#unauthenticated(h, 'authenticate with SASL (OAUTHBEARER or PLAIN) before sending requests');
+    if (Date.now() >= this.#credentialExpiresAt) return this.#unauthenticated(h, 'the session credential expired without re-authentication');
+
+    switch (apiKey) {
+      case API.Metadata:
+        return this.#metadata(frame, h, body);
+      case API.Produce:
+        return this.#produce(frame, h, body);
+      case API.Fetch:
+        return this.#fetch(frame, h, body);
+      case API.DescribeCluster:
+        return this.#forward(frame, h, async (res) => this.#rewriteBrokers(res, 'Brokers', 'BrokerId'));
+      case API.ListGroups:
+        return this.#forward(frame, h, async (res) => {
+          res.Groups = (res.Groups as Struct[]).filter((g) => this.#permits('describe', { kind: 'group', name: g.GroupId as string }));
+          return res;
+        });
+    }
+    if (passthrough && !SUPPORTED.has(apiKey)) return this.#forward(frame, h);
+    const named = resourcesOf(apiKey, version, body);
+    const transform = apiKey === API.FindCoordinator ? (res: Struct) => this.#findCoordinator(res, version) : undefined;
+    if (named.length === 0) return this.#forward(frame, h, transform);
+    return this.#gated(frame, h, body, named, transform);
+  }
+
+  #permits(action: Action, resource: Resource): boolean {
+    return this.#l.dispatcher.permits(this.#identity!, action, resource);
+  }
+
+  // -------------------------------------------------------------------------
+  // slots: responses leave in request order
+
+  #slot(h: Header): Slot {
+    const s: Slot = { done: false, data: undefined, apiKey: h.apiKey, version: h.version };
+    this.#slots.push(s);
+    return s;
+  }
+
+  #complete(slot: Slot, data: Buffer | undefined): void {
+    slot.done = true;
+    slot.data = data;
+    while (this.#slots.length > 0 && this.#slots[0]!.done) {
+      const s = this.#slots.shift()!;
+      if (s.data && responseChannel.hasSubscribers) responseChannel.publish({ apiKey: s.apiKey, version: s.version, frame: s.data } satisfies ResponseMessage);
+      if (s.data && !this.#closed) {
+        // backpressure the other way: a client slow to read pauses its broker connection
+        const data = s.data;
+        if (!this.#socket.write(data, () => this.#upFramer?.release(data))) this.#upSocket?.pause();
+      }
+    }
+  }
+
+  #encodeResponse(h: Header, body: Struct, version = h.version): Buffer {
+    const reg = this.#l.reg;
+    const codec = reg.responses.get(h.apiKey)!;
+    const headerVersion = h.apiKey !== API.ApiVersions && codec.isFlexible(version) ? 1 : 0;
+    const w = reg.responseHeader.encode({ CorrelationId: h.correlationId }, headerVersion);
+    codec.encode(body, version, w);
+    return w.finish(true);
+  }
+
+  #localResponse(h: Header, version: number, body: Struct): void {
+    this.#complete(this.#slot({ ...h, version }), this.#encodeResponse(h, body, version));
+  }
+
+  #responseBody(h: Header, frame: Buffer): Struct {
+    const reg = this.#l.reg;
+    const codec = reg.responses.get(h.apiKey)!;
+    const headerVersion = h.apiKey !== API.ApiVersions && codec.isFlexible(h.version) ? 1 : 0;
+    const { offset } = reg.responseHeader.decode(frame, 4, headerVersion);
+    return codec.decode(frame, offset, h.version).value;
+  }
+
+  // -------------------------------------------------------------------------
+  // upstream
+
+  #connectUpstream(): Promise<Socket> {
+    this.#upstream ??= (async () => {
+      let last: unknown;
+      for (const addr of await this.#l.upstreamAddress(this.#target)) {
+        try {
+          const s = await connectUpstream(this.#l.reg, this.#l.upstream, addr);
+          if (this.#closed) {
+            s.destroy();
+            throw new GatewayError('upstream-unavailable', 'client went away');
+          }
+          this.#upSocket = s;
+          const framer = new Framer(Number.MAX_SAFE_INTEGER, (f) => this.#onUpstreamFrame(f));
+          this.#upFramer = framer;
+          s.on('data', (d: Buffer) => {
+            try {
+              framer.push(d);
+            } catch {
+              this.destroy();
+            }
+          });
+          s.on('drain', () => {
+            if (this.#queued < MAX_QUEUED_REQUESTS) this.#socket.resume();
+          });
+          s.on('error', () => {});
+          s.on('close', () => this.destroy());
+          return s;
+        } catch (err) {
+          last = err;
+        }
+      }
+      throw new GatewayError('upstream-unavailable', last instanceof Error ? last.message : 'no broker reachable');
+    })();
+    return this.#upstream;
+  }
+
+  #onUpstreamFrame(frame: Buffer): void {
+    const waiter = this.#inflight.shift();
+    if (!waiter) {
+      this.#l.log.warn({ session: this.#session.id }, 'unexpected response from the broker; closing');
+      this.destroy();
+      return;
+    }
+    waiter.resolve(frame);
+  }
+
+  /** Writes a request upstream; resolves with the response frame, or undefined when none comes (acks=0). */
+  #send(up: Socket, frame: Buffer, expectResponse: boolean): Promise<Buffer> | undefined {
+    const p = expectResponse
+      ? new Promise<Buffer>((resolve, reject) => this.#inflight.push({ resolve, reject }))
+      : undefined;
+    // the frame's memory goes back to the framer once the kernel has it
+    if (!up.write(frame, () => this.#framer.release(frame))) this.#socket.pause();
+    return p;
+  }
+
+  /** Forwards unchanged; `transform` (if any) rewrites the decoded response. */
+  async #forward(frame: Buffer, h: Header, transform?: (res: Struct) => Promise<Struct>): Promise<void> {
+    const up = await this.#connectUpstream();
+    const slot = this.#slot(h);
+    const pending = this.#send(up, frame, true)!;
+    // not awaited: the next request may be forwarded while this one is in flight
+    void pending.then(
+      async (res) => {
+        if (!transform) return this.#complete(slot, res);
+        this.#complete(slot, this.#encodeResponse(h, await transform(this.#responseBody(h, res))));
+      },
+      () => this.destroy(),
+    ).catch((err: unknown) => {
+      this.#l.log.error({ err, session: this.#session.id }, 'rewriting a Kafka response failed');
+      this.destroy();
+    });
+  }
+
+  // -------------------------------------------------------------------------
+  // authorization through the controls chain
+
+  #newOp(h: Header, n: { kind: Resource['kind']; name: string; action: Action; partition?: number }): Operation {
+    const resource: Resource = { kind: n.kind, name: n.name };
+    if (n.partition !== undefined) resource.partition = n.partition;
+    const op = this.#l.dispatcher.newOperation(this.#session, n.action, resource);
+    op.identity = this.#identity!;
+    op.meta.api = this.#l.reg.names.get(h.apiKey) ?? String(h.apiKey);
+    op.meta.api_version = h.version;
+    return op;
+  }
+
+  /**
+   * Runs every operation through the controls chain. When each has either reached the
+   * end of the chain (allowed) or been refused, `decide` runs once with both sets: it
+   * forwards what may be forwarded and returns the per-operation results, which flow
+   * back through the chain (audit writes each row). Resolves `forwarded` as soon as the
+   * request has left for the broker, `settled` when every row is written.
+   */
+  #authorize(
+    ops: Operation[],
+    decide: (allowed: Operation[], denied: Map<Operation, GatewayError>) => Promise<Map<Operation, UpstreamResult | Error>> | undefined,
+  ): { forwarded: Promise<void>; settled: Promise<unknown> } {
+    const arrived: Array<{ op: Operation; resolve: (r: UpstreamResult) => void; reject: (e: unknown) => void }> = [];
+    const denied = new Map<Operation, GatewayError>();
+    let fired = false;
+    let markForwarded!: () => void;
+    const forwarded = new Promise<void>((r) => (markForwarded = r));
+    const fire = () => {
+      if (fired || arrived.length + denied.size < ops.length) return;
+      fired = true;
+      let results: Promise<Map<Operation, UpstreamResult | Error>> | undefined;
+      try {
+        results = decide(
+          arrived.map((a) => a.op),
+          denied,
+        );
+      } catch (err) {
+        results = Promise.reject(err);
+      }
+      markForwarded();
+      if (!results) {
+        for (const a of arrived) a.resolve({});
+        return;
+      }
+      results.then(
+        (map) => {
+          for (const a of arrived) {
+            const r = map.get(a.op);
+            if (r instanceof Error) a.reject(r);
+            else a.resolve(r ?? {});
+          }
+        },
+        (err: unknown) => {
+          for (const a of arrived) a.reject(err);
+        },
+      );
+    };
+    const runs = ops.map((op) =>
+      this.#l.dispatcher
+        .run(op, (o) => new Promise<UpstreamResult>((resolve, reject) => {
+          arrived.push({ op: o, resolve, reject });
+          fire();
+        }))
+        .catch((err: unknown) => {
+          if (!fired) {
+            denied.set(op, err instanceof GatewayError ? err : new GatewayError('internal', 'internal error'));
+            fire();
+          }
+          throw err;
+        }),
+    );
+    if (ops.length === 0) fire();
+    return { forwarded, settled: Promise.allSettled(runs) };
+  }
+
+  /** All-or-nothing APIs: any refused resource refuses the request with the API's own error codes. */
+  async #gated(frame: Buffer, h: Header, body: Struct, named: Named[], transform?: (res: Struct) => Promise<Struct>): Promise<void> {
+    const up = await this.#connectUpstream();
+    const slot = this.#slot(h);
+    const ops = named.map((n) => this.#newOp(h, n));
+    let response: Promise<Buffer> | undefined;
+    let refusal: GatewayError | undefined;
+    let refusedKind: Resource['kind'] = 'topic';
+    const { forwarded, settled } = this.#authorize(ops, (allowed, denied) => {
+      if (denied.size === 0) {
+        response = this.#send(up, frame, true)!;
+        return response.then(() => new Map());
+      }
+      const [op, err] = [...denied][0]!;
+      refusal = err;
+      refusedKind = op.resource.kind;
+      const notForwarded = new GatewayError('forbidden', `not forwarded: ${err.message}`, err.rule ? { rule: err.rule } : undefined);
+      return Promise.resolve(new Map(allowed.map((o) => [o, notForwarded] as [Operation, Error])));
+    });
+    await forwarded;
+    void settled.then(async () => {
+      if (refusal) {
+        const codec = this.#l.reg.responses.get(h.apiKey)!;
+        const code = refusal.kind === 'forbidden' ? authorizationError(refusedKind) : kafkaErrorFor(refusal);
+        return this.#complete(slot, this.#encodeResponse(h, errorResponse(h.apiKey, codec.defaults(h.version), body, code, refusal.message)));
+      }
+      const res = await response!;
+      if (!transform) return this.#complete(slot, res);
+      this.#complete(slot, this.#encodeResponse(h, await transform(this.#responseBody(h, res))));
+    }).catch(() => this.destroy());
+  }
+
+  // -------------------------------------------------------------------------
+  // Produce and Fetch: per-topic operations, partial forwarding, records never decoded
+
+  async #produce(frame: Buffer, h: Header, body: Struct): Promise<void> {
+    const up = await this.#connectUpstream();
+    const acks = body.Acks as number;
+    const slot = acks === 0 ? undefined : this.#slot(h);
+    const topics = body.TopicData as Struct[];
+    const byOp = new Map<Operation, Struct[]>();
+    const ops: Operation[] = [];
+    const txnId = body.TransactionalId as string | null;
+    let txnOp: Operation | undefined;
+    if (txnId !== null && txnId !== undefined) {
+      txnOp = this.#newOp(h, { kind: 'transactional-id', name: txnId, action: 'produce' });
+      ops.push(txnOp);
+    }
+    // one operation per topic, even where a topic is listed more than once
+    const entries = new Map<string, Struct[]>();
+    for (const t of topics) {
+      const list = entries.get(t.Name as string);
+      if (list) list.push(t);
+      else entries.set(t.Name as string, [t]);
+    }
+    // Hashing is deferred until the request is on its way to the broker (it costs about as
+    // much as the forwarding itself) unless a denial's row will need the hash before that.
+    const hashNow = txnOp !== undefined && !this.#permits('produce', txnOp.resource);
+    const hashPending: Array<[Operation, Struct[]]> = [];
+    for (const [name, list] of entries) {
+      const parts = list.flatMap((t) => t.PartitionData as Struct[]);
+      const op = this.#newOp(h, { kind: 'topic', name, action: 'produce', ...(parts.length === 1 ? { partition: parts[0]!.Index as number } : {}) });
+      const sum = { records: 0, bytes: 0, batches: 0 };
+      for (const p of parts) summarize(p.Records as Uint8Array | null, sum);
+      op.batch = { records: sum.records, bytes: sum.bytes, hash: '' };
+      if (hashNow || !this.#permits('produce', op.resource)) op.batch.hash = hashParts(parts);
+      else hashPending.push([op, parts]);
+      op.meta.partitions = parts.map((p) => p.Index as number).join(',');
+      op.meta.acks = acks;
+      byOp.set(op, list);
+      ops.push(op);
+    }
+    const hashRest = () => {
+      for (const [op, parts] of hashPending.splice(0)) op.batch!.hash = hashParts(parts);
+    };
+    let response: Promise<Buffer> | undefined;
+    let denied = new Map<Operation, GatewayError>();
+    const { forwarded, settled } = this.#authorize(ops, (allowed, refused) => {
+      denied = refused;
+      // a refused transactional id refuses the whole request
+      const txnDenied = txnOp !== undefined && refused.has(txnOp);
+      const send = txnDenied ? [] : allowed.filter((o) => byOp.has(o));
+      if (send.length === 0) {
+        hashRest();
+        const notForwarded = new GatewayError('forbidden', `not forwarded: ${refused.get(txnOp!)?.message ?? 'refused'}`);
+        return txnDenied ? Promise.resolve(new Map(allowed.map((o) => [o, notForwarded] as [Operation, Error]))) : undefined;
+      }
+      const out = send.length === byOp.size ? frame : this.#reencode(h, { ...body, TopicData: send.flatMap((o) => byOp.get(o)!) });
+      response = this.#send(up, out, acks !== 0);
+      // still this tick: the frame's memory is only reused after the socket write completes
+      hashRest();
+      if (!response) return undefined;
+      return response.then((res) => {
+        const results = new Map<Operation, UpstreamResult | Error>();
+        const decoded = this.#responseBody(h, res);
+        for (const tr of decoded.Responses as Struct[]) {
+          const op = send.find((o) => o.resource.name === tr.Name);
+          if (!op) continue;
+          const prior = results.get(op);
+          if (prior instanceof Error) continue;
+          const records = prior?.records ?? [];
+          let failed: Error | undefined;
+          for (const p of tr.PartitionResponses as Struct[]) {
+            if (p.ErrorCode !== 0) failed = new GatewayError('upstream-error', `the broker refused partition ${String(p.Index)}: error ${String(p.ErrorCode)}`);
+            else records.push({ partition: p.Index as number, offset: String(p.BaseOffset), timestamp: Number(p.LogAppendTimeMs) });
+          }
+          results.set(op, failed ?? { records });
+        }
+        return results;
+      });
+    });
+    await forwarded;
+    const done = settled.then(async () => {
+      if (acks === 0) {
+        // Kafka's own answer to a refused acks=0 produce: close, so the client notices
+        if (denied.size > 0) this.destroy();
+        return;
+      }
+      const refusedTopics = [...denied].filter(([op]) => byOp.has(op));
+      const txnRefusal = txnOp ? denied.get(txnOp) : undefined;
+      if (!response) {
+        const codec = this.#l.reg.responses.get(h.apiKey)!;
+        const first = txnRefusal ?? refusedTopics[0]?.[1];
+        const code = txnRefusal ? ERR.TRANSACTIONAL_ID_AUTHORIZATION_FAILED : first?.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(first);
+        return this.#complete(slot!, this.#encodeResponse(h, errorResponse(h.apiKey, codec.defaults(h.version), body, code, first?.message ?? 'refused')));
+      }
+      const res = await response;
+      let decoded: Struct | undefined;
+      if (refusedTopics.length > 0) {
+        decoded = this.#responseBody(h, res);
+        const codec = this.#l.reg.responses.get(h.apiKey)!;
+        for (const [op, err] of refusedTopics) {
+          const part = errorResponse(h.apiKey, codec.defaults(h.version), { TopicData: byOp.get(op)! }, err.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(err), err.message);
+          (decoded.Responses as Struct[]).push(...(part.Responses as Struct[]));
+        }
+      }
+      if (h.version >= 10) {
+        decoded ??= this.#responseBody(h, res);
+        if ((decoded.NodeEndpoints as Struct[] | undefined)?.length) await this.#rewriteBrokers(decoded, 'NodeEndpoints', 'NodeId');
+        else if (refusedTopics.length === 0) decoded = undefined;
+      }
+      this.#complete(slot!, decoded ? this.#encodeResponse(h, decoded) : res);
+    });
+    done.catch(() => this.destroy());
+  }
+
+  async #fetch(frame: Buffer, h: Header, body: Struct): Promise<void> {
+    const up = await this.#connectUpstream();
+    const slot = this.#slot(h);
+    if ((body.ReplicaId as number | undefined) !== undefined && (body.ReplicaId as number) >= 0) {
+      return this.#violation('follower fetches are not served by the gateway', h);
+    }
+    const topics = body.Topics as Struct[];
+    // one operation per topic, even where a client lists a topic once per partition
+    const entries = new Map<string, Struct[]>();
+    for (const t of topics) {
+      const list = entries.get(t.Topic as string);
+      if (list) list.push(t);
+      else entries.set(t.Topic as string, [t]);
+    }
+    const byOp = new Map<Operation, Struct[]>();
+    const byName = new Set(entries.keys());
+    for (const [name, list] of entries) {
+      const parts = list.flatMap((t) => t.Partitions as Struct[]);
+      const op = this.#newOp(h, { kind: 'topic', name, action: 'consume', ...(parts.length === 1 ? { partition: parts[0]!.Partition as number } : {}) });
+      op.meta.partitions = parts.map((p) => p.Partition as number).join(',');
+      byOp.set(op, list);
+    }
+    let response: Promise<Buffer> | undefined;
+    let denied = new Map<Operation, GatewayError>();
+    const { forwarded, settled } = this.#authorize([...byOp.keys()], (allowed, refused) => {
+      denied = refused;
+      // an incremental fetch (session) may name no topic at all: still forwarded
+      if (allowed.length === 0 && topics.length > 0) return undefined;
+      const out = refused.size === 0 ? frame : this.#reencode(h, { ...body, Topics: allowed.flatMap((o) => byOp.get(o)!) });
+      response = this.#send(up, out, true)!;
+      return response.then((res) => {
+        const results = new Map<Operation, UpstreamResult>();
+        decodedRes = this.#responseBody(h, res);
+        // Reads are delivered first and audited right after (hashing a large fetch costs about
+        // as much as the broker's answer): the topics were authorized before the request left,
+        // and topics a fetch session adds are checked against the policy here.
+        if (refused.size === 0 && this.#sessionTopics(topics, decodedRes).every((t) => this.#permits('consume', { kind: 'topic', name: t.Topic as string }))) {
+          delivered = true;
+          this.#complete(slot, res);
+        }
+        // summaries now, in this tick: a delivered frame's memory is reused once written
+        for (const tr of decodedRes.Responses as Struct[]) summaries.set(tr.Topic as string, fetchedSummary(tr));
+        for (const op of allowed) {
+          const sum = summaries.get(op.resource.name);
+          if (sum) op.batch = sum;
+          results.set(op, {});
+        }
+        return results;
+      });
+    });
+    let decodedRes: Struct | undefined;
+    let delivered = false;
+    const summaries = new Map<string, { records: number; bytes: number; hash: string }>();
+    await forwarded;
+    settled
+      .then(async () => {
+        const refused = [...denied];
+        const codec = this.#l.reg.responses.get(h.apiKey)!;
+        if (!response) {
+          const err = refused[0]?.[1];
+          return this.#complete(slot, this.#encodeResponse(h, errorResponse(h.apiKey, codec.defaults(h.version), body, err?.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(err), err?.message ?? 'refused')));
+        }
+        const res = await response;
+        const decoded = (decodedRes ??= this.#responseBody(h, res));
+        let changed = refused.length > 0;
+        // incremental fetch sessions (KIP-227) return partitions the request did not name:
+        // their records are authorized and audited here, and withheld if no longer allowed
+        const unnamed = delivered ? (decoded.Responses as Struct[]).filter((t) => !byName.has(t.Topic as string) && (summaries.get(t.Topic as string)?.bytes ?? 0) > 0) : this.#sessionTopics(topics, decoded);
+        if (unnamed.length > 0) {
+          const checks = await Promise.allSettled(
+            unnamed.map((tr) => {
+              const op = this.#newOp(h, { kind: 'topic', name: tr.Topic as string, action: 'consume' });
+              op.meta.partitions = (tr.Partitions as Struct[]).map((p) => p.PartitionIndex as number).join(',');
+              op.meta.fetch_session = String(body.SessionId ?? 0);
+              op.batch = summaries.get(tr.Topic as string) ?? fetchedSummary(tr);
+              return this.#l.dispatcher.run(op, () => Promise.resolve({}));
+            }),
+          );
+          const withheld = new Set(unnamed.filter((_t, i) => checks[i]!.status === 'rejected').map((t) => t.Topic));
+          if (withheld.size > 0 && !delivered) {
+            decoded.Responses = (decoded.Responses as Struct[]).filter((t) => !withheld.has(t.Topic));
+            changed = true;
+          }
+        }
+        if (delivered) return;
+        if (!changed) return this.#complete(slot, res);
+        for (const [op, err] of refused) {
+          const part = errorResponse(h.apiKey, codec.defaults(h.version), { Topics: byOp.get(op)! }, err.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(err), err.message);
+          (decoded.Responses as Struct[]).push(...(part.Responses as Struct[]));
+        }
+        this.#complete(slot, this.#encodeResponse(h, decoded));
+      })
+      .catch(() => this.destroy());
+  }
+
+  /** Topics with records in a Fetch response that the request did not name (incremental fetch sessions). */
+  #sessionTopics(requested: Struct[], response: Struct): Struct[] {
+    const named = new Set(requested.map((t) => t.Topic as string));
+    return (response.Responses as Struct[]).filter(
+      (tr) => !named.has(tr.Topic as string) && (tr.Partitions as Struct[]).some((p) => ((p.Records as Uint8Array | null)?.byteLength ?? 0) > 0),
+    );
+  }
+
+  #reencode(h: Header, body: Struct): Buffer {
+    const reg = this.#l.reg;
+    const codec = reg.requests.get(h.apiKey)!;
+    const w = reg.requestHeader.encode({ RequestApiKey: h.apiKey, RequestApiVersion: h.version, CorrelationId: h.correlationId, ClientId: h.clientId }, codec.isFlexible(h.version) ? 2 : 1);
+    codec.encode(body, h.version, w);
+    return w.finish(true);
+  }
+
+  // -------------------------------------------------------------------------
+  // Metadata: explicit topics are authorized (describe) and audited; listings are filtered
+
+  async #metadata(frame: Buffer, h: Header, body: Struct): Promise<void> {
+    const up = await this.#connectUpstream();
+    const slot = this.#slot(h);
+    const requested = body.Topics as Struct[] | null;
+    const ops = (requested ?? []).map((t) => this.#newOp(h, { kind: 'topic', name: (t.Name as string | null) ?? '<topic-id>', action: 'describe' }));
+    let response: Promise<Buffer> | undefined;
+    let denied = new Map<Operation, GatewayError>();
+    const { forwarded, settled } = this.#authorize(ops, (allowed, refused) => {
+      denied = refused;
+      let out = frame;
+      const mayCreate = body.AllowAutoTopicCreation === true && allowed.every((o) => this.#permits('admin', o.resource));
+      if (refused.size > 0 || (body.AllowAutoTopicCreation === true && !mayCreate)) {
+        const keep = requested === null ? null : requested.filter((_t, i) => !refused.has(ops[i]!));
+        out = this.#reencode(h, { ...body, Topics: keep, AllowAutoTopicCreation: mayCreate });
+      }
+      response = this.#send(up, out, true)!;
+      return response.then(() => new Map());
+    });
+    await forwarded;
+    settled
+      .then(async () => {
+        const res = this.#responseBody(h, await response!);
+        const deniedNames = new Set([...denied.keys()].map((o) => o.resource.name));
+        res.Topics = (res.Topics as Struct[]).filter((t) => typeof t.Name === 'string' && !deniedNames.has(t.Name) && this.#permits('describe', { kind: 'topic', name: t.Name }));
+        const codec = this.#l.reg.responses.get(h.apiKey)!;
+        for (const [op, err] of denied) {
+          const t = (codec.defaults(h.version) as Struct & { __proto_Topics: () => Struct }).__proto_Topics();
+          t.Name = op.resource.name;
+          t.ErrorCode = err.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(err);
+          (res.Topics as Struct[]).push(t);
+        }
+        await this.#rewriteBrokers(res, 'Brokers', 'NodeId');
+        this.#complete(slot, this.#encodeResponse(h, res));
+      })
+      .catch(() => this.destroy());
+  }
+
+  async #rewriteBrokers(res: Struct, field: string, idField: string): Promise<Struct> {
+    for (const b of (res[field] as Struct[] | undefined) ?? []) {
+      const id = b[idField] as number;
+      this.#l.learn(id, b.Host as string, b.Port as number);
+      b.Host = this.#l.advertisedHost;
+      b.Port = await this.#l.brokerPort(id);
+    }
+    return res;
+  }
+
+  async #findCoordinator(res: Struct, version: number): Promise<Struct> {
+    const rewrite = async (c: Struct) => {
+      if (c.ErrorCode !== 0 || (c.NodeId as number) < 0) return;
+      this.#l.learn(c.NodeId as number, c.Host as string, c.Port as number);
+      c.Host = this.#l.advertisedHost;
+      c.Port = await this.#l.brokerPort(c.NodeId as number);
+    };
+    if (version >= 4) for (const c of res.Coordinators as Struct[]) await rewrite(c);
+    else await rewrite(res);
+    return res;
+  }
+
+  async #apiVersions(res: Struct, version: number, local: boolean): Promise<Struct> {
+    const reg = this.#l.reg;
+    if (local) {
+      // our own table, for a client whose ApiVersions version is newer than ours
+      res.ApiKeys = [...SUPPORTED].map((k) => {
+        const [min, max] = reg.requests.get(k)!.validVersions;
+        return { ApiKey: k, MinVersion: min, MaxVersion: Math.min(max, MAX_VERSION[k] ?? max) };
+      });
+      return res;
+    }
+    if (res.ErrorCode !== 0) return res;
+    const out: Struct[] = [];
+    for (const a of res.ApiKeys as Struct[]) {
+      const key = a.ApiKey as number;
+      const codec = reg.requests.get(key);
+      if (!codec || (!SUPPORTED.has(key) && !this.#l.passthrough.has(key))) continue;
+      const [, max] = codec.validVersions;
+      const ceiling = Math.min(max, MAX_VERSION[key] ?? max, a.MaxVersion as number);
+      if (ceiling < (a.MinVersion as number)) continue;
+      a.MaxVersion = ceiling;
+      out.push(a);
+    }
+    // v0 handshakes (unframed SASL) are refused when used, but librdkafka wants v0 listed
+    for (const [key, min, max] of [[API.SaslHandshake, 0, 1], [API.SaslAuthenticate, 0, 2]] as const) {
+      if (!out.some((a) => a.ApiKey === key)) out.push({ ApiKey: key, MinVersion: min, MaxVersion: max });
+    }
+    res.ApiKeys = out;
+    return res;
+  }
+
+  // -------------------------------------------------------------------------
+  // SASL, terminated here
+
+  #saslHandshake(h: Header, body: Struct): void {
+    const mechanism = body.Mechanism as string;
+    const ok = (MECHANISMS as readonly string[]).includes(mechanism);
+    if (h.version < 1) return this.#violation('SaslHandshake v0 (unframed SASL) is not supported', h);
+    this.#mechanism = ok ? (mechanism as Mechanism) : undefined;
+    this.#localResponse(h, h.version, { ErrorCode: ok ? ERR.NONE : ERR.UNSUPPORTED_SASL_MECHANISM, Mechanisms: [...MECHANISMS] });
+  }
+
+  async #saslAuthenticate(h: Header, body: Struct): Promise<void> {
+    const slot = this.#slot(h);
+    const mechanism = this.#mechanism;
+    this.#mechanism = undefined;
+    const op = this.#l.dispatcher.newOperation(this.#session, 'describe', { kind: 'cluster', name: 'sasl' });
+    op.meta.api = 'SaslAuthenticate';
+    op.meta.mechanism = mechanism ?? '';
+    const fail = (message: string, bytes?: Uint8Array) => {
+      this.#complete(slot, this.#encodeResponse(h, { ErrorCode: ERR.SASL_AUTHENTICATION_FAILED, ErrorMessage: message, AuthBytes: bytes ?? new Uint8Array(0), SessionLifetimeMs: 0n }));
+      // Kafka closes after a failed authentication; let the answer leave first
+      this.#closed = true;
+      this.#socket.end(() => this.destroy());
+      this.#upSocket?.destroy();
+    };
+    if (!mechanism) {
+      await this.#l.dispatcher.refuse(op, new GatewayError('unauthenticated', 'SaslAuthenticate without a SaslHandshake')).catch(() => {});
+      return fail('SaslAuthenticate without a SaslHandshake');
+    }
+    let identity: Identity;
+    try {
+      const auth = body.AuthBytes as Uint8Array;
+      const token = mechanism === 'OAUTHBEARER' ? parseOauthBearer(auth).token : parsePlain(auth).token;
+      op.credential = { scheme: 'bearer', token };
+      identity = await this.#l.dispatcher.login(op);
+    } catch (err) {
+      const message = err instanceof SaslError || err instanceof GatewayError ? err.message : 'authentication failed';
+      if (err instanceof SaslError) await this.#l.dispatcher.refuse(op, new GatewayError('unauthenticated', message)).catch(() => {});
+      return fail(message, mechanism === 'OAUTHBEARER' ? oauthBearerFailure() : undefined);
+    }
+    if (this.#identity && this.#identity.subject !== identity.subject) {
+      return fail(`re-authentication must keep the principal (${this.#identity.subject}), not switch to ${identity.subject}`);
+    }
+    this.#identity = identity;
+    const now = Date.now();
+    const expiresAt = identity.expiresAt !== undefined ? identity.expiresAt * 1000 : now + this.#l.config.maxSessionLifetimeMs;
+    const lifetime = Math.min(this.#l.config.maxSessionLifetimeMs, expiresAt - now);
+    if (lifetime <= 0) {
+      await this.#l.dispatcher.refuse(op, new GatewayError('unauthenticated', 'the token has expired')).catch(() => {});
+      return fail('the token has expired');
+    }
+    this.#credentialExpiresAt = now + lifetime;
+    clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = setTimeout(() => this.#expired(), lifetime + 50);
+    this.#expiryTimer.unref();
+    this.#complete(slot, this.#encodeResponse(h, { ErrorCode: 0, ErrorMessage: null, AuthBytes: new Uint8Array(0), SessionLifetimeMs: BigInt(lifetime) }));
+  }
+
+  #expired(): void {
+    if (this.#closed || Date.now() < this.#credentialExpiresAt) return;
+    const op = this.#l.dispatcher.newOperation(this.#session, 'describe', { kind: 'cluster', name: 'sasl' });
+    op.identity = this.#identity!;
+    op.meta.api = 'session-expiry';
+    void this.#l.dispatcher.refuse(op, new GatewayError('unauthenticated', 'the session credential expired without re-authentication')).catch(() => {});
+    this.destroy();
+  }
+
+  // -------------------------------------------------------------------------
+  // refusals that end the connection
+
+  async #unauthenticated(h: Header, message: string): Promise<void> {
+    const op = this.#l.dispatcher.newOperation(this.#session, 'describe', { kind: 'cluster', name: 'kafka' });
+    op.meta.api = this.#l.reg.names.get(h.apiKey) ?? String(h.apiKey);
+    op.meta.api_version = h.version;
+    this.#closed = true; // nothing more is read or forwarded for this client
+    await this.#l.dispatcher.refuse(op, new GatewayError('unauthenticated', message)).catch(() => {});
+    this.destroy();
+  }
+
+  /** Malformed, oversized or unknown input: audit, then close this connection only. */
+  #violation(message: string, h: Header | undefined): void {
+    if (this.#closed) return;
+    this.destroy();
+    const op = this.#l.dispatcher.newOperation(this.#session, 'describe', { kind: 'cluster', name: 'kafka' });
+    if (this.#identity) op.identity = this.#identity;
+    op.meta.violation = message;
+    if (h) op.meta.api = this.#l.reg.names.get(h.apiKey) ?? String(h.apiKey);
+    void this.#l.dispatcher.refuse(op, new GatewayError('invalid', message)).catch(() => {});
+  }
+}
+
+function hashParts(parts: Struct[]): string {
+  let hash;
+  for (const p of parts) hash = hashInto(hash, p.Records as Uint8Array | null);
+  return hash ? hash.digest('hex') : '';
+}
+
+/** Records of one topic in a Fetch response, counted and hashed without decoding them. */
+function fetchedSummary(tr: Struct): { records: number; bytes: number; hash: string } {
+  const sum = { records: 0, bytes: 0, batches: 0 };
+  let hash;
+  for (const p of tr.Partitions as Struct[]) {
+    summarize(p.Records as Uint8Array | null, sum);
+    hash = hashInto(hash, p.Records as Uint8Array | null);
+  }
+  return { records: sum.records, bytes: sum.bytes, hash: hash ? hash.digest('hex') : '' };
+}
+
+function kafkaErrorFor(err: GatewayError | undefined): number {
+  switch (err?.kind) {
+    case 'forbidden':
+      return ERR.TOPIC_AUTHORIZATION_FAILED;
+    case 'unauthenticated':
+      return ERR.SASL_AUTHENTICATION_FAILED;
+    case 'too-large':
+      return ERR.MESSAGE_TOO_LARGE;
+    case 'blocked':
+      return ERR.POLICY_VIOLATION;
+    case 'invalid':
+      return ERR.INVALID_REQUEST;
+    case 'upstream-unavailable':
+      return ERR.REQUEST_TIMED_OUT;
+    default:
+      return ERR.UNKNOWN_SERVER_ERROR;
+  }
+}

@@ -1,0 +1,130 @@
+// The gateway's own connections to the brokers: plaintext, or TLS, optionally SASL/PLAIN
+// with the gateway's configured credentials. Client credentials never travel here.
+
+import { readFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { KafkaUpstreamConfig } from '../../config/schema.ts';
+import { API } from './apis.ts';
+import type { Struct } from './codec.ts';
+import { Framer } from './framing.ts';
+import type { MessageRegistry } from './messages.ts';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+
+export function parseHostPort(s: string): HostPort {
+  const i = s.lastIndexOf(':');
+  return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
+}
+
+/** Encodes one request frame (size + header v1/v2 + body). */
+export function encodeRequest(reg: MessageRegistry, apiKey: number, version: number, correlationId: number, body: Struct, clientId = 'streamgate'): Buffer {
+  const codec = reg.requests.get(apiKey)!;
+  const w = reg.requestHeader.encode({ RequestApiKey: apiKey, RequestApiVersion: version, CorrelationId: correlationId, ClientId: clientId }, codec.isFlexible(version) ? 2 : 1);
+  codec.encode(body, version, w);
+  return w.finish(true);
+}
+
+/** Decodes a response frame (with its size prefix) of a request the gateway sent itself. */
+export function decodeResponse(reg: MessageRegistry, apiKey: number, version: number, frame: Buffer): Struct {
+  const codec = reg.responses.get(apiKey)!;
+  const headerVersion = apiKey !== API.ApiVersions && codec.isFlexible(version) ? 1 : 0;
+  const { offset } = reg.responseHeader.decode(frame, 4, headerVersion);
+  return codec.decode(frame, offset, version).value;
+}
+
+/** One request/response on a socket nobody else reads yet (set-up traffic only). */
+function exchange(socket: Socket, frame: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const framer = new Framer(64 * 1024 * 1024, (f) => {
+      cleanup();
+      resolve(f);
+    });
+    const onData = (d: Buffer) => {
+      try {
+        framer.push(d);
+      } catch (err) {
+        cleanup();
+        reject(err);
+      }
+    };
+    const onClose = () => {
+      cleanup();
+      reject(new Error('the broker closed the connection during set-up'));
+    };
+    const cleanup = () => {
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.off('error', onClose);
+    };
+    socket.on('data', onData);
+    socket.once('close', onClose);
+    socket.once('error', onClose);
+    socket.write(frame);
+  });
+}
+
+export async function connectUpstream(reg: MessageRegistry, config: KafkaUpstreamConfig, target: HostPort): Promise<Socket> {
+  const tls = config.security?.tls;
+  const socket: Socket = await new Promise((resolve, reject) => {
+    const s = tls
+      ? tlsConnect({ host: target.host, port: target.port, servername: tls.serverName ?? target.host, ...(tls.ca ? { ca: readFileSync(tls.ca) } : {}) })
+      : netConnect({ host: target.host, port: target.port });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`connecting to the broker ${target.host}:${target.port} timed out`));
+    }, CONNECT_TIMEOUT_MS);
+    s.once(tls ? 'secureConnect' : 'connect', () => {
+      clearTimeout(timer);
+      s.off('error', onError);
+      resolve(s);
+    });
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      reject(new Error(`the broker ${target.host}:${target.port} is not reachable: ${err.message}`));
+    };
+    s.once('error', onError);
+  });
+  socket.setNoDelay(true);
+  const sasl = config.security?.sasl;
+  if (sasl) {
+    try {
+      const hs = decodeResponse(reg, API.SaslHandshake, 1, await exchange(socket, encodeRequest(reg, API.SaslHandshake, 1, -1, { Mechanism: sasl.mechanism })));
+      if (hs.ErrorCode !== 0) throw new Error(`the broker refused SASL ${sasl.mechanism} (error ${String(hs.ErrorCode)})`);
+      const auth = Buffer.from(`\0${sasl.username}\0${sasl.password}`);
+      const res = decodeResponse(reg, API.SaslAuthenticate, 1, await exchange(socket, encodeRequest(reg, API.SaslAuthenticate, 1, -2, { AuthBytes: auth })));
+      if (res.ErrorCode !== 0) throw new Error(`the broker rejected the gateway's credentials: ${String(res.ErrorMessage ?? res.ErrorCode)}`);
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+  }
+  return socket;
+}
+
+/** The brokers of the cluster, asked directly (used when a broker port is hit before any Metadata passed through). */
+export async function discoverBrokers(reg: MessageRegistry, config: KafkaUpstreamConfig): Promise<Map<number, HostPort>> {
+  let last: unknown;
+  for (const b of config.bootstrap) {
+    try {
+      const socket = await connectUpstream(reg, config, parseHostPort(b));
+      try {
+        const frame = await exchange(socket, encodeRequest(reg, API.Metadata, 12, 1, { Topics: [], AllowAutoTopicCreation: false }));
+        const res = decodeResponse(reg, API.Metadata, 12, frame);
+        const out = new Map<number, HostPort>();
+        for (const br of res.Brokers as Struct[]) out.set(br.NodeId as number, { host: br.Host as string, port: br.Port as number });
+        return out;
+      } finally {
+        socket.destroy();
+      }
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last instanceof Error ? last : new Error('no bootstrap broker answered');
+}

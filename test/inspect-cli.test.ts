@@ -1,0 +1,55 @@
+// `streamgate inspect`: dry run of a topic's rules on stdin payloads.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const config = fileURLToPath(new URL('../streamgate.example.yaml', import.meta.url));
+
+function cli(args: string[], input: string) {
+  const r = spawnSync(process.execPath, [main, 'inspect', ...args], { input, encoding: 'utf8', env: { ...process.env, HTTP_PORT: '0' } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('masks stdin lines with a topic\'s produce rules; summary on stderr; exit 3 when a record is blocked', () => {
+  const input = [
+    '{"card":"4111 1111 1111 1111","password":"x","mail":"ann@example.com"}',
+    'hello 123-45-6789',
+    '{"k":"-----BEGIN PRIVATE KEY-----\\nMII\\n-----END PRIVATE KEY-----"}',
+    '{"broken": "4111111111111111"',
+  ].join('\n') + '\n';
+  const r = cli(['--config', config, '--topic', 'customers.eu'], input);
+  assert.equal(r.code, 3, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.equal(lines.length, 3, 'the blocked record is not written');
+  assert.match(lines[0]!, /^\{"card":"\*\*\*\* \*\*\*\* \*\*\*\* 1111","password":"[0-9a-f]{16}","mail":"tok_v1_[\w-]{22}"\}$/);
+  assert.equal(lines[1], 'hello ***-**-****');
+  assert.equal(lines[2], '{"broken": "************1111"');
+  assert.match(r.stderr, /4 records: 3 changed, 1 blocked, 0 unchanged/);
+  assert.match(r.stderr, /actions by rule: .*pci\.card-number 2/);
+  assert.match(r.stderr, /1 records are not valid JSON/);
+  assert.match(r.stderr, /record 3: blocked by rule "secrets\.private-key": private keys must not be published/);
+});
+
+test('consume side per role, raw format, and topics without rules', () => {
+  const doc = '{"mail":"ann@example.com",\n"card":"4111111111111111"}';
+  const analyst = cli(['-c', config, '-t', 'payments.cards', '--side', 'consume', '--role', 'analyst', '--format', 'raw'], doc);
+  assert.equal(analyst.code, 0, analyst.stderr);
+  assert.match(analyst.stdout, /^\{"mail":"tok_v1_[\w-]{22}",\n"card":"4111111111111111"\}$/);
+  const admin = cli(['-c', config, '-t', 'payments.cards', '--side', 'consume', '--role', 'platform-admin', '--format', 'raw'], doc);
+  assert.equal(admin.stdout, doc);
+  assert.match(admin.stderr, /no inspection rules apply/);
+  const none = cli(['-c', config, '-t', 'orders'], 'card 4111111111111111\n');
+  assert.equal(none.stdout, 'card 4111111111111111\n');
+});
+
+test('usage errors and the detector list', () => {
+  const r = cli(['--topic', 'x'], '');
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /needs --config/);
+  const list = cli(['--list-detectors'], '');
+  for (const id of ['payment-card', 'us-ssn', 'email', 'phone', 'iban', 'ipv4', 'ipv6', 'aws-access-key-id', 'aws-secret-key', 'jwt', 'pem-private-key']) {
+    assert.match(list.stdout, new RegExp(`^${id} `, 'm'));
+  }
+});

@@ -1,0 +1,141 @@
+// JSON awareness: detectors only inside string values, field paths, escapes, drops,
+// whole-value actions, and the byte-scanning fallback for malformed documents.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { FLAG_JSON, FLAG_JSON_FALLBACK } from '../src/inspect/engine.ts';
+import { detectorRule, mask4, redact, setup } from './helpers/inspect.ts';
+
+const card = detectorRule('payment-card', mask4);
+
+test('detectors apply inside string values only: not to keys, numbers or literals', () => {
+  const s = setup([card, detectorRule('email')], 'json');
+  const { out, r } = s.run([
+    '{"card":"4111 1111 1111 1111","n":4111111111111111,"k4111111111111111":1,"a@b.com":"a@b.com"}',
+    '[ "4111111111111111" , 4111111111111111, {"x": ["5555555555554444"]}, true, null ]',
+  ]);
+  assert.equal(out[0], '{"card":"**** **** **** 1111","n":4111111111111111,"k4111111111111111":1,"a@b.com":"[email]"}');
+  assert.equal(out[1], '[ "************1111" , 4111111111111111, {"x": ["************4444"]}, true, null ]');
+  assert.ok(r.flags[0]! & FLAG_JSON);
+});
+
+test('a string value is its own text: boundaries and ^ $ are the value edges', () => {
+  const s = setup([{ id: 'whole', match: { pattern: '^\\d{9}$' }, fields: null, action: redact('[id]') }], 'json');
+  assert.equal(s.one('{"a":"123456789","b":"x123456789","c":"123456789 ","d":123456789}'), '{"a":"[id]","b":"x123456789","c":"123456789 ","d":123456789}');
+});
+
+test('escaped strings are decoded for detection, replacements are re-escaped, and unescaped text stays byte-exact', () => {
+  const s = setup([card, detectorRule('email'), detectorRule('pem-private-key', redact('[key]'))], 'json');
+  // "\n" before a card is a boundary in the value (the raw bytes would read "n4111...")
+  assert.equal(s.one('{"note":"Card:\\n4111111111111111"}'), '{"note":"Card:\\n************1111"}');
+  // an escaped digit cannot hide a card, and text around it keeps its escapes
+  assert.equal(s.one('{"x":"\\u0034111 1111 1111 1111 \\u00e9\\t"}'), '{"x":"**** **** **** 1111 \\u00e9\\t"}');
+  // an escape inside a match: detected on the decoded value, replaced whole; "/" is not part of an address
+  assert.equal(s.one('{"m":"a\\u002eb@ex.com"}'), '{"m":"[email]"}');
+  assert.equal(s.one('{"m":"a\\/b@ex.com"}'), '{"m":"a\\/[email]"}');
+  const pem = '-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBg\\n-----END PRIVATE KEY-----';
+  assert.equal(s.one(`{"k":"${pem}","after":"ok"}`), '{"k":"[key]","after":"ok"}');
+  const masked = setup([detectorRule('pem-private-key', { type: 'mask', keepLast: 0, keepFirst: 0, char: '#' })], 'json');
+  const out = masked.one(`{"k":"${pem}"}`);
+  assert.doesNotThrow(() => JSON.parse(out), out);
+  assert.match(JSON.parse(out).k as string, /^-----##### ####### ###-----\n#+\n-----### ####### ###-----$/);
+});
+
+test('field rules: paths with members, indexes, wildcards and descendants', () => {
+  const s = setup([
+    { id: 'pw', match: null, fields: ['$..password'], action: { type: 'hash', length: 16 } },
+    { id: 'ssn', match: null, fields: ['$.customer.ssn', '$.people[*].ssn'], action: redact('[SSN]') },
+    { id: 'first', match: null, fields: ['$.list[0]'], action: redact('[0]') },
+    { id: 'odd', match: null, fields: ["$['odd key'].*"], action: redact('[odd]') },
+  ], 'json');
+  const out = s.one('{"password":"hunter2","customer":{"ssn":"078-05-1120","name":"x","deep":{"password":123}},"people":[{"ssn":1},{"ssn":{"a":1}}],"list":["a","b"],"odd key":{"u":1,"v":[2]},"ssn":"keep"}');
+  const v = JSON.parse(out);
+  assert.match(v.password, /^[0-9a-f]{16}$/);
+  assert.match(v.customer.deep.password, /^[0-9a-f]{16}$/);
+  assert.notEqual(v.password, v.customer.deep.password);
+  assert.deepEqual([v.customer.ssn, v.people[0].ssn, v.people[1].ssn, v.list, v['odd key'], v.ssn], ['[SSN]', '[SSN]', '[SSN]', ['[0]', 'b'], { u: '[odd]', v: '[odd]' }, 'keep']);
+});
+
+test('field-scoped detectors apply only under their paths', () => {
+  const s = setup([detectorRule('email', redact('[email]'), ['$.contact', '$.users[*].email'])], 'json');
+  assert.equal(
+    s.one('{"contact":{"a":"x@y.com","b":["p@q.org"]},"users":[{"email":"u@v.net","note":"w@z.io"}],"other":"m@n.com"}'),
+    '{"contact":{"a":"[email]","b":["[email]"]},"users":[{"email":"[email]","note":"w@z.io"}],"other":"m@n.com"}',
+  );
+});
+
+test('drop removes members and array elements and keeps the JSON valid', () => {
+  const s = setup([
+    { id: 'internal', match: null, fields: ['$..internal', '$.list[1]'], action: { type: 'drop' } },
+    detectorRule('us-ssn', { type: 'drop' }),
+  ], 'json');
+  const cases: Array<[string, string]> = [
+    ['{"internal":1}', '{}'],
+    ['{"a":1,"internal":2}', '{"a":1}'],
+    ['{"internal":2,"a":1}', '{"a":1}'],
+    ['{"a":1,"internal":2,"b":3}', '{"a":1,"b":3}'],
+    ['{ "internal" : 1 , "internal":2, "c" : {"internal":[1,2]} }', '{    "c" : {} }'],
+    ['{"list":[0,1,2],"x":{"ssn":"078-05-1120","keep":"y"}}', '{"list":[0,2],"x":{"keep":"y"}}'],
+    ['["123-45-6789", "ok", "123-45-6789"]', '[ "ok"]'],
+  ];
+  for (const [input, want] of cases) {
+    const got = s.one(input);
+    assert.equal(got, want, input);
+    assert.doesNotThrow(() => JSON.parse(got));
+  }
+  assert.equal(s.one('"123-45-6789"'), 'null', 'dropping the whole document leaves null');
+});
+
+test('whole-value actions on numbers, literals, objects and arrays produce JSON strings', () => {
+  const s = setup([
+    { id: 'r', match: null, fields: ['$.r'], action: redact('[x]') },
+    { id: 'm', match: null, fields: ['$.m', '$.mo'], action: { type: 'mask', keepLast: 2, keepFirst: 0, char: '*' } },
+    { id: 'h', match: null, fields: ['$.h'], action: { type: 'hash', length: 8 } },
+  ], 'json');
+  const v = JSON.parse(s.one('{"r":{"deep":[1,2]},"m":123456,"mo":{"a":1},"h":true}'));
+  assert.deepEqual({ r: v.r, m: v.m, mo: v.mo }, { r: '[x]', m: '****56', mo: '****' });
+  assert.match(v.h, /^[0-9a-f]{8}$/);
+});
+
+test('malformed JSON falls back to byte scanning and says so; valid JSON with no rule hit is untouched', () => {
+  const s = setup([card, { id: 'pw', match: null, fields: ['$.password'], action: redact('[pw]') }], 'json');
+  const { out, r } = s.run(['{"card": "4111 1111 1111 1111"', '{card: 4111111111111111}', '{"password":"x", "a":1} trailing', '{"ok":"nothing"}']);
+  assert.deepEqual(out.slice(0, 3), ['{"card": "**** **** **** 1111"', '{card: ************1111}', '{"password":"x", "a":1} trailing']);
+  for (let i = 0; i < 3; i++) assert.ok(r.flags[i]! & FLAG_JSON_FALLBACK, `record ${i}`);
+  assert.equal(out[3], '{"ok":"nothing"}');
+  assert.equal(r.flags[3]! & FLAG_JSON_FALLBACK, 0);
+});
+
+test('auto format: JSON when the value starts with { or [, text otherwise', () => {
+  const s = setup([card], 'auto');
+  const { out, r } = s.run(['  {"n":4111111111111111}', 'n=4111111111111111', '[4111111111111111]']);
+  assert.deepEqual(out, ['  {"n":4111111111111111}', 'n=************1111', '[4111111111111111]']);
+  assert.ok(r.flags[0]! & FLAG_JSON);
+});
+
+test('property: JSON documents stay valid JSON and keep their structure after masking, dropping and escaping', () => {
+  const s = setup([
+    card, detectorRule('email', { type: 'tokenize', format: 'token', keepLast: 0, prefix: 'tok_' }),
+    { id: 'drop', match: null, fields: ['$..secret'], action: { type: 'drop' } },
+  ], 'json', { keys: [{ version: 1, secret: new TextEncoder().encode('0123456789abcdef') }] });
+  const leaf = fc.oneof(
+    fc.constantFrom('4111 1111 1111 1111', 'x@example.com', 'plain', '"quoted"', 'line\nbreak', 'tab\tand\\slash', 'é€😀', '', '\u0001ctl'),
+    fc.string(), fc.integer(), fc.boolean(), fc.constant(null),
+  );
+  const doc = fc.letrec((tie) => ({
+    value: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, tie('object'), tie('array')),
+    object: fc.dictionary(fc.constantFrom('a', 'secret', 'card', 'e', 'nested', 'x y'), tie('value'), { maxKeys: 5 }),
+    array: fc.array(tie('value'), { maxLength: 4 }),
+  })).value;
+  fc.assert(
+    fc.property(doc, fc.boolean(), (v, pretty) => {
+      const input = JSON.stringify(v, null, pretty ? 2 : undefined) ?? 'null';
+      const got = s.one(input);
+      const parsed = JSON.parse(got); // throws if the output is not JSON
+      const strip = (x: unknown): unknown =>
+        Array.isArray(x) ? x.map(strip) : x && typeof x === 'object' ? Object.fromEntries(Object.entries(x).filter(([k]) => k !== 'secret').map(([k, y]) => [k, strip(y)])) : typeof x === 'string' ? x.replace(/\d{4}( \d{4}){3}|\*{4}( \*{4}){2} \d{4}/g, 'CARD').replace(/\S+@example\.com|tok_v1_[\w-]{22}/g, 'EMAIL') : x;
+      assert.deepEqual(strip(parsed), strip(v));
+    }),
+    { numRuns: 400 },
+  );
+});
