@@ -56,8 +56,14 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
-/** One produce at a time (acks=1) at a fixed rate; per-request latency in microseconds. */
-async function probe(bootstrap: string, topic: string, rate: number, seconds: number, size: number, sasl?: { token: string }): Promise<{ p50Us: number; p99Us: number; avgUs: number; n: number }> {
+function latencySummary(lat: number[]): { p50Us: number; p99Us: number; avgUs: number; n: number } {
+  const sorted = [...lat].sort((a, b) => a - b);
+  const avg = lat.reduce((a, b) => a + b, 0) / lat.length;
+  return { p50Us: Math.round(percentile(sorted, 50)), p99Us: Math.round(percentile(sorted, 99)), avgUs: Math.round(avg), n: lat.length };
+}
+
+/** One produce at a time (acks=1) at a fixed rate; per-request latencies in microseconds. */
+async function probe(bootstrap: string, topic: string, rate: number, seconds: number, size: number, sasl?: { token: string }): Promise<number[]> {
   const producer = new Producer({
     clientId: 'bench-probe',
     bootstrapBrokers: [bootstrap],
@@ -82,9 +88,7 @@ async function probe(bootstrap: string, topic: string, rate: number, seconds: nu
   } finally {
     await producer.close();
   }
-  const sorted = [...lat].sort((a, b) => a - b);
-  const avg = lat.reduce((a, b) => a + b, 0) / lat.length;
-  return { p50Us: Math.round(percentile(sorted, 50)), p99Us: Math.round(percentile(sorted, 99)), avgUs: Math.round(avg), n: lat.length };
+  return lat;
 }
 
 export async function runKafkaSuite(opts: KafkaBenchOptions, log: (s: string) => void = console.log): Promise<Record<string, unknown>> {
@@ -179,13 +183,27 @@ audit:
   let gatewayConsume = await consumerPerf(viaGateway, props, opts.records);
   gatewayConsume = best(gatewayConsume, await consumerPerf(viaGateway, props, opts.records));
   directConsume = best(directConsume, await consumerPerf(kafka.bootstrap, plainProps, opts.records));
-  log(`latency: ProducerPerformance at ${opts.rate} records/s`);
-  const latencyRecords = opts.rate * 20;
-  const directRate = await producerPerf(kafka.bootstrap, plainProps, latencyRecords, opts.rate);
-  const gatewayRate = await producerPerf(viaGateway, props, latencyRecords, opts.rate);
-  log(`latency: one-at-a-time probe at 500 requests/s for ${opts.probeSeconds} s`);
-  const directProbe = await probe(kafka.bootstrap, topic, 500, opts.probeSeconds, opts.recordSize);
-  const gatewayProbe = await probe(viaGateway, topic, 500, opts.probeSeconds, opts.recordSize, { token });
+  log(`latency: ProducerPerformance at ${opts.rate} records/s (2 alternating rounds, averaged)`);
+  const latencyRecords = opts.rate * 15;
+  const rounds: Array<[PerfResult, PerfResult]> = [];
+  for (let i = 0; i < 2; i++) {
+    const d = await producerPerf(kafka.bootstrap, plainProps, latencyRecords, opts.rate);
+    const g = await producerPerf(viaGateway, props, latencyRecords, opts.rate);
+    rounds.push([d, g]);
+  }
+  const mean = (f: (r: PerfResult) => number, side: 0 | 1) => round(rounds.reduce((a, r) => a + f(r[side]), 0) / rounds.length);
+  const atRate = (side: 0 | 1) => ({ avgMs: mean((r) => r.avgMs, side), p50Ms: mean((r) => r.p50Ms, side), p99Ms: mean((r) => r.p99Ms, side), rounds: rounds.map((r) => r[side]) });
+  const directRate = atRate(0);
+  const gatewayRate = atRate(1);
+  log(`latency: one-at-a-time probe at 500 requests/s, ${opts.probeSeconds} s per side in 4 alternating slices`);
+  const directLat: number[] = [];
+  const gatewayLat: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    directLat.push(...(await probe(kafka.bootstrap, topic, 500, opts.probeSeconds / 4, opts.recordSize)));
+    gatewayLat.push(...(await probe(viaGateway, topic, 500, opts.probeSeconds / 4, opts.recordSize, { token })));
+  }
+  const directProbe = latencySummary(directLat);
+  const gatewayProbe = latencySummary(gatewayLat);
 
   await gateway.stop();
   const result = {
@@ -206,8 +224,8 @@ audit:
       direct: directRate,
       gateway: gatewayRate,
       addedAvgMs: round(gatewayRate.avgMs - directRate.avgMs),
-      addedP50Ms: gatewayRate.p50Ms - directRate.p50Ms,
-      addedP99Ms: gatewayRate.p99Ms - directRate.p99Ms,
+      addedP50Ms: round(gatewayRate.p50Ms - directRate.p50Ms),
+      addedP99Ms: round(gatewayRate.p99Ms - directRate.p99Ms),
     },
     probe: {
       direct: directProbe,

@@ -78,7 +78,7 @@ export class Gateway implements Dispatcher {
     this.#rules = new RuleBook(config.inspection);
     this.#verifier = new OidcVerifier(config.identity.issuers);
     this.#rowContext = () => ({ instance: this.#instance, policyVersion: this.#policy.version });
-    this.#spool = new AuditSpool(config.audit.spool, { signer: loadSigner(config.audit.spool.signingKey), context: this.#rowContext, log });
+    this.#spool = new AuditSpool(config.audit.spool, { signer: loadSigner(config.audit.spool.signingKey), context: this.#rowContext, log, shipping: config.audit.clickhouse !== undefined });
     this.#shipper = config.audit.clickhouse ? new ClickHouseShipper(this.#spool, config.audit.clickhouse, log) : undefined;
     this.#inspector = new Inspector(config.inspection, this.#rules.program);
     this.#upstream = 'kafka' in config.upstream ? new KafkaUpstream(config.upstream.kafka) : new AckUpstream();

@@ -1,7 +1,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
@@ -20,6 +22,7 @@ import type { RunningClickHouse } from '../src/dev/clickhouse.ts';
 // chDB over the spool files (what `audit query` does), chDB with the modern server DDL,
 // and a real ClickHouse server (Debian's 18.16: the legacy DDL) fed by the shipper.
 
+const run = promisify(execFile);
 const ctx: RowContext = { instance: 'gw-test', policyVersion: 'p1' };
 const HELLO = createHash('sha256').update('hello').digest('hex');
 const log = createLogger('silent');
@@ -158,4 +161,22 @@ test('every documented query runs and agrees on chDB over the spool, chDB with t
     assert.deepEqual(modern, spool, `${label}: modern DDL vs spool`);
     assert.deepEqual(legacy, spool, `${label}: ClickHouse ${server.version} vs spool`);
   }
+});
+
+test('the printed DDL runs as printed, and the cluster variant is ON CLUSTER, replicated and distributed', async () => {
+  const cli = new URL('../src/cli/main.ts', import.meta.url).pathname;
+  const { stdout } = await run(process.execPath, [cli, 'audit', 'migrate', '--print', '--variant', 'legacy', '--database', 'sg_printed']);
+  const statements = stdout.split(';\n').map((s) => s.trim()).filter(Boolean);
+  for (const query of statements) await client.command({ query });
+  const printed = connect(clickhouseSchema.parse({ url: server.url, database: 'sg_printed' }));
+  try {
+    assert.deepEqual(await installedSchema(printed, 'sg_printed'), { version: 1, variant: 'legacy' });
+  } finally {
+    await printed.close();
+  }
+  const cluster = (await run(process.execPath, [cli, 'audit', 'migrate', '--print', '--cluster', 'audit_cluster'])).stdout;
+  assert.match(cluster, /CREATE TABLE IF NOT EXISTS streamgate\.audit_events_local ON CLUSTER audit_cluster/);
+  assert.match(cluster, /ReplicatedReplacingMergeTree\('\/clickhouse\/tables\/\{shard\}\/streamgate\/audit_events', '\{replica\}'\)/);
+  assert.match(cluster, /ENGINE = Distributed\(audit_cluster, streamgate, audit_events_local, cityHash64\(event_id\)\)/);
+  assert.match(cluster, /audit_hourly_topic_mv ON CLUSTER audit_cluster TO streamgate\.audit_hourly_topic_local/);
 });

@@ -218,6 +218,63 @@ test('Metadata auto-creates a topic only for an identity with admin on it', asyn
   assert.ok(existing.includes(opsTopic), 'ops (admin) did');
 });
 
+test('fixed broker ports survive a gateway restart: a client that kept a broker address gets straight in', async () => {
+  const { createServer } = await import('node:net');
+  const free = await new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+  const nodePort = free; // the test broker is node 1: base + 1
+  const made = testConfig(infra);
+  made.config.listeners.kafka!.brokerPortBase = nodePort - 1;
+  const ask = async () => {
+    const client = await rawClient(nodePort);
+    try {
+      await client.request(17, 1, { Mechanism: 'PLAIN' });
+      assert.equal((await client.request(36, 2, { AuthBytes: Buffer.from(`\0ops\0${await infra.idp.token('ops')}`) })).ErrorCode, 0);
+      const md = await client.request(3, 12, { Topics: [{ Name: SECRET, TopicId: new Uint8Array(16) }], AllowAutoTopicCreation: false, IncludeTopicAuthorizedOperations: false });
+      return md;
+    } finally {
+      client.close();
+    }
+  };
+  const first = await startGateway(made.config);
+  const md = await ask();
+  assert.deepEqual((md.Brokers as Array<{ Port: number }>).map((b) => b.Port), [nodePort]);
+  await first.close();
+  const second = await startGateway(made.config);
+  try {
+    // no client has asked the new gateway anything yet: the broker port is already open
+    const again = await ask();
+    assert.equal((again.Topics as Array<{ ErrorCode: number }>)[0]!.ErrorCode, 0);
+  } finally {
+    await second.close();
+  }
+});
+
+test('large fetch responses are cut through to the client byte for byte, and still counted and hashed in the audit', async () => {
+  const { createHash, randomBytes } = await import('node:crypto');
+  const topic = `analytics.big-${run}`;
+  await createTopics(infra.kafka, [topic], 1);
+  const values = Array.from({ length: 600 }, () => randomBytes(16 * 1024).toString('base64')); // ~13 MB
+  const direct = new Producer({ clientId: 'big-direct', bootstrapBrokers: [infra.kafka], serializers: stringSerializers });
+  try {
+    for (let i = 0; i < values.length; i += 20) await direct.send({ messages: values.slice(i, i + 20).map((value) => ({ topic, value })) });
+  } finally {
+    await direct.close();
+  }
+  const got = await consumeN(await oauth('bob'), `bob-big-${run}`, topic, values.length, 30_000);
+  const digest = (xs: string[]) => createHash('sha256').update(xs.join('\n')).digest('hex');
+  assert.equal(got.length, values.length);
+  assert.equal(digest(got), digest(values), 'every byte arrived unchanged and in order');
+  await new Promise((r) => setTimeout(r, 200));
+  const rows = readAudit(spoolDir).filter((r) => r.subject === 'bob' && r.action === 'consume' && r.resource === topic && r.meta.api === 'Fetch');
+  assert.equal(rows.reduce((n, r) => n + r.record_count, 0), values.length);
+  assert.ok(rows.reduce((n, r) => n + r.bytes, 0) > 12 * 1024 * 1024);
+});
+
 test('PLAIN with a JWT as password authenticates; bad credentials get SASL_AUTHENTICATION_FAILED and an audit row', async () => {
   const token = await infra.idp.token('alice');
   const admin = new Admin({ clientId: 'plain', bootstrapBrokers: [bootstrap], sasl: { mechanism: 'PLAIN', username: 'alice', password: token } });

@@ -231,3 +231,8 @@ export interface Migration {
 
 /** Ordered; a later version adds ALTERs/new objects here and bumps SCHEMA_VERSION. */
 export const MIGRATIONS: Migration[] = [{ version: 1, description: 'audit_events, legacy ingest view, hourly rollups', statements: schemaStatements }];
+
+/** Records an applied migration (what `audit migrate` checks before applying anything). */
+export function migrationRecordStatement(database: string, m: Migration, variant: Variant): string {
+  return `INSERT INTO ${database}.${MIGRATIONS_TABLE} (version, variant, description, applied_at) VALUES (${m.version}, '${variant}', '${m.description.replaceAll("'", "\\'")}', now())`;
+}

@@ -1,5 +1,5 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
-import { MIGRATIONS, MIGRATIONS_TABLE, migrationsTableStatement, SCHEMA_VERSION, variantFor, type Variant } from './ddl.ts';
+import { MIGRATIONS, MIGRATIONS_TABLE, migrationRecordStatement, migrationsTableStatement, SCHEMA_VERSION, variantFor, type Variant } from './ddl.ts';
 import type { ClickHouseConfig } from './schema.ts';
 
 export function connect(config: ClickHouseConfig): ClickHouseClient {
@@ -64,9 +64,7 @@ export async function migrate(client: ClickHouseClient, o: { database: string; t
       await client.command({ query: stmt });
       applied.push(stmt);
     }
-    await client.command({
-      query: `INSERT INTO ${o.database}.${MIGRATIONS_TABLE} (version, variant, description, applied_at) VALUES (${m.version}, '${variant}', '${m.description.replaceAll("'", "\\'")}', now())`,
-    });
+    await client.command({ query: migrationRecordStatement(o.database, m, variant) });
   }
   return { serverVersion: version, variant, from, to: SCHEMA_VERSION, statements: applied };
 }

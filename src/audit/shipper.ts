@@ -164,9 +164,15 @@ export class ClickHouseShipper {
 
     const pending: Array<{ range: BatchRange; sent: Promise<boolean> }> = [];
     // batches a previous run had in flight: the same bytes again, checked first
-    for (const range of state.inflight) {
+    const resend = state.inflight;
+    state.inflight = [];
+    for (const range of resend) {
       const data = await this.#readRange(range);
-      if (!data) continue;
+      if (!data) {
+        this.#log.warn({ range }, 'a batch in flight before the restart is no longer in the spool');
+        continue;
+      }
+      state.inflight.push(range);
       pending.push({ range, sent: this.#send({ ...range, data }, true) });
       this.#readPos = { segment: range.segment, offset: range.end };
     }

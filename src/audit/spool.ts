@@ -41,6 +41,8 @@ export interface SpoolOptions {
   /** for the rows the spool writes itself (spool-gap) */
   context?: () => RowContext;
   log?: Logger;
+  /** a shipper will report positions: until it does, retention deletes nothing */
+  shipping?: boolean;
 }
 
 /** Where the shipper has got to: everything before `offset` in segment `segment` is in ClickHouse. */
@@ -73,6 +75,7 @@ export class AuditSpool {
   readonly #signer: Signer | undefined;
   readonly #context: () => RowContext;
   readonly #log: Logger | undefined;
+  readonly #shipping: boolean;
   #fd = -1;
   #segment = 0;
   #segmentBytes = 0;
@@ -106,6 +109,7 @@ export class AuditSpool {
     this.#signer = options.signer;
     this.#context = options.context ?? (() => ({ instance: '', policyVersion: '' }));
     this.#log = options.log;
+    this.#shipping = options.shipping ?? false;
     mkdirSync(this.#config.dir, { recursive: true });
     const segments = listSegments(this.#config.dir);
     for (const s of segments) this.#sizes.set(segmentSeq(s), statSync(s).size);
@@ -372,6 +376,7 @@ export class AuditSpool {
   applyRetention(now = Date.now()): string[] {
     const { maxAgeHours, maxTotalBytes } = this.#config.retention;
     if (maxAgeHours === undefined && maxTotalBytes === undefined) return [];
+    if (this.#shipping && !this.#shipped) return [];
     const removed: string[] = [];
     let total = 0;
     for (const size of this.#sizes.values()) total += size;

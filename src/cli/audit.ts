@@ -2,7 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { loadPublicKey, verifyChain } from '../audit/chain.ts';
-import { schemaStatements, migrationsTableStatement, type Variant } from '../audit/ddl.ts';
+import { MIGRATIONS, migrationRecordStatement, migrationsTableStatement, schemaStatements, type Variant } from '../audit/ddl.ts';
 import { clickhouseSchema, type ClickHouseConfig } from '../audit/schema.ts';
 import { listSegments } from '../audit/spool.ts';
 import { loadConfig } from '../config/load.ts';
@@ -87,7 +87,8 @@ export function registerAuditCommands(program: Command): void {
         if (opts.variant !== 'modern' && opts.variant !== 'legacy') throw new Error('--variant is modern or legacy');
         const o = { database: ch.database, variant: opts.variant as Variant, ttlDays: ch.ttlDays, ...(opts.cluster ? { cluster: opts.cluster } : {}) };
         const [createDb, ...rest] = schemaStatements(o);
-        for (const stmt of [createDb!, migrationsTableStatement(ch.database, opts.cluster), ...rest]) console.log(`${stmt};\n`);
+        const record = MIGRATIONS.map((m) => migrationRecordStatement(ch.database, m, o.variant));
+        for (const stmt of [createDb!, migrationsTableStatement(ch.database, opts.cluster), ...rest, ...record]) console.log(`${stmt};\n`);
         return;
       }
       const { connect, migrate } = await import('../audit/migrate.ts');

@@ -11,7 +11,9 @@ import { validate } from "./validators";
 import { applyMatch, ST_OK } from "./act";
 
 const PLANE_BITS: usize = memory.data(8 * 8);
-const CARRY: usize = memory.data(32 * 4);
+const CARRY: usize = memory.data(32 * 4); // per plane (run) / per trigger (neighbor, at +16)
+const PLANE_TRIGS: usize = memory.data(16 * 4); // run triggers per plane
+const PLANE_MIN: usize = memory.data(16 * 4); // their shortest window per plane
 const DONE: usize = memory.data(32 * 4);
 const REGION_SIZE: usize = 16;
 
@@ -136,16 +138,24 @@ export function prefilter(src: usize, len: u32, trigs: u32, pats: u64): void {
   regions = salloc(<usize>regionCap * REGION_SIZE);
   if (trigs == 0 || len == 0) return;
   let anchorTrigs: u32 = 0;
-  let runTrigs: u32 = 0;
   let nearTrigs: u32 = 0;
+  let runPlanes: u32 = 0;
+  for (let k: usize = 0; k < 16; k++) { store<u32>(PLANE_TRIGS + (k << 2), 0); store<u32>(CARRY + (k << 2), 0); }
   for (let t: u32 = 0; t < numTriggers; t++) {
     if ((trigs & (1 << t)) == 0) continue;
-    store<u32>(CARRY + (<usize>t << 2), 0);
     store<u32>(DONE + (<usize>t << 2), 0);
-    let kind = load<u32>(trigger(t) + T_KIND);
+    let tp = trigger(t);
+    let kind = load<u32>(tp + T_KIND);
     if (kind == 0) anchorTrigs |= 1 << t;
-    else if (kind == 1) runTrigs |= 1 << t;
-    else nearTrigs |= 1 << t;
+    else if (kind == 2) { nearTrigs |= 1 << t; store<u32>(CARRY + 64 + (<usize>(t & 15) << 2), 0); }
+    else {
+      let k = <usize>load<u32>(tp + T_PLANE);
+      let L = load<u32>(tp + T_DETECT);
+      let had = load<u32>(PLANE_TRIGS + (k << 2));
+      if (had == 0 || L < load<u32>(PLANE_MIN + (k << 2))) store<u32>(PLANE_MIN + (k << 2), L);
+      store<u32>(PLANE_TRIGS + (k << 2), had | (1 << t));
+      runPlanes |= 1 << <u32>k;
+    }
   }
   for (let base: u32 = 0; base < len; base += 64) {
     classify(src + base);
@@ -165,50 +175,64 @@ export function prefilter(src: usize, len: u32, trigs: u32, pats: u64): void {
       }
     }
     let nm = nearTrigs;
-    while (nm != 0) {
-      let t = <u32>ctz(nm);
-      nm &= nm - 1;
-      let tp = trigger(t);
-      let a = load<u64>(PLANE_BITS + (<usize>load<u32>(tp + T_PLANE) << 3)) & valid;
-      let second = load<u32>(tp + T_DETECT);
-      let al = load<u64>(PLANE_BITS + (<usize>(second & 0xff) << 3));
-      let cslot = CARRY + (<usize>t << 2);
-      let prevTop = <u64>load<u32>(cslot);
-      store<u32>(cslot, <u32>(al >> 63));
-      if (a == 0) continue;
-      // alphabet bytes before and/or after (the byte after the chunk is unknown: assume so)
-      let before = (al << 1) | prevTop;
-      let after = (al >> 1) | (<u64>1 << 63);
-      let hits = a & ((second & 0x100) != 0 ? before & after : before | after);
-      let pt = load<u64>(tp + T_PATTERNS) & pats;
-      while (hits != 0) {
-        let pos = base + <u32>ctz(hits);
-        hits &= hits - 1;
-        if (pos < load<u32>(DONE + (<usize>t << 2))) continue;
-        visit(t, src, len, pos, pt);
+    if (nm != 0) {
+      let anchors = load<u64>(PLANE_BITS + 8) & valid;
+      while (nm != 0) {
+        let t = <u32>ctz(nm);
+        nm &= nm - 1;
+        let tp = trigger(t);
+        let second = load<u32>(tp + T_DETECT);
+        let al = load<u64>(PLANE_BITS + (<usize>(second & 0xff) << 3));
+        let cslot = CARRY + 64 + (<usize>(t & 15) << 2);
+        let prevTop = <u64>load<u32>(cslot);
+        store<u32>(cslot, <u32>(al >> 63));
+        if (anchors == 0) continue;
+        // alphabet bytes before and/or after (the byte after the chunk is unknown: assume so)
+        let before = (al << 1) | prevTop;
+        let after = (al >> 1) | (<u64>1 << 63);
+        let hits = anchors & ((second & 0x100) != 0 ? before & after : before | after);
+        let bit: u32 = 1 << t;
+        let pt = load<u64>(tp + T_PATTERNS) & pats;
+        while (hits != 0) {
+          let pos = base + <u32>ctz(hits);
+          hits &= hits - 1;
+          // the common-anchor plane holds every neighbor trigger's anchors: this one's only
+          if ((load<u32>(countBits + (<usize>load<u8>(src + pos) << 2)) & bit) == 0) continue;
+          if (pos < load<u32>(DONE + (<usize>t << 2))) continue;
+          visit(t, src, len, pos, pt);
+        }
       }
     }
-    let rm = runTrigs;
-    while (rm != 0) {
-      let t = <u32>ctz(rm);
-      rm &= rm - 1;
-      let tp = trigger(t);
-      let m = load<u64>(PLANE_BITS + (<usize>load<u32>(tp + T_PLANE) << 3)) & valid;
-      let cslot = CARRY + (<usize>t << 2);
+    let rp = runPlanes;
+    while (rp != 0) {
+      let k = <usize>ctz(rp);
+      rp &= rp - 1;
+      let m = load<u64>(PLANE_BITS + (k << 3)) & valid;
+      let cslot = CARRY + (k << 2);
       let carry = load<u32>(cslot);
       store<u32>(cslot, m == <u64>-1 ? min(carry + 64, 1 << 20) : <u32>clz(~m));
       if (m == 0) continue;
-      let L = load<u32>(tp + T_DETECT);
-      let hits = windows(m, L);
-      // a run continuing from the previous chunk
-      if (carry > 0 && (m & 1) != 0 && carry + <u32>ctz(~m) >= L) hits |= 1;
-      let pt = load<u64>(tp + T_PATTERNS) & pats;
-      while (hits != 0) {
-        let pos = base + <u32>ctz(hits);
-        let done = load<u32>(DONE + (<usize>t << 2));
-        let next = pos < done ? done : visit(t, src, len, pos, pt);
-        if (next >= base + 64) break;
-        hits &= <u64>-1 << <u64>(next - base);
+      // the plane's shortest window first: no window, no trigger on this plane can fire
+      let minL = load<u32>(PLANE_MIN + (k << 2));
+      let x = windows(m, minL);
+      let lead = carry > 0 && (m & 1) != 0 ? carry + <u32>ctz(~m) : 0; // a run continuing from the previous chunk
+      if (x == 0 && lead < minL) continue;
+      let tm = load<u32>(PLANE_TRIGS + (k << 2));
+      while (tm != 0) {
+        let t = <u32>ctz(tm);
+        tm &= tm - 1;
+        let tp = trigger(t);
+        let L = load<u32>(tp + T_DETECT);
+        let hits = L == minL ? x : windows(m, L);
+        if (lead >= L) hits |= 1;
+        let pt = load<u64>(tp + T_PATTERNS) & pats;
+        while (hits != 0) {
+          let pos = base + <u32>ctz(hits);
+          let done = load<u32>(DONE + (<usize>t << 2));
+          let next = pos < done ? done : visit(t, src, len, pos, pt);
+          if (next >= base + 64) break;
+          hits &= <u64>-1 << <u64>(next - base);
+        }
       }
     }
   }
@@ -279,6 +303,12 @@ export function scanRegion(u: usize, ulen: u32, ra: u32, rb: u32, pm: u64): i32 
   while (s < rb) {
     if (flags != 0 && load<u8>(flags + <usize>(s - ra)) == 0) { s++; continue; }
     let st = load<u32>(fwdStart + (<usize>(s > 0 ? <u32>load<u8>(u + s - 1) : <u32>256) << 2));
+    // positions no pattern can start at (the byte before rules them out): skip in a tight loop
+    while (st == 0 && s + 1 < rb) {
+      s++;
+      st = load<u32>(fwdStart + (<usize>load<u8>(u + s - 1) << 2));
+    }
+    if (st == 0) break;
     let nc: usize = 0;
     let j = s;
     while (j < rb && st != 0) {

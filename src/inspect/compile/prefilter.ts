@@ -49,7 +49,7 @@ export const weight = (s: ByteSet): number => {
 const ANCHOR_MAX_WEIGHT = 0.004;
 /** Run triggers compare at most this many bytes in the bitmask stage (the scalar check is exact). */
 export const MAX_DETECT_RUN = 64;
-export const MAX_PLANES = 8;
+export const MAX_PLANES = 6;
 
 export interface PatternFacts {
   alphabet: ByteSet;
@@ -213,7 +213,7 @@ export interface Trigger {
 }
 
 export interface Prefilter {
-  /** planes[0] is the union of all anchor sets; the rest belong to run triggers */
+  /** planes[0]: rare anchors (anchor triggers), planes[1]: common anchors (neighbor triggers), then alphabets */
   planes: ByteSet[];
   /** shufti tables: [lo1, hi1, lo2, hi2], 16 bytes each */
   tables: Uint8Array;
@@ -224,10 +224,11 @@ export interface Prefilter {
 
 /** Builds the planes and triggers for all patterns (facts per branch of each pattern). */
 export function buildPrefilter(facts: PatternFacts[][]): Prefilter {
-  const anchorPlane = new ByteSet();
-  const planes: ByteSet[] = [anchorPlane];
+  const rareAnchors = new ByteSet();
+  const commonAnchors = new ByteSet();
+  const planes: ByteSet[] = [rareAnchors, commonAnchors];
   const planeOf = (s: ByteSet): number => {
-    const i = planes.findIndex((p, k) => k > 0 && p.equals(s));
+    const i = planes.findIndex((p, k) => k > 1 && p.equals(s));
     if (i >= 0) return i;
     planes.push(s.clone());
     return planes.length - 1;
@@ -238,19 +239,20 @@ export function buildPrefilter(facts: PatternFacts[][]): Prefilter {
     // a literal's rarest byte is itself a mandatory byte, and checking the literal around it is sharper
     const literal = f.literal && FREQ[f.literal.bytes[f.literal.at]!]! <= ANCHOR_MAX_WEIGHT ? f.literal : null;
     let t: Trigger;
-    const base = { minLength: f.minLength, alphabet: f.alphabet.clone(), patterns: bit, interior: false };
+    const base = { minLength: f.minLength, alphabet: f.alphabet.clone(), patterns: bit, interior: false, plane2: 0 };
     if (literal) {
-      t = { ...base, kind: 'anchor', plane: 0, plane2: 0, detectLength: 1, anchorSet: ByteSet.of(literal.bytes[literal.at]!), minAnchors: 1, literal };
+      t = { ...base, kind: 'anchor', plane: 0, detectLength: 1, anchorSet: ByteSet.of(literal.bytes[literal.at]!), minAnchors: 1, literal };
     } else if (f.anchor !== null && weight(f.anchor) <= ANCHOR_MAX_WEIGHT) {
-      t = { ...base, kind: 'anchor', plane: 0, plane2: 0, detectLength: 1, anchorSet: f.anchor, minAnchors: f.minAnchors, literal: null };
-    } else if (f.anchor !== null && f.minAnchors >= 2 && f.minLength >= 2 && weight(f.anchor) <= 0.03) {
-      // e.g. IPv6's ":" or IPv4's ".": common bytes, but in a match (2+ bytes) one of an
-      // anchor's neighbors is an alphabet byte, which a JSON key's ":" never has
-      t = { ...base, kind: 'neighbor', plane: planeOf(f.anchor), plane2: planeOf(f.alphabet), detectLength: 1, anchorSet: f.anchor, minAnchors: f.minAnchors, literal: null, interior: f.interior };
+      t = { ...base, kind: 'anchor', plane: 0, detectLength: 1, anchorSet: f.anchor, minAnchors: f.minAnchors, literal: null };
+    } else if (f.anchor !== null && f.minLength >= 2 && weight(f.anchor) <= 0.03 && (f.minAnchors >= 2 || f.interior)) {
+      // e.g. IPv6's ":" or IPv4's ".": common bytes, but in a match one of an anchor's
+      // neighbors (both, when anchors never sit at a match's edge) is an alphabet byte,
+      // which a JSON key's ":" never has
+      t = { ...base, kind: 'neighbor', plane: 1, plane2: planeOf(f.alphabet), detectLength: 1, anchorSet: f.anchor, minAnchors: f.minAnchors, literal: null, interior: f.interior };
     } else {
       const selective = f.anchor !== null && weight(f.anchor) < 0.5 * weight(f.alphabet);
       t = {
-        ...base, kind: 'run', plane: planeOf(f.alphabet), plane2: 0, detectLength: Math.min(Math.max(f.minLength, 1), MAX_DETECT_RUN),
+        ...base, kind: 'run', plane: planeOf(f.alphabet), detectLength: Math.min(Math.max(f.minLength, 1), MAX_DETECT_RUN),
         anchorSet: selective ? f.anchor! : new ByteSet(), minAnchors: selective ? f.minAnchors : 0, literal: null,
       };
     }
@@ -258,25 +260,27 @@ export function buildPrefilter(facts: PatternFacts[][]): Prefilter {
       && o.minAnchors === t.minAnchors && o.interior === t.interior && o.anchorSet.equals(t.anchorSet) && sameLiteral(o.literal, t.literal));
     if (same) { same.patterns |= bit; same.alphabet.addSet(t.alphabet); }
     else triggers.push(t);
-    if (t.kind === 'anchor') anchorPlane.addSet(t.anchorSet);
+    if (t.kind === 'anchor') rareAnchors.addSet(t.anchorSet);
+    if (t.kind === 'neighbor') commonAnchors.addSet(t.anchorSet);
   }));
-  // Too many planes: fold a plane into a superset plane (weaker filter, same result).
+  // Too many planes: fold one alphabet plane into another (the union: a weaker filter, the
+  // same result). Cost: how much more often the merged plane fires, for each of its users.
+  const uses = (k: number) => triggers.filter((t) => (t.kind === 'run' && t.plane === k) || (t.kind === 'neighbor' && t.plane2 === k)).length;
   while (planes.length > MAX_PLANES) {
     let best: { from: number; into: number; cost: number } | null = null;
-    for (let a = 1; a < planes.length; a++) {
-      for (let b = 1; b < planes.length; b++) {
-        if (a === b) continue;
-        const cost = weight(planes[a]!.union(planes[b]!)) - weight(planes[b]!);
-        if (!best || cost < best.cost) best = { from: a, into: b, cost };
+    for (let a = 2; a < planes.length; a++) {
+      for (let b = a + 1; b < planes.length; b++) {
+        const u = weight(planes[a]!.union(planes[b]!));
+        const cost = (u - weight(planes[a]!)) * uses(a) + (u - weight(planes[b]!)) * uses(b);
+        if (!best || cost < best.cost) best = { from: b, into: a, cost };
       }
     }
     const { from, into } = best!;
     planes[into] = planes[into]!.union(planes[from]!);
     planes.splice(from, 1);
-    const renumber = (p: number) => (p === from ? (into > from ? into - 1 : into) : p > from ? p - 1 : p);
+    const renumber = (k: number) => (k === from ? into : k > from ? k - 1 : k);
     for (const t of triggers) {
-      if (t.kind === 'anchor') continue;
-      t.plane = renumber(t.plane);
+      if (t.kind === 'run') t.plane = renumber(t.plane);
       if (t.kind === 'neighbor') t.plane2 = renumber(t.plane2);
     }
   }

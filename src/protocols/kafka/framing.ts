@@ -16,11 +16,37 @@ export class Framer {
   #chunks: Buffer[] = [];
   #buffered = 0;
   #size = -1;
+  /** cut-through: bytes of the current frame already handed to `onPart` */
+  #streamed = -1;
+  /**
+   * Cut-through: asked once per frame that did not arrive whole; returning a function makes
+   * the framer hand it each piece of that frame as it arrives (views of the socket's own
+   * chunks, which are never reused), before the whole frame also goes to `onFrame`.
+   */
+  onStart: ((size: number) => ((part: Buffer) => void) | undefined) | undefined;
+  #onPart: ((part: Buffer) => void) | undefined;
 
   constructor(maxBytes: number, onFrame: (frame: Buffer) => void, minBytes = 0) {
     this.#maxBytes = maxBytes;
     this.#minBytes = minBytes;
     this.#onFrame = onFrame;
+  }
+
+  #emit(upTo: number): void {
+    let skip = this.#streamed;
+    let left = upTo - this.#streamed;
+    for (const c of this.#chunks) {
+      if (left <= 0) break;
+      if (skip >= c.length) {
+        skip -= c.length;
+        continue;
+      }
+      const part = c.subarray(skip, Math.min(c.length, skip + left));
+      skip = 0;
+      left -= part.length;
+      this.#onPart!(part);
+    }
+    this.#streamed = upTo;
   }
 
   /** Throws FrameError on a size outside [minBytes, maxBytes]. */
@@ -34,11 +60,15 @@ export class Framer {
         if (size > this.#maxBytes) throw new FrameError(`frame of ${size} bytes exceeds the limit of ${this.#maxBytes}`);
         if (size < this.#minBytes) throw new FrameError(`frame of ${size} bytes is too small to be a Kafka message`);
         this.#size = size;
+        this.#onPart = this.#buffered < 4 + size ? this.onStart?.(size) : undefined;
+        this.#streamed = 0;
       }
       const total = 4 + this.#size;
+      if (this.#onPart) this.#emit(Math.min(this.#buffered, total));
       if (this.#buffered < total) return;
       const frame = this.#take(total);
       this.#size = -1;
+      this.#onPart = undefined;
       this.#onFrame(frame);
     }
   }

@@ -59,6 +59,18 @@ export class KafkaListener {
       this.passthrough.add(key);
     }
     const port = await this.#serve('bootstrap', this.config.port);
+    if (this.config.brokerPortBase > 0) {
+      // Fixed broker ports: open them now, so clients that learned them before a gateway
+      // restart reconnect at once. A broker that is down now is served when first seen.
+      try {
+        for (const [id, hp] of await discoverBrokers(this.reg, this.upstream)) {
+          this.brokers.set(id, hp);
+          await this.brokerPort(id);
+        }
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'brokers not discovered at start; their ports open when first seen');
+      }
+    }
     return { host: this.config.host, port };
   }
 
@@ -134,6 +146,8 @@ interface Slot {
   data: Buffer | undefined;
   apiKey: number;
   version: number;
+  /** the response went to the client while it arrived (cut-through); `data` is not written again */
+  streamed?: boolean;
 }
 
 /**
@@ -152,6 +166,8 @@ export interface ResponseMessage {
 interface Inflight {
   resolve: (frame: Buffer) => void;
   reject: (err: Error) => void;
+  /** the response may be cut through to the client when this slot is next in line */
+  streamTo?: Slot;
 }
 
 interface Header {
@@ -365,7 +381,10 @@ class Connection {
     while (this.#slots.length > 0 && this.#slots[0]!.done) {
       const s = this.#slots.shift()!;
       if (s.data && responseChannel.hasSubscribers) responseChannel.publish({ apiKey: s.apiKey, version: s.version, frame: s.data } satisfies ResponseMessage);
-      if (s.data && !this.#closed) {
+      if (s.streamed) {
+        const data = s.data;
+        if (data) setImmediate(() => this.#upFramer?.release(data));
+      } else if (s.data && !this.#closed) {
         // backpressure the other way: a client slow to read pauses its broker connection
         const data = s.data;
         if (!this.#socket.write(data, () => this.#upFramer?.release(data))) this.#upSocket?.pause();
@@ -409,6 +428,7 @@ class Connection {
           }
           this.#upSocket = s;
           const framer = new Framer(Number.MAX_SAFE_INTEGER, (f) => this.#onUpstreamFrame(f));
+          framer.onStart = () => this.#cutThrough();
           this.#upFramer = framer;
           s.on('data', (d: Buffer) => {
             try {
@@ -432,6 +452,19 @@ class Connection {
     return this.#upstream;
   }
 
+  /**
+   * A large Fetch response is written to the client as it arrives when nothing is ahead of
+   * it in the response order; it is still counted, hashed and audited once complete.
+   */
+  #cutThrough(): ((part: Buffer) => void) | undefined {
+    const slot = this.#inflight[0]?.streamTo;
+    if (!slot || this.#slots[0] !== slot || this.#closed) return undefined;
+    slot.streamed = true;
+    return (part) => {
+      if (!this.#closed && !this.#socket.write(part)) this.#upSocket?.pause();
+    };
+  }
+
   #onUpstreamFrame(frame: Buffer): void {
     const waiter = this.#inflight.shift();
     if (!waiter) {
@@ -443,9 +476,9 @@ class Connection {
   }
 
   /** Writes a request upstream; resolves with the response frame, or undefined when none comes (acks=0). */
-  #send(up: Socket, frame: Buffer, expectResponse: boolean): Promise<Buffer> | undefined {
+  #send(up: Socket, frame: Buffer, expectResponse: boolean, streamTo?: Slot): Promise<Buffer> | undefined {
     const p = expectResponse
-      ? new Promise<Buffer>((resolve, reject) => this.#inflight.push({ resolve, reject }))
+      ? new Promise<Buffer>((resolve, reject) => this.#inflight.push(streamTo ? { resolve, reject, streamTo } : { resolve, reject }))
       : undefined;
     // the frame's memory goes back to the framer once the kernel has it
     if (!up.write(frame, () => this.#framer.release(frame))) this.#socket.pause();
@@ -722,14 +755,15 @@ class Connection {
       // an incremental fetch (session) may name no topic at all: still forwarded
       if (allowed.length === 0 && topics.length > 0) return undefined;
       const out = refused.size === 0 ? frame : this.#reencode(h, { ...body, Topics: allowed.flatMap((o) => byOp.get(o)!) });
-      response = this.#send(up, out, true)!;
+      // nothing to merge into the answer: it may go to the client as it arrives
+      response = this.#send(up, out, true, refused.size === 0 ? slot : undefined)!;
       return response.then((res) => {
         const results = new Map<Operation, UpstreamResult>();
         decodedRes = this.#responseBody(h, res);
         // Reads are delivered first and audited right after (hashing a large fetch costs about
         // as much as the broker's answer): the topics were authorized before the request left,
         // and topics a fetch session adds are checked against the policy here.
-        if (refused.size === 0 && this.#sessionTopics(topics, decodedRes).every((t) => this.#permits('consume', { kind: 'topic', name: t.Topic as string }))) {
+        if (slot.streamed || (refused.size === 0 && this.#sessionTopics(topics, decodedRes).every((t) => this.#permits('consume', { kind: 'topic', name: t.Topic as string })))) {
           delivered = true;
           this.#complete(slot, res);
         }
