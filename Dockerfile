@@ -23,12 +23,16 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/wasm/build/engine.wasm ./wasm/build/engine.wasm
 COPY src ./src
 COPY streamgate.example.yaml ./streamgate.example.yaml
-RUN mkdir -p /var/lib/streamgate/audit && chown -R node:node /var/lib/streamgate
+# .cache: the Kafka listener extracts the protocol's message definitions there on first start
+RUN mkdir -p /var/lib/streamgate/audit /app/.cache && chown -R node:node /var/lib/streamgate /app/.cache
 USER node
 ENV AUDIT_DIR=/var/lib/streamgate/audit \
-    HTTP_HOST=0.0.0.0
-EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HTTP_PORT || 8080) + '/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+    HTTP_HOST=0.0.0.0 \
+    ADMIN_HOST=0.0.0.0
+# HTTP produce API, Kafka bootstrap, admin (/metrics, /livez, /readyz)
+EXPOSE 8080 9192 9644
+# readiness: upstream reachable, engine loaded, audit spool writable, identity keys fetched
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.ADMIN_PORT || 9644) + '/readyz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 ENTRYPOINT ["node", "src/cli/main.ts"]
 CMD ["serve", "--config", "/app/streamgate.example.yaml"]

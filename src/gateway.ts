@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { v7 as uuidv7 } from 'uuid';
 import type { Config } from './config/schema.ts';
-import type { Logger } from './log.ts';
+import { setLogLevel, type Logger } from './log.ts';
 import { AuditSpool } from './audit/spool.ts';
 import { loadSigner } from './audit/chain.ts';
 import { eventRow, sessionRow, type AuditEvent, type AuditRow, type RowContext } from './audit/row.ts';
@@ -10,6 +10,9 @@ import { Audit } from './controls/audit.ts';
 import { Authenticate } from './controls/authenticate.ts';
 import { Authorize } from './controls/authorize.ts';
 import { Inspect } from './controls/inspect.ts';
+import { Metrics } from './controls/metrics.ts';
+import { AdminListener, withTimeout, type Check } from './ops/admin.ts';
+import { GatewayMetrics } from './ops/metrics.ts';
 import { OidcVerifier } from './identity/oidc.ts';
 import { Inspector } from './inspect/inspector.ts';
 import { RuleBook } from './inspect/rules.ts';
@@ -46,21 +49,40 @@ export interface Addresses {
   http?: { host: string; port: number };
   /** the Kafka listener's bootstrap address */
   kafka?: { host: string; port: number };
+  /** metrics, liveness, readiness */
+  admin?: { host: string; port: number };
 }
+
+/** What a reload changed; `restartNeeded` names sections whose changes wait for a restart. */
+export interface ReloadResult {
+  applied: string[];
+  restartNeeded: string[];
+  policyVersion: string;
+}
+
+/** Sections bound to sockets, connections or files opened at start: changing them needs a restart. */
+const RESTART_SECTIONS = ['instance', 'listeners', 'upstream', 'identity', 'audit', 'metrics'] as const;
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 /** Wires config -> controls -> upstream -> listeners. The order of `controls` is the data flow. */
 export class Gateway implements Dispatcher {
-  readonly config: Config;
+  #config: Config;
   readonly log: Logger;
   readonly addresses: Addresses = {};
+  readonly metrics: GatewayMetrics;
   readonly #instance: string;
-  readonly #policy: Policy;
-  readonly #rules: RuleBook;
+  // policy, rules and inspector are swapped whole by reload(); the chain reads them per operation
+  #policy: Policy;
+  #rules: RuleBook;
   readonly #verifier: OidcVerifier;
   readonly #spool: AuditSpool;
   readonly #shipper: ClickHouseShipper | undefined;
   readonly #rowContext: () => RowContext;
-  readonly #inspector: Inspector;
+  #inspector: Inspector;
+  /** inspectors replaced by a reload, closed once their in-flight batches are done */
+  readonly #retired = new Set<Inspector>();
+  #wasmReady = false;
+  #admin: AdminListener | undefined;
   readonly #upstream: Upstream;
   readonly #chain: Next;
   readonly #refuseChain: (op: Operation, error: unknown) => Promise<UpstreamResult>;
@@ -71,7 +93,7 @@ export class Gateway implements Dispatcher {
   readonly #forwards = new WeakMap<Operation, Next>();
 
   private constructor(config: Config, log: Logger) {
-    this.config = config;
+    this.#config = config;
     this.log = log;
     this.#instance = config.instance ?? hostname();
     this.#policy = new Policy(config.policy);
@@ -83,37 +105,73 @@ export class Gateway implements Dispatcher {
     this.#inspector = new Inspector(config.inspection, this.#rules.program);
     this.#upstream = 'kafka' in config.upstream ? new KafkaUpstream(config.upstream.kafka) : new AckUpstream();
 
+    this.metrics = new GatewayMetrics(config.metrics, {
+      poolQueueSize: () => this.#inspector.poolQueueSize,
+      policyVersion: () => this.#policy.version,
+      audit: () => ({
+        healthy: this.#spool.healthy,
+        unshippedBytes: this.#spool.unshippedBytes,
+        rowsWritten: this.#spool.rowsWritten,
+        rowsDropped: this.#spool.rowsDropped,
+        shipper: this.#shipper?.stats,
+      }),
+    });
+
     const policy = () => this.#policy;
+    const metrics = new Metrics(this.metrics, log);
     const audit = new Audit(this.#spool, this.#rowContext, log);
     const authenticate = new Authenticate(this.#verifier, policy);
     const controls: Control[] = [
+      metrics,
       audit,
       authenticate,
       new Authorize(policy),
-      new Inspect(this.#inspector, () => this.#rules, () => this.config.inspection.limits),
+      new Inspect({ inspect: (values, ruleset) => this.#inspector.inspect(values, ruleset) }, () => this.#rules, () => this.#config.inspection.limits),
     ];
     const upstream = this.#upstream;
     const forwards = this.#forwards;
+    const meter = this.metrics;
     this.#chain = composeChain(controls, {
-      execute: (op) => (forwards.get(op) ?? ((o: Operation) => upstream.execute(o)))(op),
+      // timed here, around the upstream call itself: the rest of the chain is the gateway's own time
+      execute: (op) => meter.timeUpstream(op, () => (forwards.get(op) ?? ((o: Operation) => upstream.execute(o)))(op)),
       ready: () => upstream.ready(),
       close: () => upstream.close(),
     });
-    this.#login = (op) => audit.handle(op, (o) => authenticate.handle(o, () => Promise.resolve({})));
+    this.#login = (op) => metrics.handle(op, (m) => audit.handle(m, (o) => authenticate.handle(o, () => Promise.resolve({}))));
     this.#refuseChain = (op, error) =>
-      audit.handle(op, (o) => authenticate.handle(o, () => Promise.reject(error)));
+      metrics.handle(op, (m) => audit.handle(m, (o) => authenticate.handle(o, () => Promise.reject(error))));
   }
 
-  static async start(config: Config, log: Logger): Promise<Gateway> {
+  get config(): Config {
+    return this.#config;
+  }
+
+  /**
+   * `admin: false` leaves the admin listener to someone else (the cluster primary serves
+   * it for all workers with their metrics aggregated).
+   */
+  static async start(config: Config, log: Logger, options: { admin?: boolean } = {}): Promise<Gateway> {
     const gateway = new Gateway(config, log);
     try {
       // ships what earlier runs left in the spool too; never waits for ClickHouse
       gateway.#shipper?.start();
       await gateway.#inspector.warmUp();
+      gateway.#wasmReady = true;
+      if (config.listeners.admin && options.admin !== false) {
+        gateway.#admin = new AdminListener(config.listeners.admin, {
+          metrics: async () => ({ contentType: gateway.metrics.registry.contentType, body: await gateway.metrics.render() }),
+          readiness: () => gateway.readiness(),
+        }, log);
+        gateway.addresses.admin = await gateway.#admin.listen();
+        log.info({ ...gateway.addresses.admin }, 'admin listener ready (/metrics, /livez, /readyz)');
+      }
       // an issuer that cannot be reached yet is retried on the first token; say so, do not die
       await gateway.#verifier.warmUp().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'identity provider not reachable yet'));
       if (config.listeners.http) {
-        gateway.#http = new HttpListener(config.listeners.http, gateway, log);
+        gateway.#http = new HttpListener(config.listeners.http, gateway, log, {
+          opened: (l) => gateway.metrics.connectionOpened(l),
+          closed: (l) => gateway.metrics.connectionClosed(l),
+        });
         gateway.addresses.http = await gateway.#http.listen();
         log.info({ ...gateway.addresses.http, policy: gateway.#policy.version }, 'HTTP listener ready');
       }
@@ -135,11 +193,13 @@ export class Gateway implements Dispatcher {
   newSession(protocol: Protocol, client: ClientInfo): Session {
     const session = { id: uuidv7(), protocol, client, startedAt: Date.now() };
     this.#auditSession(session, 'session-start');
+    this.metrics.sessionOpened(protocol);
     return session;
   }
 
   endSession(session: Session): void {
     this.#auditSession(session, 'session-end');
+    this.metrics.sessionClosed(session.protocol);
   }
 
   #auditSession(session: Session, event: 'session-start' | 'session-end'): void {
@@ -189,7 +249,81 @@ export class Gateway implements Dispatcher {
     return this.#upstream.ready();
   }
 
+  get policyVersion(): string {
+    return this.#policy.version;
+  }
+
+  /** Named readiness checks: upstream reachable, WASM engine loaded, audit spool writable, identity keys fetched. */
+  async readiness(): Promise<Record<string, Check>> {
+    // an issuer that was down at start is retried here, so readiness recovers without a token
+    if (!this.#verifier.ready) this.#verifier.warmUp().catch(() => {});
+    const upstream = await withTimeout(
+      this.#upstream.ready().then((ok): Check => (ok ? { ok } : { ok, detail: 'the upstream does not answer' })),
+      3000,
+      'the upstream',
+    );
+    return {
+      upstream,
+      wasm: this.#wasmReady ? { ok: true } : { ok: false, detail: 'the inspection engine is not loaded yet' },
+      spool: this.#spool.healthy ? { ok: true } : { ok: false, detail: this.#spool.problem ?? 'spool error' },
+      identity: this.#verifier.ready ? { ok: true } : { ok: false, detail: 'the key sets of the identity providers are not fetched yet' },
+    };
+  }
+
+  /**
+   * Applies a new configuration without dropping connections: policy, inspection rules
+   * and log level take effect from the next operation. Changes to listeners, upstream,
+   * identity, audit, instance or metrics are not applied (they are bound to sockets and
+   * files opened at start) and are returned in `restartNeeded`. Throws, changing nothing,
+   * when the new inspection rules cannot be loaded.
+   */
+  async reload(next: Config): Promise<ReloadResult> {
+    const current = this.#config;
+    const restartNeeded: string[] = RESTART_SECTIONS.filter((k) => !same(current[k], next[k]));
+    let rules: RuleBook | undefined;
+    let inspector: Inspector | undefined;
+    if (!same(current.inspection, next.inspection)) {
+      rules = new RuleBook(next.inspection);
+      inspector = new Inspector(next.inspection, rules.program);
+      try {
+        await inspector.warmUp();
+      } catch (err) {
+        await inspector.close().catch(() => {});
+        throw err;
+      }
+    }
+    const policy = same(current.policy, next.policy) ? undefined : new Policy(next.policy);
+    // everything below is synchronous: an operation sees the old set or the new one, never a mix
+    const applied: string[] = [];
+    if (policy) {
+      this.#policy = policy;
+      applied.push('policy');
+    }
+    if (rules && inspector) {
+      const old = this.#inspector;
+      this.#rules = rules;
+      this.#inspector = inspector;
+      this.#retired.add(old);
+      // batches already handed to the old pool finish there
+      setTimeout(() => {
+        this.#retired.delete(old);
+        old.close().catch(() => {});
+      }, 30_000).unref();
+      applied.push('inspection');
+    }
+    if (current.log.level !== next.log.level) {
+      setLogLevel(this.log, next.log.level);
+      applied.push('log.level');
+    }
+    const kept = Object.fromEntries(RESTART_SECTIONS.map((k) => [k, current[k]]));
+    this.#config = { ...next, ...kept } as Config;
+    this.metrics.reloaded('applied');
+    return { applied, restartNeeded, policyVersion: this.#policy.version };
+  }
+
   async close(): Promise<void> {
+    await this.#admin?.close().catch(() => {});
+    for (const old of this.#retired) await old.close().catch(() => {});
     await this.#http?.close().catch(() => {});
     await this.#kafka?.close().catch(() => {});
     await this.#inspector.close().catch(() => {});

@@ -139,3 +139,31 @@ test('property: JSON documents stay valid JSON and keep their structure after ma
     { numRuns: 400 },
   );
 });
+
+test('deep nesting past the walker limit, long escaped strings and big documents', () => {
+  const s = setup([card, { id: 'pw', match: null, fields: ['$..password'], action: redact('[pw]') }], 'json');
+  const deep = '['.repeat(600) + '"4111111111111111"' + ']'.repeat(600);
+  const r1 = s.run([deep]);
+  assert.ok(r1.r.flags[0]! & FLAG_JSON_FALLBACK, 'too deep for the walker: scanned as bytes');
+  assert.equal(r1.out[0], '['.repeat(600) + '"************1111"' + ']'.repeat(600));
+  const ok = '['.repeat(400) + '{"password":"p","c":"4111111111111111"}' + ']'.repeat(400);
+  assert.equal(s.one(ok), '['.repeat(400) + '{"password":"[pw]","c":"************1111"}' + ']'.repeat(400));
+  const long = `{"note":"${'\\n\\u00e9x'.repeat(50_000)} 4111 1111 1111 1111 ${'\\t'.repeat(10_000)}"}`;
+  const out = s.one(long);
+  assert.equal(JSON.parse(out).note, JSON.parse(long).note.replace('4111 1111 1111 1111', '**** **** **** 1111'));
+  const big = JSON.stringify({ items: Array.from({ length: 20_000 }, (_, i) => ({ i, card: i % 100 === 0 ? '4111111111111111' : 'none', password: 'x' })) });
+  const bigOut = JSON.parse(s.one(big)) as { items: Array<{ card: string; password: string }> };
+  assert.equal(bigOut.items.filter((x) => x.card === '************1111').length, 200);
+  assert.ok(bigOut.items.every((x) => x.password === '[pw]'));
+});
+
+test('property: arbitrary bytes in JSON mode never crash the engine and stay byte-identical where nothing matched', () => {
+  const s = setup([card, { id: 'pw', match: null, fields: ['$..password'], action: { type: 'drop' } }], 'json');
+  fc.assert(
+    fc.property(fc.array(fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.string({ maxLength: 60 }).map((x) => new TextEncoder().encode(`{"a":${x}`))), { minLength: 1, maxLength: 5 }), (records) => {
+      const r = s.engine.inspect(records, 0);
+      for (let k = 0; k < records.length; k++) if (r.hitCount[k] === 0) assert.equal(r.flags[k]! & 1, 0);
+    }),
+    { numRuns: 500 },
+  );
+});

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { Command } from 'commander';
 import { ConfigError, loadConfig } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
 import { createLogger } from '../log.ts';
 import { Gateway } from '../gateway.ts';
 import { stopOnSignals } from './signals.ts';
@@ -16,11 +18,25 @@ program
   .command('serve')
   .description('run the gateway with a configuration file')
   .requiredOption('-c, --config <file>', 'configuration file (YAML or JSON)')
-  .action(async (opts: { config: string }) => {
-    const config = loadConfig(opts.config);
+  .option('-p, --processes <n>', 'gateway processes sharing the listening ports (node:cluster), each with its own inspection pool and audit spool', '1')
+  .action(async (opts: { config: string; processes: string }) => {
+    const processes = Number(opts.processes);
+    if (!Number.isInteger(processes) || processes < 1) throw new Error(`--processes must be a positive integer, not "${opts.processes}"`);
+    const { runPrimary, forWorker, serveWorker, workerIndex } = await import('../ops/cluster.ts');
+    const { serveReloads } = await import('../ops/reload.ts');
+    if (processes > 1 && cluster.isPrimary) return runPrimary(opts.config, processes);
+    const index = workerIndex();
+    const adjust = (c: Config) => forWorker(c, index);
+    const config = adjust(loadConfig(opts.config));
     const log = createLogger(config.log.level);
-    const gateway = await Gateway.start(config, log);
-    stopOnSignals(log, () => gateway.close());
+    const gateway = await Gateway.start(config, log, { admin: index === undefined });
+    if (index !== undefined) serveWorker(gateway);
+    // the policy file is watched (and SIGHUP reloads it); an invalid file keeps the running policy
+    const stopReloads = serveReloads(gateway, opts.config, log, adjust);
+    stopOnSignals(log, () => {
+      stopReloads();
+      return gateway.close();
+    });
   });
 
 program

@@ -50,6 +50,17 @@ const kafkaListener = z.strictObject({
     .optional(),
 });
 
+/** Operations endpoints (metrics, liveness, readiness) on their own port, never on a data port. */
+const adminListener = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: z.int().min(0).max(65535).default(9644),
+});
+
+const metrics = z.strictObject({
+  /** adds a `topic` label to the per-operation series: cardinality grows with the number of topics */
+  perTopicLabels: z.boolean().default(false),
+});
+
 const kafkaUpstream = z.strictObject({
   bootstrap: z.array(hostPort).min(1),
   clientId: z.string().default('streamgate'),
@@ -119,7 +130,8 @@ const policy = z.strictObject({
 export const configSchema = z.strictObject({
   instance: z.string().min(1).optional(),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
-  listeners: z.strictObject({ http: httpListener.optional(), kafka: kafkaListener.optional() }).refine((l) => l.http || l.kafka, 'at least one listener is required'),
+  listeners: z.strictObject({ http: httpListener.optional(), kafka: kafkaListener.optional(), admin: adminListener.optional() }).refine((l) => l.http || l.kafka, 'at least one listener is required'),
+  metrics: metrics.prefault({}),
   upstream: z.union([z.strictObject({ kafka: kafkaUpstream }), ackUpstream], { error: 'expected either { kafka: { bootstrap: [...] } } or { kind: ack }' }),
   identity: z.strictObject({ issuers: z.array(issuer).min(1) }),
   policy,
@@ -135,3 +147,5 @@ export type { AuditConfig } from '../audit/schema.ts';
 export type KafkaUpstreamConfig = z.infer<typeof kafkaUpstream>;
 export type HttpListenerConfig = z.infer<typeof httpListener>;
 export type KafkaListenerConfig = z.infer<typeof kafkaListener>;
+export type AdminListenerConfig = z.infer<typeof adminListener>;
+export type MetricsConfig = z.infer<typeof metrics>;

@@ -8,7 +8,8 @@ const EMPTY = new Uint8Array(0);
 
 /**
  * Outermost control: every operation, allowed or refused, leaves one row in the spool,
- * and the client is answered only after its row is durable (see AuditSpool).
+ * and the client is answered only after its row is durable (see AuditSpool). The one
+ * exception is an allowed read that returned no records.
  */
 export class Audit implements Control {
   readonly name = 'audit';
@@ -32,6 +33,9 @@ export class Audit implements Control {
     } catch (err) {
       error = err;
     }
+    // An allowed read that returned nothing (a consumer's idle poll, every few hundred ms)
+    // says nothing an analyst needs; denials and reads with records are always recorded.
+    if (error === undefined && op.action === 'consume' && op.resource.kind === 'topic' && !op.records?.length && op.batch?.records === 0) return result!;
     // refused operations were never inspected: hash the originals here so every row has them
     if (op.records && !op.inspection) {
       op.inspection = {

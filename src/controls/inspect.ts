@@ -14,11 +14,12 @@ import { GatewayError, type Control, type Inspection, type Next, type Operation,
  */
 export class Inspect implements Control {
   readonly name = 'inspect';
-  readonly #inspector: Inspector;
+  // only `inspect` is used: the gateway passes a view that follows reloads
+  readonly #inspector: Pick<Inspector, 'inspect'>;
   readonly #rules: () => RuleBook;
   readonly #limits: () => InspectionConfig['limits'];
 
-  constructor(inspector: Inspector, rules: () => RuleBook, limits: () => InspectionConfig['limits']) {
+  constructor(inspector: Pick<Inspector, 'inspect'>, rules: () => RuleBook, limits: () => InspectionConfig['limits']) {
     this.#inspector = inspector;
     this.#rules = rules;
     this.#limits = limits;

@@ -20,6 +20,7 @@ export interface DevClient {
 export interface IdpOptions {
   port?: number; // 0 = random
   host?: string; // default 127.0.0.1
+  issuer?: string; // default http://<host>:<port>; set it when clients reach the IdP by another name (containers)
   audience?: string; // default 'streamgate'
   clients?: DevClient[];
 }
@@ -151,7 +152,7 @@ export async function startIdp(opts: IdpOptions = {}): Promise<RunningIdp> {
     });
   });
   const { port } = server.address() as AddressInfo;
-  const issuer = `http://${issuerHost(host)}:${port}`;
+  const issuer = opts.issuer ?? `http://${issuerHost(host)}:${port}`;
 
   const audiences = new Map<string, string>(); // resource indicator -> aud claim
   for (const aud of [audience, OTHER_AUDIENCE]) audiences.set(resourceIndicatorFor(aud), aud);
@@ -214,7 +215,8 @@ export async function startIdp(opts: IdpOptions = {}): Promise<RunningIdp> {
     server.on('request', provider.callback());
 
     // Read endpoints back from discovery rather than assuming oidc-provider's default paths.
-    const res = await request(discoveryUrl);
+    // asked on the bound address: the issuer's own name may only resolve for other containers
+    const res = await request(`http://${issuerHost(host)}:${port}/.well-known/openid-configuration`);
     discovery = (await res.body.json()) as typeof discovery;
     if (res.statusCode !== 200) throw new Error(`discovery returned HTTP ${res.statusCode}`);
   } catch (err) {
@@ -263,7 +265,8 @@ export async function startIdp(opts: IdpOptions = {}): Promise<RunningIdp> {
 if (import.meta.main) {
   const port = Number(process.env['IDP_PORT'] ?? 9400);
   const started = Date.now();
-  const idp = await startIdp({ port });
+  // IDP_HOST=0.0.0.0 and IDP_ISSUER=http://idp:9400 in a container network (docker-compose.yml)
+  const idp = await startIdp({ port, host: process.env['IDP_HOST'], issuer: process.env['IDP_ISSUER'] });
   const example = idp.clients[0];
   const lines = [
     `streamgate dev IdP up in ${Date.now() - started} ms (development only: in-memory keys, demo secrets)`,

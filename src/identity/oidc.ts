@@ -14,6 +14,8 @@ export interface VerifiedToken {
 interface IssuerState {
   config: IssuerConfig;
   keys?: Promise<JWTVerifyGetKey>;
+  /** the key set was fetched at least once (readiness) */
+  fetched?: boolean;
 }
 
 const MAX_CACHED_TOKENS = 10_000;
@@ -34,6 +36,12 @@ export class OidcVerifier {
   /** Fetches discovery documents and key sets up front so the first request is not slow. */
   async warmUp(): Promise<void> {
     await Promise.all([...this.#issuers.values()].map((s) => this.#keys(s)));
+  }
+
+  /** true once every issuer's key set has been fetched (readiness: tokens can be verified without a round trip) */
+  get ready(): boolean {
+    for (const s of this.#issuers.values()) if (!s.fetched) return false;
+    return true;
   }
 
   async verify(token: string): Promise<VerifiedToken> {
@@ -88,7 +96,10 @@ export class OidcVerifier {
   }
 
   #keys(state: IssuerState): Promise<JWTVerifyGetKey> {
-    state.keys ??= resolveJwks(state.config).catch((err: unknown) => {
+    state.keys ??= resolveJwks(state.config).then((keys) => {
+      state.fetched = true;
+      return keys;
+    }, (err: unknown) => {
       state.keys = undefined; // retry discovery on the next token
       throw err;
     });
@@ -114,7 +125,10 @@ async function resolveJwks(config: IssuerConfig): Promise<JWTVerifyGetKey> {
     if (typeof doc.jwks_uri !== 'string') throw new GatewayError('unauthenticated', `discovery document at ${url} has no jwks_uri`);
     jwksUri = doc.jwks_uri;
   }
-  return createRemoteJWKSet(new URL(jwksUri), { cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000, timeoutDuration: 5000 });
+  const keys = createRemoteJWKSet(new URL(jwksUri), { cacheMaxAge: 10 * 60_000, cooldownDuration: 30_000, timeoutDuration: 5000 });
+  // fetch the keys now, not on the first token: readiness means tokens verify without a round trip
+  await keys.reload();
+  return keys;
 }
 
 function stringList(value: unknown): string[] {

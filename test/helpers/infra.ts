@@ -105,6 +105,7 @@ export function testConfig(infra: Infra, overrides: (yaml: string) => string = (
     base
       .replace('${HTTP_PORT:-8080}', '0')
       .replace('${KAFKA_LISTENER_PORT:-9192}', '0')
+      .replace('${ADMIN_PORT:-9644}', '0')
       .replace('${KAFKA_BROKER_PORT_BASE:-9200}', '0')
       .replace('${KAFKA_BOOTSTRAP:-127.0.0.1:9092}', infra.kafka)
       .replace('${OIDC_ISSUER:-http://127.0.0.1:9400}', infra.idp.issuer)

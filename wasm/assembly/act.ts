@@ -48,9 +48,11 @@ export function hitsStart(base: usize, cap: u32, pos: u32): void {
 export function putBytes(p: usize, n: u32): void {
   if (<u64>outPos + <u64>n <= <u64>outCap) {
     let d = outData + <usize>outPos;
-    // short copies inline: memory.copy is a call into the runtime
-    if (n <= 32) for (let i: usize = 0; i < <usize>n; i++) store<u8>(d + i, load<u8>(p + i));
-    else memory.copy(d, p, <usize>n);
+    // short copies inline (memory.copy is a call into the runtime); regions have 64 spare
+    // bytes after them, so the last 16-byte store may run past n
+    if (n <= 512) {
+      for (let i: usize = 0; i < <usize>n; i += 16) v128.store(d + i, v128.load(p + i));
+    } else memory.copy(d, p, <usize>n);
   }
   outPos += n;
 }

@@ -24,10 +24,9 @@
 import { bindProgram, FORMAT_AUTO, FORMAT_JSON, K_BLOCK, K_INNER, K_OUTER, KEY_SIZE, keyTable, numKeys, numRulesets, prog, RS_ALL, RS_FORMAT, RS_HAS_FIELDS, RS_TRIGGERS, ruleset, str } from "./program";
 import { hmacPrepare, sha256 } from "./sha256";
 import { prefilter, regionCount, regionEnd, regionPatterns, regionStart, scanRegion } from "./scan";
-import { copied, copyTo, hitsPos, hitsStart, outPos, putBytes, setUnit, ST_BLOCK, stopRule, writerStart } from "./act";
+import { copyTo, hitsPos, hitsStart, outPos, putBytes, setUnit, ST_BLOCK, stopRule, writerStart } from "./act";
 import { scratchReset } from "./scratch";
-import { walkJson, hasBackslash, W_MALFORMED, W_BLOCK } from "./json";
-import { rewind, save } from "./json";
+import { hasBackslash, rewind, save, walkJson, W_BLOCK, W_MALFORMED } from "./json";
 
 const ABI_VERSION: u32 = 2;
 
@@ -251,7 +250,6 @@ function record(k: u32, rec: usize, len: u32, rs: u32, emitAll: bool): void {
   store<u32>(st, hitStart, 4);
   store<u32>(st, hitCount, 8);
   store<u32>(st, stop, 12);
-  void copied;
 }
 
 // SHA-256 of each record [0, n) into digests + 32*k. Returns 0 or E_*.

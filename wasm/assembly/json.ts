@@ -7,10 +7,10 @@
 // A document that does not parse is reported as malformed; the caller rewinds the
 // output and scans the record as bytes instead.
 import {
-  A_BLOCK, A_DROP, A_MASK, numPathStates, P_RULE, pathState, pathWords, pattern, PS_DESC, PS_FINAL, PS_INDEX, PS_KIND,
+  A_BLOCK, A_DROP, A_MASK, pathState, pathWords, PS_DESC, PS_FINAL, PS_INDEX, PS_KIND,
   PS_NAME_LEN, PS_NAME_OFF, PS_RULE, R_ACTION, R_MASK_CHAR, R_PATTERN, RS_GLOBAL, RS_PATH_INIT, RS_TRIGGERS, rule, ruleset, str,
 } from "./program";
-import { copied, copyTo, hit, hitsPos, outPos, put, replacement, restore, setStop, setUnit, skipTo, ST_BLOCK, ST_DROP, stopRule } from "./act";
+import { copied, copyTo, hit, hitsPos, outPos, put, replacement, restore, setStop, setUnit, skipTo, ST_DROP, ST_OK, stopRule } from "./act";
 import { prefilter, regionCount, regionEnd, regionPatterns, regions, regionStart, restoreRegions, scanRegion } from "./scan";
 import { salloc, scratchMark, scratchRelease } from "./scratch";
 
@@ -371,7 +371,7 @@ function stringValue(active: u64, skip: bool): i32 {
   let out0 = outPos;
   let copied0 = copied;
   let hits0 = hitsPos;
-  let st = ST_OK_;
+  let st = ST_OK;
   if (!strEscaped) {
     while (regionCursor < regionCount && regionEnd(regionCursor) <= a) regionCursor++;
     let i = regionCursor;
@@ -380,7 +380,7 @@ function stringValue(active: u64, skip: bool): i32 {
       let ra = max(regionStart(i), a);
       let rb = min(regionEnd(i), b);
       st = scanRegion(rec + a, b - a, ra - a, rb - a, regionPatterns(i) & active);
-      if (st != ST_OK_) break;
+      if (st != ST_OK) break;
       i++;
     }
   } else {
@@ -395,17 +395,16 @@ function stringValue(active: u64, skip: bool): i32 {
     setUnit(map, dlen, 0, true);
     for (let i: u32 = 0; i < regionCount; i++) {
       st = scanRegion(d, dlen, regionStart(i), regionEnd(i), regionPatterns(i) & active);
-      if (st != ST_OK_) break;
+      if (st != ST_OK) break;
     }
     restoreRegions(outerRegions, outerCount);
     scratchRelease(mark);
   }
-  if (st == ST_OK_) return W_OK;
+  if (st == ST_OK) return W_OK;
   restore(out0, copied0, hits0);
   return st == ST_DROP ? W_DROP : W_BLOCK;
 }
 
-const ST_OK_: i32 = 0;
 
 function object(depth: i32, paths: usize, active: u64, skip: bool): i32 {
   pos++;
@@ -484,6 +483,3 @@ export function hasBackslash(r: usize, n: u32): bool {
   while (i < n) { if (load<u8>(r + i) == 0x5c) return true; i++; }
   return false;
 }
-
-// referenced for completeness of the import list
-export function _unused(): u32 { return numPathStates + <u32>ST_BLOCK + load<u32>(pattern(0) + P_RULE); }

@@ -3,8 +3,8 @@
 // pick the longest valid candidate (leftmost-longest; on equal length the lower pattern
 // id, i.e. the rule listed first, wins).
 import {
-  twoPairs, acceptAt, alphaBits, anchorBits, classMap, countBits, fwdStart, fwdTable, numPlanes, P_REV_START, P_REV_TABLE, P_VALIDATOR,
-  pattern, planeMasks, shufti, T_DETECT, T_KIND, T_LIT_AT, T_LIT_LEN, T_LIT_OFF, T_MIN_ANCHORS, T_MIN_LEN, T_PATTERNS, T_PLANE, trigger, str, numTriggers,
+  acceptAt, alphaBits, anchorBits, classMap, countBits, fwdStart, fwdTable, numPlanes, numTriggers, P_REV_START, P_REV_TABLE, P_VALIDATOR,
+  pattern, planeMasks, shufti, str, T_DETECT, T_KIND, T_LIT_AT, T_LIT_LEN, T_LIT_OFF, T_MIN_ANCHORS, T_MIN_LEN, T_PATTERNS, T_PLANE, trigger, twoPairs,
 } from "./program";
 import { salloc, sgrow, scratchMark, scratchRelease } from "./scratch";
 import { validate } from "./validators";
@@ -75,14 +75,18 @@ let regionCap: u32 = 0;
   }
 }
 
-// Start positions of windows of L consecutive set bits inside m.
+// Start positions of windows of L (1..64) consecutive set bits inside m: the doubling
+// chain (runs of 2, 4, 8, ...) without a data-dependent loop, then one more shift-and.
 // @ts-ignore: decorator
 @inline function windows(m: u64, L: u32): u64 {
-  let x = m;
-  let s: u32 = 1;
-  while ((s << 1) <= L) { x &= x >> <u64>s; s <<= 1; }
-  if (s < L) x &= x >> <u64>(L - s);
-  return x;
+  let x2 = m & (m >> 1);
+  let x4 = x2 & (x2 >> 2);
+  let x8 = x4 & (x4 >> 4);
+  let x16 = x8 & (x8 >> 8);
+  let x32 = x16 & (x16 >> 16);
+  let p: u32 = L >= 32 ? 32 : L >= 16 ? 16 : L >= 8 ? 8 : L >= 4 ? 4 : L >= 2 ? 2 : 1;
+  let x = L >= 32 ? x32 : L >= 16 ? x16 : L >= 8 ? x8 : L >= 4 ? x4 : L >= 2 ? x2 : m;
+  return x & (x >> <u64>(L - p));
 }
 
 function pushRegion(a: u32, b: u32, pats: u64): void {
@@ -389,6 +393,3 @@ function markStarts(p: u32, u: usize, ulen: u32, ra: u32, rb: u32, flags: usize)
   else first = load<u64>(table + <usize>st + acceptAt + 8);
   if (first != 0) store<u8>(flags, 1);
 }
-
-// Suppress "unused" for exports only used by other modules.
-export function triggerCount(): u32 { return numTriggers; }

@@ -35,7 +35,8 @@ export class HttpListener {
   readonly #server: Server;
   readonly #sessions = new WeakMap<Socket, Session>();
 
-  constructor(config: HttpListenerConfig, dispatcher: Dispatcher, log: Logger) {
+  /** `connections` is told about every accepted and closed TCP connection (metrics) */
+  constructor(config: HttpListenerConfig, dispatcher: Dispatcher, log: Logger, connections?: { opened(listener: string): void; closed(listener: string): void }) {
     this.#config = config;
     this.#dispatcher = dispatcher;
     this.#log = log.child({ listener: 'http' });
@@ -50,6 +51,12 @@ export class HttpListener {
         });
       },
     );
+    if (connections) {
+      this.#server.on('connection', (socket: Socket) => {
+        connections.opened('http');
+        socket.once('close', () => connections.closed('http'));
+      });
+    }
     this.#server.on('clientError', (err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       else socket.destroy(err);
