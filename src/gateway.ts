@@ -43,6 +43,11 @@ export interface Dispatcher {
   login(op: Operation): Promise<Identity>;
   /** The policy's answer without an operation, for filtering listings (Kafka Metadata, ListGroups). */
   permits(identity: Identity, action: Action, resource: Resource): boolean;
+  /**
+   * Whether records of `topic` on `side` (for a reader with `roles`) need inspection; a
+   * listener decodes records only then (passthrough otherwise). Optional for test doubles.
+   */
+  inspects?(topic: string, side: 'produce' | 'consume', roles: readonly string[]): boolean;
 }
 
 export interface Addresses {
@@ -234,6 +239,10 @@ export class Gateway implements Dispatcher {
     await this.#login(op);
     if (!op.identity) throw new GatewayError('unauthenticated', 'no identity after authentication');
     return op.identity;
+  }
+
+  inspects(topic: string, side: 'produce' | 'consume', roles: readonly string[]): boolean {
+    return this.#rules.rulesFor(topic, side, roles) !== null;
   }
 
   permits(identity: Identity, action: Action, resource: Resource): boolean {

@@ -59,11 +59,14 @@ const LOADS: Load[] = ['fixed', 'saturation'];
 /**
  * Other processes on the machine (someone's test run) move the numbers on 2 cores: each timed
  * run starts once they use less than this many cores, and a run during which they used more
- * is repeated (up to MAX_NOISY_RETRIES times, then kept and flagged).
+ * is repeated (up to MAX_NOISY_RETRIES times, then kept and flagged). Waiting and repeating
+ * share one time budget per suite run, so a machine that never gets quiet costs minutes,
+ * not hours; after that, runs are measured as they come and flagged.
  */
 const FOREIGN_CPU_MAX = 0.2;
 const QUIET_WAIT_MS = 20_000;
 const MAX_NOISY_RETRIES = 2;
+const NOISE_BUDGET_MS = { full: 240_000, quick: 30_000 };
 
 const GROUPS: GroupSpec[] = [
   {
@@ -146,6 +149,7 @@ export async function runHttpSuite(opts: SuiteOptions): Promise<HttpSuiteResult>
 
   const cases: CaseResult[] = [];
   const warnings: string[] = [];
+  const noise = { leftMs: opts.quick ? NOISE_BUDGET_MS.quick : NOISE_BUDGET_MS.full, noisyRuns: 0 };
   for (const group of groups) {
     let bootstrap: string | undefined;
     let kafkaPid: number | undefined;
@@ -161,7 +165,7 @@ export async function runHttpSuite(opts: SuiteOptions): Promise<HttpSuiteResult>
     for (const size of SIZES) {
       const body = produceBody(size.bytes);
       for (const load of LOADS) {
-        const ctx: CaseContext = { group, size, load, body, token, settings, work, exampleConfig, idpIssuer: idp.issuer, bootstrap, kafkaPid, profileDir: opts.profileDir, warnings };
+        const ctx: CaseContext = { group, size, load, body, token, settings, work, exampleConfig, idpIssuer: idp.issuer, bootstrap, kafkaPid, profileDir: opts.profileDir, warnings, noise };
         const result = await runCase(ctx);
         cases.push(result);
         printCase(result, group, settings);
@@ -176,7 +180,7 @@ export async function runHttpSuite(opts: SuiteOptions): Promise<HttpSuiteResult>
       topic: TOPIC,
       client: CLIENT,
       groups: groups.map((g) => ({ id: g.id, title: g.title, targets: g.targets })),
-      noise: { foreignCpuMaxCores: FOREIGN_CPU_MAX, quietWaitMs: QUIET_WAIT_MS, maxNoisyRetries: MAX_NOISY_RETRIES },
+      noise: { foreignCpuMaxCores: FOREIGN_CPU_MAX, quietWaitMs: QUIET_WAIT_MS, maxNoisyRetries: MAX_NOISY_RETRIES, budgetMs: opts.quick ? NOISE_BUDGET_MS.quick : NOISE_BUDGET_MS.full, noisyRunsKept: noise.noisyRuns },
       latency: 'service time: request written -> response complete, recorded at 1 µs resolution; medians over reps of each percentile',
       loadGenerator:
         'in the bench process (Node, single thread): autocannon for saturation, an open-loop paced client for the fixed rate. ' +
@@ -203,6 +207,8 @@ interface CaseContext {
   kafkaPid: number | undefined;
   profileDir: string | undefined;
   warnings: string[];
+  /** shared by all cases: time left for waiting out other processes, and runs kept while disturbed */
+  noise: { leftMs: number; noisyRuns: number };
 }
 
 async function runCase(ctx: CaseContext): Promise<CaseResult> {
@@ -244,9 +250,11 @@ async function runCase(ctx: CaseContext): Promise<CaseResult> {
         let cpu: CpuUsage | undefined;
         for (let attempt = 0; ; attempt++) {
           await sleep(settings.pauseBetweenRunsMs);
-          const quiet = await waitQuiet(ownPids, FOREIGN_CPU_MAX, QUIET_WAIT_MS);
+          const waitStart = performance.now();
+          const quiet = await waitQuiet(ownPids, FOREIGN_CPU_MAX, Math.min(QUIET_WAIT_MS, ctx.noise.leftMs));
+          ctx.noise.leftMs -= performance.now() - waitStart;
           if (quiet.foreignCores >= FOREIGN_CPU_MAX) {
-            console.log(`  (machine still busy after ${QUIET_WAIT_MS / 1000} s: ${quiet.foreignCores} cores used by other processes; measuring anyway)`);
+            console.log(`  (machine busy: ${quiet.foreignCores} cores used by other processes; measuring anyway${ctx.noise.leftMs <= 0 ? ', noise budget used up' : ''})`);
             for (const b of quiet.busiest) console.log(`    ${b}`);
           }
           const before = cpuSnapshot(ownPids);
@@ -255,10 +263,12 @@ async function runCase(ctx: CaseContext): Promise<CaseResult> {
           if (cpu) r.cpu = cpu;
           if (attempt > 0) r.noisyRetries = attempt;
           if (!cpu || cpu.foreignCores <= FOREIGN_CPU_MAX) break;
-          if (attempt === MAX_NOISY_RETRIES) {
+          if (attempt === MAX_NOISY_RETRIES || ctx.noise.leftMs <= 0) {
+            ctx.noise.noisyRuns++;
             ctx.warnings.push(`${id} ${t.spec.id} rep ${rep + 1}: other processes used ${cpu.foreignCores} cores during the run (kept after ${attempt} retries)`);
             break;
           }
+          ctx.noise.leftMs -= r.seconds * 1000;
           console.log(`  rep ${rep + 1} ${t.spec.id}: other processes used ${cpu.foreignCores} cores during the run; repeating it`);
         }
         runs.get(t.spec.id)!.push(r);

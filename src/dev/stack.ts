@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.ts';
 import { createLogger } from '../log.ts';
 import { Gateway } from '../gateway.ts';
 import { stopOnSignals } from '../cli/signals.ts';
+import { serveReloads } from '../ops/reload.ts';
 import { startKafka } from './kafka.ts';
 import { DEV_CLIENTS, resourceIndicatorFor, startIdp } from './idp.ts';
 
@@ -49,6 +50,9 @@ export async function runDevStack(opts: DevStackOptions): Promise<void> {
     const log = createLogger(config.log.level);
     const gateway = await Gateway.start(config, log);
     stops.push(() => gateway.close());
+    // edits to the config file (policy, inspection rules, log level) apply without a restart
+    const stopReloads = serveReloads(gateway, opts.config, log);
+    stops.push(async () => stopReloads());
     printWelcome(config, gateway, kafka.bootstrap, idp.issuer);
     stopOnSignals(log, stopAll);
   } catch (err) {

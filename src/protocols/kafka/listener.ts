@@ -15,9 +15,10 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { KafkaListenerConfig, KafkaUpstreamConfig } from '../../config/schema.ts';
 import type { Dispatcher } from '../../gateway.ts';
-import { GatewayError, type Action, type Identity, type Operation, type Resource, type Session, type UpstreamResult } from '../../operation.ts';
+import { GatewayError, type Action, type Identity, type Operation, type Resource, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
 import { API, authorizationError, ERR, errorResponse, MAX_VERSION, resourcesOf, SUPPORTED, type Named } from './apis.ts';
 import { hashInto, summarize } from './batches.ts';
+import { decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from './records.ts';
 import { KafkaProtocolError, type Struct } from './codec.ts';
 import { FrameError, Framer } from './framing.ts';
 import { loadMessages, type MessageRegistry } from './messages.ts';
@@ -199,6 +200,8 @@ class Connection {
   #closed = false;
   #destroyed = false;
   #clientId = '';
+  /** a Fetch on this connection named a topic with consume rules for this reader (no cut-through from then on) */
+  #fetchInspects = false;
 
   constructor(listener: KafkaListener, socket: Socket, target: number | undefined) {
     this.#l = listener;
@@ -639,13 +642,23 @@ class Connection {
     // much as the forwarding itself) unless a denial's row will need the hash before that.
     const hashNow = txnOp !== undefined && !this.#permits('produce', txnOp.resource);
     const hashPending: Array<[Operation, Struct[]]> = [];
+    // topics with produce rules: records decoded here, inspected in the chain, re-encoded before forwarding
+    const decodedByOp = new Map<Operation, DecodedRecords[]>();
     for (const [name, list] of entries) {
       const parts = list.flatMap((t) => t.PartitionData as Struct[]);
       const op = this.#newOp(h, { kind: 'topic', name, action: 'produce', ...(parts.length === 1 ? { partition: parts[0]!.Index as number } : {}) });
       const sum = { records: 0, bytes: 0, batches: 0 };
       for (const p of parts) summarize(p.Records as Uint8Array | null, sum);
       op.batch = { records: sum.records, bytes: sum.bytes, hash: '' };
-      if (hashNow || !this.#permits('produce', op.resource)) op.batch.hash = hashParts(parts);
+      if (this.#l.dispatcher.inspects?.(name, 'produce', this.#identity!.roles) && this.#permits('produce', op.resource)) {
+        const decoded = parts.map((p) => decodeRecords(p.Records as Uint8Array | null));
+        const records: StreamRecord[] = [];
+        parts.forEach((p, k) => streamRecords(decoded[k]!, p.Index as number, records));
+        op.records = records;
+        decodedByOp.set(op, decoded);
+        // the original bytes: they are replaced by the masked ones before forwarding
+        op.batch.hash = hashParts(parts);
+      } else if (hashNow || !this.#permits('produce', op.resource)) op.batch.hash = hashParts(parts);
       else hashPending.push([op, parts]);
       op.meta.partitions = parts.map((p) => p.Index as number).join(',');
       op.meta.acks = acks;
@@ -667,7 +680,21 @@ class Connection {
         const notForwarded = new GatewayError('forbidden', `not forwarded: ${refused.get(txnOp!)?.message ?? 'refused'}`);
         return txnDenied ? Promise.resolve(new Map(allowed.map((o) => [o, notForwarded] as [Operation, Error]))) : undefined;
       }
-      const out = send.length === byOp.size ? frame : this.#reencode(h, { ...body, TopicData: send.flatMap((o) => byOp.get(o)!) });
+      let rewritten = false;
+      for (const o of send) {
+        const decoded = decodedByOp.get(o);
+        if (!decoded || !o.records) continue;
+        let at = 0;
+        (byOp.get(o)!.flatMap((t) => t.PartitionData as Struct[])).forEach((p, k) => {
+          const r = encodeRecords(decoded[k]!, o.records!, at);
+          at += r.used;
+          if (r.changed) {
+            p.Records = r.blob;
+            rewritten = true;
+          }
+        });
+      }
+      const out = send.length === byOp.size && !rewritten ? frame : this.#reencode(h, { ...body, TopicData: send.flatMap((o) => byOp.get(o)!) });
       response = this.#send(up, out, acks !== 0);
       // still this tick: the frame's memory is only reused after the socket write completes
       hashRest();
@@ -750,20 +777,26 @@ class Connection {
     }
     let response: Promise<Buffer> | undefined;
     let denied = new Map<Operation, GatewayError>();
+    // Consume-side rules for this reader: such topics are decoded, masked and re-encoded,
+    // so their responses are never cut through. A fetch session keeps returning topics its
+    // first request named, so once one was inspected the connection stays on this path.
+    const inspected = (topic: string) => this.#l.dispatcher.inspects?.(topic, 'consume', this.#identity!.roles) === true;
+    if ([...entries.keys()].some(inspected)) this.#fetchInspects = true;
     const { forwarded, settled } = this.#authorize([...byOp.keys()], (allowed, refused) => {
       denied = refused;
       // an incremental fetch (session) may name no topic at all: still forwarded
       if (allowed.length === 0 && topics.length > 0) return undefined;
       const out = refused.size === 0 ? frame : this.#reencode(h, { ...body, Topics: allowed.flatMap((o) => byOp.get(o)!) });
       // nothing to merge into the answer: it may go to the client as it arrives
-      response = this.#send(up, out, true, refused.size === 0 ? slot : undefined)!;
+      response = this.#send(up, out, true, refused.size === 0 && !this.#fetchInspects ? slot : undefined)!;
       return response.then((res) => {
         const results = new Map<Operation, UpstreamResult>();
         decodedRes = this.#responseBody(h, res);
+        const toInspect = (decodedRes.Responses as Struct[]).some((tr) => inspected(tr.Topic as string) && hasRecords(tr));
         // Reads are delivered first and audited right after (hashing a large fetch costs about
         // as much as the broker's answer): the topics were authorized before the request left,
         // and topics a fetch session adds are checked against the policy here.
-        if (slot.streamed || (refused.size === 0 && this.#sessionTopics(topics, decodedRes).every((t) => this.#permits('consume', { kind: 'topic', name: t.Topic as string })))) {
+        if (slot.streamed || (!toInspect && refused.size === 0 && this.#sessionTopics(topics, decodedRes).every((t) => this.#permits('consume', { kind: 'topic', name: t.Topic as string })))) {
           delivered = true;
           this.#complete(slot, res);
         }
@@ -771,7 +804,8 @@ class Connection {
         for (const tr of decodedRes.Responses as Struct[]) summaries.set(tr.Topic as string, fetchedSummary(tr));
         for (const op of allowed) {
           const sum = summaries.get(op.resource.name);
-          if (sum) op.batch = sum;
+          // inspected topics: the records are counted by their inspection operation
+          if (sum && (delivered || !inspected(op.resource.name))) op.batch = sum;
           results.set(op, {});
         }
         return results;
@@ -795,16 +829,41 @@ class Connection {
         // incremental fetch sessions (KIP-227) return partitions the request did not name:
         // their records are authorized and audited here, and withheld if no longer allowed
         const unnamed = delivered ? (decoded.Responses as Struct[]).filter((t) => !byName.has(t.Topic as string) && (summaries.get(t.Topic as string)?.bytes ?? 0) > 0) : this.#sessionTopics(topics, decoded);
+        // topics with consume rules for this reader, named or not: one operation each whose
+        // records the inspect control masks (audited with hashes and the reader's roles)
+        if (!delivered) for (const tr of decoded.Responses as Struct[]) if (byName.has(tr.Topic as string) && inspected(tr.Topic as string) && hasRecords(tr)) unnamed.push(tr);
         if (unnamed.length > 0) {
-          const checks = await Promise.allSettled(
-            unnamed.map((tr) => {
-              const op = this.#newOp(h, { kind: 'topic', name: tr.Topic as string, action: 'consume' });
-              op.meta.partitions = (tr.Partitions as Struct[]).map((p) => p.PartitionIndex as number).join(',');
-              op.meta.fetch_session = String(body.SessionId ?? 0);
-              op.batch = summaries.get(tr.Topic as string) ?? fetchedSummary(tr);
-              return this.#l.dispatcher.run(op, () => Promise.resolve({}));
-            }),
-          );
+          const decodedParts = new Map<Struct, DecodedRecords[]>();
+          const ops = unnamed.map((tr) => {
+            const op = this.#newOp(h, { kind: 'topic', name: tr.Topic as string, action: 'consume' });
+            const parts = tr.Partitions as Struct[];
+            op.meta.partitions = parts.map((p) => p.PartitionIndex as number).join(',');
+            op.meta.fetch_session = String(body.SessionId ?? 0);
+            if (!delivered && inspected(tr.Topic as string)) {
+              const dec = parts.map((p) => decodeRecords(p.Records as Uint8Array | null));
+              const records: StreamRecord[] = [];
+              parts.forEach((p, k) => streamRecords(dec[k]!, p.PartitionIndex as number, records));
+              op.records = records;
+              op.meta.inspect_roles = this.#identity!.roles.join(',');
+              decodedParts.set(tr, dec);
+            } else op.batch = summaries.get(tr.Topic as string) ?? fetchedSummary(tr);
+            return op;
+          });
+          const checks = await Promise.allSettled(ops.map((op) => this.#l.dispatcher.run(op, () => Promise.resolve({}))));
+          unnamed.forEach((tr, i) => {
+            const dec = decodedParts.get(tr);
+            if (!dec || checks[i]!.status === 'rejected') return;
+            let at = 0;
+            (tr.Partitions as Struct[]).forEach((p, k) => {
+              const r = encodeRecords(dec[k]!, ops[i]!.records!, at);
+              at += r.used;
+              if (r.changed) {
+                p.Records = r.blob;
+                changed = true;
+              }
+            });
+          });
+          // fail closed: records whose inspection (or authorization) failed are not delivered
           const withheld = new Set(unnamed.filter((_t, i) => checks[i]!.status === 'rejected').map((t) => t.Topic));
           if (withheld.size > 0 && !delivered) {
             decoded.Responses = (decoded.Responses as Struct[]).filter((t) => !withheld.has(t.Topic));
@@ -824,6 +883,7 @@ class Connection {
 
   /** Topics with records in a Fetch response that the request did not name (incremental fetch sessions). */
   #sessionTopics(requested: Struct[], response: Struct): Struct[] {
+    // (the caller may append to the returned list)
     const named = new Set(requested.map((t) => t.Topic as string));
     return (response.Responses as Struct[]).filter(
       (tr) => !named.has(tr.Topic as string) && (tr.Partitions as Struct[]).some((p) => ((p.Records as Uint8Array | null)?.byteLength ?? 0) > 0),
@@ -1019,6 +1079,10 @@ class Connection {
     if (h) op.meta.api = this.#l.reg.names.get(h.apiKey) ?? String(h.apiKey);
     void this.#l.dispatcher.refuse(op, new GatewayError('invalid', message)).catch(() => {});
   }
+}
+
+function hasRecords(tr: Struct): boolean {
+  return (tr.Partitions as Struct[]).some((p) => ((p.Records as Uint8Array | null)?.byteLength ?? 0) > 0);
 }
 
 function hashParts(parts: Struct[]): string {

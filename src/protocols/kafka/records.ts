@@ -1,0 +1,317 @@
+// Kafka RecordBatch v2 decoding and re-encoding for record-level inspection. Only the
+// parts inspection may change (key, value, headers) are rebuilt; everything else is
+// copied byte for byte (batch header, per-record attributes, timestamp and offset deltas),
+// so producer id/epoch, base sequence, record count, timestamps, transactional and control
+// flags survive exactly and idempotent/transactional producers keep working.
+// Compression: gzip and zstd via node:zlib, lz4 (frame) and snappy via @platformatic/wasm-utils,
+// which also computes the CRC32C.
+
+import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { crc32c, lz4Compress, lz4Decompress, snappyCompress, snappyDecompress } from '@platformatic/wasm-utils';
+import type { StreamRecord } from '../../operation.ts';
+import { KafkaProtocolError } from './codec.ts';
+
+export const HEADER_BYTES = 61;
+const MAGIC_AT = 16;
+const CRC_AT = 17;
+const ATTRIBUTES_AT = 21;
+const COUNT_AT = 57;
+const CONTROL = 0x20;
+const COMPRESSION_MASK = 0x07;
+export const CODECS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
+
+/** snappy-java's stream header (magic + version 1 + compatible 1): Java clients frame snappy with it */
+const XERIAL_MAGIC = Buffer.from([0x82, 0x53, 0x4e, 0x41, 0x50, 0x50, 0x59, 0x00]);
+const XERIAL_HEADER = Buffer.from([0x82, 0x53, 0x4e, 0x41, 0x50, 0x50, 0x59, 0x00, 0, 0, 0, 1, 0, 0, 0, 1]);
+const XERIAL_BLOCK = 32 * 1024; // snappy-java's default block size
+
+interface RawRecord {
+  /** attributes, timestampDelta, offsetDelta exactly as received */
+  head: Uint8Array;
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+  headers: Array<[string, Uint8Array]>;
+  /** header count + headers exactly as received */
+  headersRaw: Uint8Array;
+}
+
+export interface DecodedBatch {
+  /** the batch as received */
+  bytes: Uint8Array;
+  /** null: passed through untouched (control batch, old magic) */
+  records: RawRecord[] | null;
+  compression: number;
+  /** snappy input framed by snappy-java (xerial); re-encoded the same way */
+  xerial: boolean;
+}
+
+export interface DecodedRecords {
+  batches: DecodedBatch[];
+  /** a partial batch at the end (Fetch responses); dropped when re-encoding */
+  truncated: number;
+}
+
+const utf8 = new TextDecoder();
+const EMPTY = new Uint8Array(0);
+
+class VarReader {
+  readonly buf: Uint8Array;
+  offset = 0;
+  constructor(buf: Uint8Array) {
+    this.buf = buf;
+  }
+  /** zigzag varint (Kafka record fields), up to 64 bits; returned as a number (deltas and lengths fit) */
+  varlong(): number {
+    let result = 0n;
+    let shift = 0n;
+    for (;;) {
+      if (this.offset >= this.buf.byteLength) throw new KafkaProtocolError('truncated record');
+      const b = this.buf[this.offset++]!;
+      result |= BigInt(b & 0x7f) << shift;
+      if ((b & 0x80) === 0) break;
+      shift += 7n;
+      if (shift > 63n) throw new KafkaProtocolError('varint is too long');
+    }
+    return Number((result >> 1n) ^ -(result & 1n));
+  }
+  varint(): number {
+    let result = 0;
+    let shift = 0;
+    for (;;) {
+      if (this.offset >= this.buf.byteLength) throw new KafkaProtocolError('truncated record');
+      const b = this.buf[this.offset++]!;
+      result |= (b & 0x7f) << shift;
+      if ((b & 0x80) === 0) break;
+      shift += 7;
+      if (shift > 28) throw new KafkaProtocolError('varint is too long');
+    }
+    return (result >>> 1) ^ -(result & 1);
+  }
+  bytes(): Uint8Array | null {
+    const n = this.varint();
+    if (n < 0) return null;
+    if (this.offset + n > this.buf.byteLength) throw new KafkaProtocolError('truncated record');
+    const s = this.buf.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    return s;
+  }
+}
+
+function varintBytes(v: number): number[] {
+  let z = ((v << 1) ^ (v >> 31)) >>> 0;
+  const out: number[] = [];
+  while (z >= 0x80) {
+    out.push((z & 0x7f) | 0x80);
+    z >>>= 7;
+  }
+  out.push(z);
+  return out;
+}
+
+/** Splits a records blob into batches and decodes the records of each data batch. */
+export function decodeRecords(blob: Uint8Array | null | undefined): DecodedRecords {
+  const out: DecodedRecords = { batches: [], truncated: 0 };
+  if (!blob || blob.byteLength === 0) return out;
+  const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+  let o = 0;
+  while (o < blob.byteLength) {
+    if (o + HEADER_BYTES > blob.byteLength) break;
+    const size = 12 + view.getInt32(o + 8);
+    if (size < HEADER_BYTES - 12 || o + size > blob.byteLength) break;
+    out.batches.push(decodeBatch(blob.subarray(o, o + size)));
+    o += size;
+  }
+  out.truncated = blob.byteLength - o;
+  return out;
+}
+
+function decodeBatch(bytes: Uint8Array): DecodedBatch {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const magic = view.getInt8(MAGIC_AT);
+  const attributes = magic === 2 ? view.getInt16(ATTRIBUTES_AT) : 0;
+  const compression = attributes & COMPRESSION_MASK;
+  if (magic !== 2 || (attributes & CONTROL) !== 0) return { bytes, records: null, compression, xerial: false };
+  if (compression >= CODECS.length) throw new KafkaProtocolError(`unknown compression ${compression}`);
+  if (crc32c(bytes.subarray(ATTRIBUTES_AT)) !== view.getUint32(CRC_AT)) throw new KafkaProtocolError('record batch CRC mismatch');
+  const payload = bytes.subarray(HEADER_BYTES);
+  const xerial = compression === 2 && startsWith(payload, XERIAL_MAGIC);
+  const data = decompress(compression, payload, xerial);
+  const count = view.getInt32(COUNT_AT);
+  const r = new VarReader(data);
+  const records: RawRecord[] = [];
+  for (let i = 0; i < count; i++) {
+    const len = r.varint();
+    const start = r.offset;
+    const end = start + len;
+    if (len < 0 || end > data.byteLength) throw new KafkaProtocolError('truncated record');
+    r.offset += 1; // attributes
+    r.varlong(); // timestampDelta
+    r.varint(); // offsetDelta
+    const head = data.subarray(start, r.offset);
+    const key = r.bytes();
+    const value = r.bytes();
+    const hStart = r.offset;
+    const n = r.varint();
+    const headers: Array<[string, Uint8Array]> = [];
+    for (let k = 0; k < n; k++) {
+      const hk = r.bytes();
+      const hv = r.bytes();
+      headers.push([hk ? utf8.decode(hk) : '', hv ?? EMPTY]);
+    }
+    if (r.offset !== end) throw new KafkaProtocolError('record length mismatch');
+    records.push({ head, key, value, headers, headersRaw: data.subarray(hStart, end) });
+  }
+  return { bytes, records, compression, xerial };
+}
+
+function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
+  if (b.byteLength < prefix.byteLength) return false;
+  for (let i = 0; i < prefix.byteLength; i++) if (b[i] !== prefix[i]) return false;
+  return true;
+}
+
+function decompress(codec: number, payload: Uint8Array, xerial: boolean): Uint8Array {
+  const buf = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  switch (codec) {
+    case 0:
+      return payload;
+    case 1:
+      return gunzipSync(buf);
+    case 2: {
+      if (!xerial) return snappyDecompress(buf);
+      // snappy-java stream: 16-byte header, then [int32 length][raw snappy block] ...
+      const parts: Buffer[] = [];
+      let o = XERIAL_HEADER.byteLength;
+      while (o < buf.byteLength) {
+        if (o + 4 > buf.byteLength) throw new KafkaProtocolError('truncated snappy block');
+        const n = buf.readUInt32BE(o);
+        o += 4;
+        if (o + n > buf.byteLength) throw new KafkaProtocolError('truncated snappy block');
+        parts.push(snappyDecompress(buf.subarray(o, o + n)));
+        o += n;
+      }
+      return Buffer.concat(parts);
+    }
+    case 3:
+      return lz4Decompress(buf);
+    case 4:
+      return zstdDecompressSync(buf);
+    default:
+      throw new KafkaProtocolError(`unknown compression ${codec}`);
+  }
+}
+
+function compress(codec: number, data: Buffer, xerial: boolean): Uint8Array {
+  switch (codec) {
+    case 0:
+      return data;
+    case 1:
+      return gzipSync(data);
+    case 2: {
+      if (!xerial) return snappyCompress(data);
+      const parts: Uint8Array[] = [XERIAL_HEADER];
+      for (let o = 0; o < data.byteLength; o += XERIAL_BLOCK) {
+        const block = snappyCompress(data.subarray(o, Math.min(o + XERIAL_BLOCK, data.byteLength)));
+        const len = Buffer.allocUnsafe(4);
+        len.writeUInt32BE(block.byteLength);
+        parts.push(len, block);
+      }
+      return Buffer.concat(parts);
+    }
+    case 3:
+      return lz4Compress(data);
+    case 4:
+      return zstdCompressSync(data);
+    default:
+      throw new KafkaProtocolError(`unknown compression ${codec}`);
+  }
+}
+
+/** The records of every data batch, in order, as protocol-neutral records (views, no copies). */
+export function streamRecords(decoded: DecodedRecords, partition: number, into: StreamRecord[] = []): StreamRecord[] {
+  for (const b of decoded.batches) {
+    if (!b.records) continue;
+    for (const r of b.records) into.push({ key: r.key, value: r.value, headers: r.headers, partition });
+  }
+  return into;
+}
+
+/**
+ * Re-encodes the blob with the values of `records` (in the order streamRecords gave them).
+ * Unchanged batches keep their bytes; a changed one is rebuilt, recompressed with its own
+ * codec and gets a new CRC. A truncated tail is dropped (clients fetch it again).
+ * Returns the input blob itself when nothing changed.
+ */
+export function encodeRecords(decoded: DecodedRecords, records: readonly StreamRecord[], at = 0): { blob: Uint8Array; changed: boolean; used: number } {
+  const parts: Uint8Array[] = [];
+  let changed = decoded.truncated > 0;
+  let i = at;
+  for (const b of decoded.batches) {
+    if (!b.records) {
+      parts.push(b.bytes);
+      continue;
+    }
+    const mine = records.slice(i, i + b.records.length);
+    i += b.records.length;
+    const dirty = mine.some((s, k) => s.value !== b.records![k]!.value || s.key !== b.records![k]!.key || s.headers !== b.records![k]!.headers);
+    if (!dirty) {
+      parts.push(b.bytes);
+      continue;
+    }
+    changed = true;
+    parts.push(encodeBatch(b, mine));
+  }
+  if (!changed) return { blob: joined(decoded), changed: false, used: i - at };
+  return { blob: Buffer.concat(parts), changed: true, used: i - at };
+}
+
+function joined(decoded: DecodedRecords): Uint8Array {
+  const first = decoded.batches[0];
+  if (!first) return EMPTY;
+  if (decoded.batches.length === 1) return first.bytes;
+  const last = decoded.batches[decoded.batches.length - 1]!;
+  // consecutive views of one blob
+  return new Uint8Array(first.bytes.buffer, first.bytes.byteOffset, last.bytes.byteOffset + last.bytes.byteLength - first.bytes.byteOffset);
+}
+
+function pushBytes(parts: Uint8Array[], v: Uint8Array | null): number {
+  if (v === null) {
+    parts.push(Uint8Array.of(...varintBytes(-1)));
+    return 1;
+  }
+  const len = Uint8Array.of(...varintBytes(v.byteLength));
+  parts.push(len, v);
+  return len.byteLength + v.byteLength;
+}
+
+function encodeBatch(b: DecodedBatch, records: readonly StreamRecord[]): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (let k = 0; k < records.length; k++) {
+    const raw = b.records![k]!;
+    const s = records[k]!;
+    const body: Uint8Array[] = [raw.head];
+    let size = raw.head.byteLength;
+    size += pushBytes(body, s.key);
+    size += pushBytes(body, s.value);
+    if (s.headers === raw.headers) {
+      body.push(raw.headersRaw);
+      size += raw.headersRaw.byteLength;
+    } else {
+      const h = Uint8Array.of(...varintBytes(s.headers.length));
+      body.push(h);
+      size += h.byteLength;
+      for (const [hk, hv] of s.headers) {
+        size += pushBytes(body, Buffer.from(hk, 'utf8'));
+        size += pushBytes(body, hv);
+      }
+    }
+    parts.push(Uint8Array.of(...varintBytes(size)), ...body);
+  }
+  const payload = compress(b.compression, Buffer.concat(parts), b.xerial);
+  const out = Buffer.allocUnsafe(HEADER_BYTES + payload.byteLength);
+  out.set(b.bytes.subarray(0, HEADER_BYTES), 0);
+  out.set(payload, HEADER_BYTES);
+  out.writeInt32BE(out.byteLength - 12, 8);
+  out.writeUInt32BE(crc32c(out.subarray(ATTRIBUTES_AT)), CRC_AT);
+  return out;
+}

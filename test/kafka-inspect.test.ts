@@ -1,0 +1,211 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runKafkaTool } from '../src/dev/kafka.ts';
+import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import type { Gateway } from '../src/gateway.ts';
+
+// Record-level inspection on the Kafka wire protocol, with the real broker and unchanged
+// clients: the example config masks card numbers produced to payments.*; this test's
+// config adds the block rule for private keys there.
+
+const run = `${process.pid}-${Date.now() % 100000}`;
+const CARD = '4111 1111 1111 1111';
+const MASKED = '**** **** **** 1111';
+let infra: Infra;
+let gateway: Gateway;
+let spoolDir: string;
+let bootstrap: string;
+let dir: string;
+
+function ensureKcat(): void {
+  try {
+    execFileSync('kcat', ['-V'], { stdio: 'ignore' });
+  } catch {
+    execFileSync('apt-get', ['install', '-y', '-q', 'kcat'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  }
+}
+
+async function kcat(args: string[], who: string, input?: string, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  // SASL/PLAIN with a JWT password works with every librdkafka build (Debian's has no OIDC fetcher)
+  const auth = ['-X', 'security.protocol=SASL_PLAINTEXT', '-X', 'sasl.mechanisms=PLAIN', '-X', `sasl.username=${who}`, '-X', `sasl.password=${await infra.idp.token(who)}`];
+  return new Promise((resolve, reject) => {
+    const child = spawn('kcat', ['-b', bootstrap, ...auth, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(input ?? '');
+  });
+}
+
+function clientProps(who: string, extra: Record<string, string> = {}): string {
+  const file = join(dir, `${who}-${Math.random().toString(36).slice(2)}.properties`);
+  const props: Record<string, string> = {
+    'security.protocol': 'SASL_PLAINTEXT',
+    'sasl.mechanism': 'OAUTHBEARER',
+    'sasl.login.callback.handler.class': 'org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler',
+    'sasl.oauthbearer.token.endpoint.url': infra.idp.tokenEndpoint,
+    'sasl.jaas.config': `org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required clientId="${who}" clientSecret="${who}-secret";`,
+    ...extra,
+  };
+  writeFileSync(file, Object.entries(props).map(([k, v]) => `${k}=${v}`).join('\n') + '\n');
+  return file;
+}
+
+const jvmOpts = () => [`-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=${infra.idp.tokenEndpoint}`];
+const payment = (tag: string, i: number) => JSON.stringify({ id: `${tag}-${i}`, card: CARD, note: 'x'.repeat(i * 7) });
+
+before(async () => {
+  ensureKcat();
+  infra = await getInfra();
+  dir = mkdtempSync(join(tmpdir(), 'sg-kinspect-'));
+  const made = testConfig(infra, (y) => y.replace('produce: [pci.card-number]\n', 'produce: [pci.card-number, secrets.private-key]\n'));
+  spoolDir = made.spoolDir;
+  gateway = await startGateway(made.config);
+  bootstrap = `127.0.0.1:${gateway.addresses.kafka!.port}`;
+});
+
+test('librdkafka: card numbers are masked before the broker stores them, with every codec and idempotence', async () => {
+  const topic = `payments.inspect-kcat-${run}`;
+  await createTopics(infra.kafka, [topic], 2);
+  const expected: string[] = [];
+  for (const codec of ['none', 'gzip', 'snappy', 'lz4', 'zstd']) {
+    const lines = Array.from({ length: 4 }, (_, i) => payment(`kcat-${codec}`, i));
+    expected.push(...lines.map((l) => l.replace(CARD, MASKED)));
+    const res = await kcat(['-P', '-t', topic, '-z', codec, '-X', 'enable.idempotence=true', '-K', '|'], 'alice', lines.map((l, i) => `k${i}|${l}`).join('\n') + '\n');
+    assert.equal(res.code, 0, res.stderr);
+    assert.doesNotMatch(res.stderr, /CRC|OUT_OF_ORDER|corrupt/i);
+  }
+  const direct = await readTopic(infra.kafka, topic, expected.length);
+  assert.deepEqual(direct.map((r) => r.value).sort(), [...expected].sort());
+  assert.ok(direct.every((r) => /^k\d$/.test(r.key ?? '')), 'keys are kept');
+  const rows = readAudit(spoolDir).filter((r) => r.resource === topic && r.action === 'produce' && r.decision === 'allow');
+  assert.equal(rows.reduce((n, r) => n + r.record_hashes.length, 0), expected.length);
+  assert.ok(rows.every((r) => r.masking['pci.card-number']! > 0 && r.masked_hashes.every((h) => h.length === 64)));
+});
+
+test('Java: idempotent producers with each codec and a transactional producer write masked records exactly once', async () => {
+  const topic = `payments.inspect-java-${run}`;
+  await createTopics(infra.kafka, [topic], 2);
+  const codecs = ['none', 'gzip', 'snappy', 'lz4', 'zstd'];
+  const payloads = join(dir, 'payloads.txt');
+  writeFileSync(payloads, Array.from({ length: 20 }, (_, i) => payment('txn', i)).join('\n'));
+  const [consoles, perf] = await Promise.all([
+    Promise.all(
+      codecs.map(async (codec) => {
+        const lines = Array.from({ length: 5 }, (_, i) => payment(`java-${codec}`, i));
+        const res = await runKafkaTool(
+          'org.apache.kafka.tools.ConsoleProducer',
+          ['--bootstrap-server', bootstrap, '--topic', topic, '--command-config', clientProps('alice', { 'compression.type': codec, 'enable.idempotence': 'true', acks: 'all', 'linger.ms': '50' })],
+          { input: lines.join('\n') + '\n', jvmOpts: jvmOpts(), timeoutMs: 60_000 },
+        );
+        assert.equal(res.code, 0, res.stderr);
+        return lines;
+      }),
+    ),
+    runKafkaTool(
+      'org.apache.kafka.tools.ProducerPerformance',
+      [
+        '--topic', topic, '--num-records', '200', '--throughput', '-1', '--payload-file', payloads,
+        '--transactional-id', `payments-alice-${run}`, '--transaction-duration-ms', '200',
+        '--command-config', clientProps('alice', { 'bootstrap.servers': bootstrap, acks: 'all', 'compression.type': 'lz4' }),
+      ],
+      { jvmOpts: jvmOpts(), timeoutMs: 90_000 },
+    ),
+  ]);
+  assert.equal(perf.code, 0, perf.stderr);
+  assert.match(perf.stdout, /200 records sent/);
+  assert.doesNotMatch(perf.stdout + perf.stderr, /OutOfOrderSequence|CorruptRecord|InvalidRecord/);
+  const total = consoles.flat().length + 200;
+  const direct = await readTopic(infra.kafka, topic, total + 1, 8000);
+  assert.equal(direct.length, total, 'every record exactly once');
+  assert.ok(direct.every((r) => r.value!.includes(MASKED) && !r.value!.includes(CARD)), 'all card numbers masked');
+  assert.deepEqual(direct.filter((r) => !r.value!.includes('"txn-')).map((r) => r.value).sort(), consoles.flat().map((l) => l.replace(CARD, MASKED)).sort());
+  // a consumer through the gateway reads them too (CRCs and offsets valid for the Java client)
+  const res = await runKafkaTool(
+    'org.apache.kafka.tools.consumer.ConsoleConsumer',
+    ['--bootstrap-server', bootstrap, '--topic', topic, '--from-beginning', '--max-messages', String(total), '--timeout-ms', '20000',
+      '--group', `alice-inspect-${run}`, '--command-config', clientProps('alice', { 'isolation.level': 'read_committed', 'check.crcs': 'true' })],
+    { jvmOpts: jvmOpts(), timeoutMs: 60_000 },
+  );
+  assert.equal(res.code, 0, res.stderr);
+  assert.equal(res.stdout.trim().split('\n').length, total);
+});
+
+test('a batch with one blocked record is refused as a whole, naming the rule; nothing reaches the broker', async () => {
+  const topic = `payments.inspect-block-${run}`;
+  await createTopics(infra.kafka, [topic], 1);
+  const key = '-----BEGIN PRIVATE KEY-----\\nMIIBVAIBADANBgkqhkiG9w0BAQEFAASCAT4wggE6AgEAAkEA\\n-----END PRIVATE KEY-----';
+  const lines = ['{"ok":1}', `{"leak":"${key}"}`, '{"ok":3}'];
+  const res = await kcat(['-P', '-t', topic, '-X', 'linger.ms=100', '-X', 'message.send.max.retries=0', '-z', 'lz4'], 'alice', lines.join('\n') + '\n');
+  assert.match(res.stderr, /Policy violation|POLICY_VIOLATION/i, res.stderr);
+  const direct = await readTopic(infra.kafka, topic, 1, 3000);
+  assert.equal(direct.length, 0);
+  const row = readAudit(spoolDir).find((r) => r.resource === topic && r.action === 'produce' && r.decision !== 'allow');
+  assert.ok(row, 'refusal audited');
+  assert.equal(row.rule, 'secrets.private-key');
+  assert.equal(row.record_hashes.length, 3);
+});
+
+test('topics without rules stay on the passthrough path', async () => {
+  const topic = `orders`;
+  await createTopics(infra.kafka, [topic], 1);
+  const line = `{"card":"${CARD}","run":"${run}"}`;
+  const res = await kcat(['-P', '-t', topic], 'alice', line + '\n');
+  assert.equal(res.code, 0, res.stderr);
+  const row = readAudit(spoolDir).find((r) => r.resource === topic && r.action === 'produce' && r.decision === 'allow');
+  assert.ok(row);
+  assert.equal(row.inspected, 'none');
+});
+
+test('consume side: two readers of the same raw topic; platform-admin reads raw, an analyst reads e-mails tokenized', async () => {
+  const { Producer, stringSerializers } = await import('@platformatic/kafka');
+  const topic = `payments.inspect-raw-${run}`;
+  await createTopics(infra.kafka, [topic], 2);
+  // written straight to the broker: it holds raw values, in several batches and codecs per partition
+  const producer = new Producer({ clientId: 'inspect-raw', bootstrapBrokers: [infra.kafka], serializers: stringSerializers });
+  const raw: string[] = [];
+  try {
+    for (const compression of ['none', 'lz4', 'zstd', 'snappy', 'gzip'] as const) {
+      const values = [0, 1, 2].map((i) => JSON.stringify({ id: `${compression}-${i}`, email: `user${i}@example.com` }));
+      await producer.send({ messages: values.map((value, i) => ({ topic, key: `k${i}`, value, partition: i % 2 })), compression } as never);
+      raw.push(...values);
+    }
+  } finally {
+    await producer.close();
+  }
+  const read = async (who: string) => {
+    const res = await kcat(['-C', '-t', topic, '-o', 'beginning', '-c', String(raw.length), '-e', '-f', '%s\n'], who, undefined, 30_000);
+    assert.equal(res.code, 0, res.stderr);
+    return res.stdout.trim().split('\n').sort();
+  };
+  const [admin, analyst] = await Promise.all([read('ops'), read('bob')]);
+  assert.deepEqual(admin, [...raw].sort(), 'platform-admin reads the records as stored');
+  assert.equal(analyst.length, raw.length);
+  assert.ok(analyst.every((v) => !v.includes('@example.com') && /"email":"tok_v1_/.test(v)), analyst.join('\n'));
+  const direct = await readTopic(infra.kafka, topic, raw.length);
+  assert.deepEqual(direct.map((r) => r.value).sort(), [...raw].sort(), 'the broker still holds raw values');
+  const rows = readAudit(spoolDir).filter((r) => r.resource === topic && r.action === 'consume' && r.subject === 'bob' && r.inspected !== 'none');
+  assert.equal(rows.reduce((n, r) => n + r.record_hashes.length, 0), raw.length);
+  assert.ok(rows.every((r) => r.meta.inspect_roles === 'analyst' && r.masking['pii.email']! > 0));
+
+  // the Java consumer (incremental fetch sessions, CRC checks) as the analyst
+  const res = await runKafkaTool(
+    'org.apache.kafka.tools.consumer.ConsoleConsumer',
+    ['--bootstrap-server', bootstrap, '--topic', topic, '--from-beginning', '--max-messages', String(raw.length), '--timeout-ms', '20000',
+      '--group', `bob-inspect-${run}`, '--command-config', clientProps('bob', { 'check.crcs': 'true' })],
+    { jvmOpts: jvmOpts(), timeoutMs: 60_000 },
+  );
+  assert.equal(res.code, 0, res.stderr);
+  assert.deepEqual(res.stdout.trim().split('\n').sort(), analyst);
+});
