@@ -104,8 +104,12 @@ export async function runKafkaSuite(opts: KafkaBenchOptions, log: (s: string) =>
   kafka = await startKafka({ jvmOpts: ['-Xms256m', '-Xmx768m'] });
   idp = await startIdp({ port: 0 });
   const topic = 'bench.passthrough';
-  const created = await runKafkaTool('org.apache.kafka.tools.TopicCommand', ['--bootstrap-server', kafka.bootstrap, '--create', '--topic', topic, '--partitions', '1', '--replication-factor', '1']);
-  if (created.code !== 0) throw new Error(`topic creation failed: ${created.stderr}`);
+  // a topic with a produce rule: records are decoded, card numbers masked, batches re-encoded
+  const maskedTopic = 'bench.masked';
+  for (const t of [topic, maskedTopic]) {
+    const created = await runKafkaTool('org.apache.kafka.tools.TopicCommand', ['--bootstrap-server', kafka.bootstrap, '--create', '--topic', t, '--partitions', '1', '--replication-factor', '1']);
+    if (created.code !== 0) throw new Error(`topic creation failed: ${created.stderr}`);
+  }
 
   const [httpPort, kafkaPort] = await Promise.all([freePort(), freePort()]);
   const configFile = join(work, 'gateway.yaml');
@@ -126,6 +130,11 @@ policy:
     bench: { when: { groups: [platform-admins] } }
   grants:
     - { roles: [bench], actions: [produce, consume, describe, admin], topics: ["*"], groups: ["*"], transactionalIds: ["*"] }
+inspection:
+  rules:
+    - { id: pci.card-number, detector: payment-card, action: { type: mask, keepLast: 4 } }
+  topics:
+    - { topics: ["${maskedTopic}"], format: json, produce: [pci.card-number] }
 audit:
   spool: { dir: "${join(work, 'audit')}" }
 `,
@@ -166,6 +175,25 @@ audit:
     return parseConsumerPerf(res.stdout);
   };
 
+  // ~1 KiB JSON records with a card number each, lz4: direct vs passthrough topic vs masked topic
+  const payloads = join(work, 'payloads.txt');
+  writeFileSync(
+    payloads,
+    Array.from({ length: 200 }, (_, i) => {
+      const base = JSON.stringify({ id: i, card: '4111 1111 1111 1111', merchant: `m-${i % 17}`, note: '' });
+      return base.replace('"note":""', `"note":"${'lorem ipsum '.repeat(90).slice(0, opts.recordSize - base.length)}"`);
+    }).join('\n'),
+  );
+  const jsonPerf = async (bootstrap: string, config: string, to: string, records: number) => {
+    const res = await runKafkaTool(
+      'org.apache.kafka.tools.ProducerPerformance',
+      ['--topic', to, '--num-records', String(records), '--payload-file', payloads, '--throughput', '-1', '--command-config', config, '--producer-props', `bootstrap.servers=${bootstrap}`, 'acks=1', 'linger.ms=5', 'batch.size=262144', 'compression.type=lz4'],
+      { timeoutMs: 300_000, jvmOpts: ['-Xmx512m'] },
+    );
+    if (res.code !== 0) throw new Error(`ProducerPerformance failed:\n${res.stderr.slice(-2000)}`);
+    return parseProducerPerf(res.stdout);
+  };
+
   // warm-up (JIT of both the gateway and the broker), not measured
   await producerPerf(viaGateway, props, Math.min(20_000, opts.records), -1);
   await producerPerf(kafka.bootstrap, plainProps, Math.min(20_000, opts.records), -1);
@@ -204,6 +232,14 @@ audit:
   }
   const directProbe = latencySummary(directLat);
   const gatewayProbe = latencySummary(gatewayLat);
+  log('masking: ProducerPerformance, ~1 KiB JSON records with card numbers, lz4 (direct, gateway passthrough topic, gateway masked topic; best of 2)');
+  const maskRecords = Math.min(opts.records, 200_000);
+  let maskDirect = await jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords);
+  let maskPass = await jsonPerf(viaGateway, props, topic, maskRecords);
+  let masked = await jsonPerf(viaGateway, props, maskedTopic, maskRecords);
+  maskDirect = best(maskDirect, await jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords));
+  maskPass = best(maskPass, await jsonPerf(viaGateway, props, topic, maskRecords));
+  masked = best(masked, await jsonPerf(viaGateway, props, maskedTopic, maskRecords));
 
   await gateway.stop();
   const result = {
@@ -226,6 +262,13 @@ audit:
       addedAvgMs: round(gatewayRate.avgMs - directRate.avgMs),
       addedP50Ms: round(gatewayRate.p50Ms - directRate.p50Ms),
       addedP99Ms: round(gatewayRate.p99Ms - directRate.p99Ms),
+    },
+    masking: {
+      direct: maskDirect,
+      passthrough: maskPass,
+      masked,
+      passthroughRatio: round(maskPass.mbPerSec / maskDirect.mbPerSec),
+      maskedRatio: round(masked.mbPerSec / maskDirect.mbPerSec),
     },
     probe: {
       direct: directProbe,
@@ -265,6 +308,8 @@ if (import.meta.main) {
     console.log(`produce  direct ${r.produce.direct.mbPerSec} MB/s, gateway ${r.produce.gateway.mbPerSec} MB/s, ratio ${r.produce.mbRatio}`);
     console.log(`consume  direct ${r.consume.direct.mbPerSec} MB/s, gateway ${r.consume.gateway.mbPerSec} MB/s, ratio ${r.consume.mbRatio}`);
     console.log(`latency at ${opts.rate}/s: added avg ${r.latencyAtRate.addedAvgMs} ms, added p99 ${r.latencyAtRate.addedP99Ms} ms (ProducerPerformance, 1 ms resolution)`);
+    const mk = (result as { masking: { direct: PerfResult; passthrough: PerfResult; masked: PerfResult } }).masking;
+    console.log(`masking (lz4 JSON) direct ${mk.direct.mbPerSec} MB/s, passthrough ${mk.passthrough.mbPerSec} MB/s, masked ${mk.masked.mbPerSec} MB/s (avg ${mk.masked.avgMs} ms)`);
     console.log(`probe: added p50 ${r.probe.addedP50Us} us, added p99 ${r.probe.addedP99Us} us`);
     console.log(`results: ${path}`);
   } finally {

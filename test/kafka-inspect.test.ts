@@ -155,6 +155,27 @@ test('a batch with one blocked record is refused as a whole, naming the rule; no
   assert.ok(row, 'refusal audited');
   assert.equal(row.rule, 'secrets.private-key');
   assert.equal(row.record_hashes.length, 3);
+
+  // the Java producer reports the rule for the offending record (RecordErrors, KIP-467)
+  const java = await runKafkaTool(
+    'org.apache.kafka.tools.ConsoleProducer',
+    ['--bootstrap-server', bootstrap, '--topic', topic, '--command-config', clientProps('alice', { 'linger.ms': '200', 'delivery.timeout.ms': '10000', 'request.timeout.ms': '5000', retries: '0' })],
+    { input: lines.join('\n') + '\n', jvmOpts: jvmOpts(), timeoutMs: 60_000 },
+  );
+  assert.match(java.stderr, /secrets\.private-key/, java.stderr);
+  assert.equal((await readTopic(infra.kafka, topic, 1, 2000)).length, 0);
+});
+
+test('batches over inlineMaxBytes are inspected in the pool and still masked exactly once', async () => {
+  const topic = `payments.inspect-pool-${run}`;
+  await createTopics(infra.kafka, [topic], 1);
+  const lines = Array.from({ length: 150 }, (_, i) => payment('pool', 150 + i));
+  const res = await kcat(['-P', '-t', topic, '-z', 'lz4', '-X', 'linger.ms=300', '-X', 'batch.size=1000000', '-X', 'enable.idempotence=true'], 'alice', lines.join('\n') + '\n');
+  assert.equal(res.code, 0, res.stderr);
+  const direct = await readTopic(infra.kafka, topic, lines.length + 1, 3000);
+  assert.deepEqual(direct.map((r) => r.value).sort(), lines.map((l) => l.replace(CARD, MASKED)).sort());
+  const rows = readAudit(spoolDir).filter((r) => r.resource === topic && r.action === 'produce');
+  assert.ok(rows.some((r) => r.inspected === 'pool'), rows.map((r) => r.inspected).join(','));
 });
 
 test('topics without rules stay on the passthrough path', async () => {
@@ -208,4 +229,27 @@ test('consume side: two readers of the same raw topic; platform-admin reads raw,
   );
   assert.equal(res.code, 0, res.stderr);
   assert.deepEqual(res.stdout.trim().split('\n').sort(), analyst);
+});
+
+test('consume side with transactions: aborted records stay hidden from read_committed readers, control batches pass, values are masked', async () => {
+  const { Producer, stringSerializers } = await import('@platformatic/kafka');
+  const topic = `payments.inspect-txn-${run}`;
+  await createTopics(infra.kafka, [topic], 1);
+  const producer = new Producer({ clientId: 'inspect-txn', bootstrapBrokers: [infra.kafka], idempotent: true, transactionalId: `inspect-txn-${run}`, serializers: stringSerializers } as never);
+  const value = (tag: string, i: number) => JSON.stringify({ id: `${tag}-${i}`, email: `${tag}${i}@example.com` });
+  try {
+    for (const [tag, commit] of [['aborted', false], ['committed', true], ['aborted2', false], ['committed2', true]] as const) {
+      const tx = await producer.beginTransaction();
+      await tx.send({ messages: [0, 1].map((i) => ({ topic, value: value(tag, i), partition: 0 })) } as never);
+      if (commit) await tx.commit();
+      else await tx.abort();
+    }
+  } finally {
+    await producer.close();
+  }
+  const res = await kcat(['-C', '-t', topic, '-o', 'beginning', '-e', '-f', '%s\n', '-X', 'isolation.level=read_committed'], 'bob', undefined, 30_000);
+  assert.equal(res.code, 0, res.stderr);
+  const got = res.stdout.trim().split('\n');
+  assert.equal(got.length, 4, got.join('\n'));
+  assert.ok(got.every((v) => /"id":"committed2?-\d"/.test(v) && /"email":"tok_v1_/.test(v) && !v.includes('@example.com')), got.join('\n'));
 });

@@ -321,7 +321,7 @@ async function startTarget(ctx: CaseContext, caseId: string, spec: TargetSpec): 
   }
   const spoolDir = join(ctx.work, `${name}.audit`);
   const configFile = join(ctx.work, `${name}.yaml`);
-  writeFileSync(configFile, toYaml(gatewayConfig(ctx, spec.mode!, port, spoolDir)));
+  writeFileSync(configFile, toYaml(gatewayConfig(ctx, spec.mode!, port, await freePort(), spoolDir)));
   const nodeArgs: string[] = [];
   if (ctx.profileDir) {
     // one directory per gateway process: the pool's worker threads write profiles of their own
@@ -336,11 +336,11 @@ async function startTarget(ctx: CaseContext, caseId: string, spec: TargetSpec): 
 }
 
 /** The example config with the bench's listener, upstream, issuer, inspection mode and spool. */
-function gatewayConfig(ctx: CaseContext, mode: Mode, port: number, spoolDir: string): Record<string, unknown> {
+function gatewayConfig(ctx: CaseContext, mode: Mode, port: number, adminPort: number, spoolDir: string): Record<string, unknown> {
   const c = structuredClone(ctx.exampleConfig) as {
     instance?: string;
     log?: { level?: string };
-    listeners: { http: Record<string, unknown> };
+    listeners: { http: Record<string, unknown>; admin?: Record<string, unknown> };
     upstream: Record<string, unknown>;
     identity: { issuers: Array<Record<string, unknown>> };
     inspection?: Record<string, unknown>;
@@ -350,7 +350,12 @@ function gatewayConfig(ctx: CaseContext, mode: Mode, port: number, spoolDir: str
   if (!example || !c.identity?.issuers?.[0]) throw new Error('streamgate.example.yaml no longer has upstream.kafka and identity.issuers[0]; update bench/suites/http.ts');
   c.instance = 'bench';
   c.log = { ...c.log, level: 'warn' };
-  c.listeners.http = { ...c.listeners.http, host: '127.0.0.1', port, clusterId: 'local' };
+  // only the HTTP listener is under test; the Kafka listener's fixed ports would collide
+  // between the gateways of one case (and with anyone's dev gateway)
+  const admin = c.listeners.admin;
+  c.listeners = { http: { ...c.listeners.http, host: '127.0.0.1', port, clusterId: 'local' } };
+  // the admin listener stays (its metrics are part of the per-operation cost) on a free port
+  if (admin) c.listeners.admin = { ...admin, host: '127.0.0.1', port: adminPort };
   c.upstream = ctx.bootstrap ? { kafka: { ...example, bootstrap: [ctx.bootstrap] } } : { kind: 'ack' };
   c.identity.issuers[0] = { ...c.identity.issuers[0], issuer: ctx.idpIssuer };
   c.inspection = { ...c.inspection, mode };
@@ -404,31 +409,39 @@ function assertClean(what: string, r: RunResult, t: Running): void {
 }
 
 /**
- * The controls really ran: the spool holds at least one row per acknowledged request, and
- * the last row is an allowed produce whose card was masked where the mode says.
+ * The controls really ran: the spool holds at least one operation row per acknowledged
+ * request, and the last one is an allowed produce whose card was masked where the mode says.
  */
 function checkAudit(what: string, t: Running, acknowledged: number): CaseResult['audit'][string] {
   const segments = listSegments(t.spoolDir!);
   let rows = 0;
-  for (const file of segments) rows += countLines(file);
-  const last = segments.length > 0 ? lastLine(segments.at(-1)!) : '';
-  if (!last) throw new Error(`${what}: the audit spool ${t.spoolDir} is empty`);
-  const row = JSON.parse(last) as { inspected: string; masking: Record<string, number>; decision: string; subject: string };
+  for (const file of segments) rows += countOperationRows(file);
+  const last = segments.length > 0 ? lastOperationRow(segments.at(-1)!) : '';
+  if (!last) throw new Error(`${what}: no operation row in the audit spool ${t.spoolDir}`);
+  const row = JSON.parse(last) as { inspected: string; masking: Record<string, number>; decision: string };
   const masked = Object.values(row.masking ?? {}).reduce((a, b) => a + b, 0);
   if (row.decision !== 'allow' || masked !== 1 || row.inspected !== t.spec.expectWhere) {
     throw new Error(`${what}: expected an allowed row with 1 card masked ${t.spec.expectWhere}, the last audit row says ${last.slice(0, 600)}`);
   }
-  if (rows < acknowledged) throw new Error(`${what}: ${acknowledged} acknowledged requests but only ${rows} audit rows`);
+  if (rows < acknowledged) throw new Error(`${what}: ${acknowledged} acknowledged requests but only ${rows} operation rows in the audit spool`);
   return { rows, acknowledged, lastRow: { inspected: row.inspected, masking: row.masking, decision: row.decision } };
 }
 
-function countLines(file: string): number {
+// rows also record session starts/ends; operation rows are the ones that answer requests
+const OPERATION = Buffer.from('"event":"operation"');
+
+function countOperationRows(file: string): number {
   const fd = openSync(file, 'r');
   const buf = Buffer.allocUnsafe(1 << 20);
   let n = 0;
+  let carry = Buffer.alloc(0);
   try {
     for (let read; (read = readSync(fd, buf, 0, buf.length, null)) > 0; ) {
-      for (let i = buf.indexOf(10); i !== -1 && i < read; i = buf.indexOf(10, i + 1)) n++;
+      // keep a marker split across two reads countable
+      const chunk = Buffer.concat([carry, buf.subarray(0, read)]);
+      for (let i = chunk.indexOf(OPERATION); i !== -1; i = chunk.indexOf(OPERATION, i + OPERATION.length)) n++;
+      const keep = Math.min(chunk.length, OPERATION.length - 1);
+      carry = Buffer.from(chunk.subarray(chunk.length - keep));
     }
   } finally {
     closeSync(fd);
@@ -436,9 +449,9 @@ function countLines(file: string): number {
   return n;
 }
 
-function lastLine(file: string): string {
+function lastOperationRow(file: string): string {
   const size = statSync(file).size;
-  const len = Math.min(size, 256 * 1024);
+  const len = Math.min(size, 1 << 20);
   const buf = Buffer.alloc(len);
   const fd = openSync(file, 'r');
   try {
@@ -447,7 +460,8 @@ function lastLine(file: string): string {
     closeSync(fd);
   }
   const lines = buf.toString('utf8').trimEnd().split('\n');
-  return lines.at(-1) ?? '';
+  for (let i = lines.length - 1; i > 0; i--) if (lines[i]!.includes('"event":"operation"')) return lines[i]!;
+  return '';
 }
 
 async function createTopic(bootstrap: string, topic: string, partitions: number): Promise<void> {

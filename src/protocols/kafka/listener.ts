@@ -731,7 +731,9 @@ class Connection {
         const codec = this.#l.reg.responses.get(h.apiKey)!;
         const first = txnRefusal ?? refusedTopics[0]?.[1];
         const code = txnRefusal ? ERR.TRANSACTIONAL_ID_AUTHORIZATION_FAILED : first?.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(first);
-        return this.#complete(slot!, this.#encodeResponse(h, errorResponse(h.apiKey, codec.defaults(h.version), body, code, first?.message ?? 'refused')));
+        const refusal = errorResponse(h.apiKey, codec.defaults(h.version), body, code, first?.message ?? 'refused');
+        if (!txnRefusal) recordErrors(refusal, refusedTopics);
+        return this.#complete(slot!, this.#encodeResponse(h, refusal));
       }
       const res = await response;
       let decoded: Struct | undefined;
@@ -742,6 +744,7 @@ class Connection {
           const part = errorResponse(h.apiKey, codec.defaults(h.version), { TopicData: byOp.get(op)! }, err.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(err), err.message);
           (decoded.Responses as Struct[]).push(...(part.Responses as Struct[]));
         }
+        recordErrors(decoded, refusedTopics);
       }
       if (h.version >= 10) {
         decoded ??= this.#responseBody(h, res);
@@ -1078,6 +1081,27 @@ class Connection {
     op.meta.violation = message;
     if (h) op.meta.api = this.#l.reg.names.get(h.apiKey) ?? String(h.apiKey);
     void this.#l.dispatcher.refuse(op, new GatewayError('invalid', message)).catch(() => {});
+  }
+}
+
+/**
+ * Produce v8+ (KIP-467): a batch refused by inspection names its offending record, so the
+ * Java client reports that record's error and the rest as "part of a batch with an
+ * invalid record". The inspect control names the record by its index in op.records.
+ */
+function recordErrors(res: Struct, refused: Array<[Operation, GatewayError]>): void {
+  for (const [op, err] of refused) {
+    const m = (err.kind === 'blocked' || err.kind === 'too-large') && op.records ? /^record (\d+) /.exec(err.message) : null;
+    const rec = m ? op.records![Number(m[1])] : undefined;
+    if (!rec) continue;
+    let index = 0;
+    for (let k = 0; k < Number(m![1]); k++) if (op.records![k]!.partition === rec.partition) index++;
+    for (const tr of res.Responses as Struct[]) {
+      if (tr.Name !== op.resource.name) continue;
+      for (const p of tr.PartitionResponses as Struct[]) {
+        if (p.Index === rec.partition && 'RecordErrors' in p) p.RecordErrors = [{ BatchIndex: index, BatchIndexErrorMessage: err.message }];
+      }
+    }
   }
 }
 

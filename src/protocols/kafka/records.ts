@@ -253,7 +253,7 @@ export function encodeRecords(decoded: DecodedRecords, records: readonly StreamR
     }
     const mine = records.slice(i, i + b.records.length);
     i += b.records.length;
-    const dirty = mine.some((s, k) => s.value !== b.records![k]!.value || s.key !== b.records![k]!.key || s.headers !== b.records![k]!.headers);
+    const dirty = mine.some((s, k) => !same(s.value, b.records![k]!.value) || !same(s.key, b.records![k]!.key) || s.headers !== b.records![k]!.headers);
     if (!dirty) {
       parts.push(b.bytes);
       continue;
@@ -263,6 +263,13 @@ export function encodeRecords(decoded: DecodedRecords, records: readonly StreamR
   }
   if (!changed) return { blob: joined(decoded), changed: false, used: i - at };
   return { blob: Buffer.concat(parts), changed: true, used: i - at };
+}
+
+/** the pool hands back every value as a new view, so unchanged values are compared by content */
+function same(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === b) return true;
+  if (a === null || b === null || a.byteLength !== b.byteLength) return false;
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b);
 }
 
 function joined(decoded: DecodedRecords): Uint8Array {
