@@ -6,7 +6,8 @@
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# npm install rather than npm ci: see .ci/run (chdb's optional packages for other platforms)
+RUN npm install --no-audit --no-fund
 COPY tsconfig.json asconfig.json ./
 COPY wasm ./wasm
 COPY src ./src
@@ -19,7 +20,7 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
 # production dependencies only; the image's own Node 24 runs them
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/wasm/build/engine.wasm ./wasm/build/engine.wasm
 COPY src ./src
 COPY streamgate.example.yaml ./streamgate.example.yaml
