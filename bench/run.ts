@@ -72,7 +72,8 @@ async function runHttp(ctx: SuiteContext): Promise<Record<string, unknown>> {
   if (profileDir) {
     profiles = profilesIn(profileDir).map((f) => summarizeProfile(f, 30));
     console.log(`\n== CPU profiles of the gateway processes (${profileDir}) ==`);
-    for (const p of profiles) printSummary(p, 12);
+    // idle pool workers (auto and inline-sized batches) have nothing to say
+    for (const p of profiles) if (p.thread === 0 || p.busyMs > p.wallMs * 0.02) printSummary(p, 12);
   }
   if (r.warnings.length > 0) console.log(`\nwarnings:\n  ${r.warnings.join('\n  ')}`);
   return { ...r, ...(profiles ? { profiles: { dir: profileDir, summaries: profiles } } : {}) };

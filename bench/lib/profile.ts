@@ -74,7 +74,8 @@ export function summarizeProfile(file: string, topN = 25): ProfileSummary {
   let busy = 0;
   for (const [id, us] of selfUs) {
     const f = byId.get(id)!.callFrame;
-    if (f.functionName === '(idle)') continue;
+    // a piscina worker waiting for work blocks in Atomics.wait inside this function: idle, not CPU
+    if (f.functionName === '(idle)' || (f.functionName === 'atomicsWaitLoop' && f.url.includes('piscina'))) continue;
     busy += us;
     const fn = f.functionName || '(anonymous)';
     const w = where(f.url, f.lineNumber);
