@@ -1,10 +1,10 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runKafkaTool } from '../src/dev/kafka.ts';
+import { ensureKcat, plainJwtAuth, runKcat, type KcatResult } from './helpers/kcat.ts';
 import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
 import type { Gateway } from '../src/gateway.ts';
 
@@ -21,31 +21,8 @@ let spoolDir: string;
 let bootstrap: string;
 let dir: string;
 
-function ensureKcat(): void {
-  try {
-    execFileSync('kcat', ['-V'], { stdio: 'ignore' });
-  } catch {
-    execFileSync('apt-get', ['install', '-y', '-q', 'kcat'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  }
-}
-
-async function kcat(args: string[], who: string, input?: string, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  // SASL/PLAIN with a JWT password works with every librdkafka build (Debian's has no OIDC fetcher)
-  const auth = ['-X', 'security.protocol=SASL_PLAINTEXT', '-X', 'sasl.mechanisms=PLAIN', '-X', `sasl.username=${who}`, '-X', `sasl.password=${await infra.idp.token(who)}`];
-  return new Promise((resolve, reject) => {
-    const child = spawn('kcat', ['-b', bootstrap, ...auth, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input ?? '');
-  });
+async function kcat(args: string[], who: string, input?: string, timeoutMs = 30_000): Promise<KcatResult> {
+  return runKcat(bootstrap, plainJwtAuth(who, await infra.idp.token(who)), args, input, timeoutMs);
 }
 
 function clientProps(who: string, extra: Record<string, string> = {}): string {

@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { ensureKcat, plainJwtAuth, runKcat, type KcatResult } from './helpers/kcat.ts';
 import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
 import { watchAdvertisedAddresses } from './helpers/kafka-gateway.ts';
 import type { Gateway } from '../src/gateway.ts';
@@ -17,23 +18,6 @@ let bootstrap: string;
 let oidc = false;
 let watch: Awaited<ReturnType<typeof watchAdvertisedAddresses>>;
 
-/** kcat from Debian; installed on the spot when missing and we may (CI runs as root on Debian 12). */
-function ensureKcat(): void {
-  try {
-    execFileSync('kcat', ['-V'], { stdio: 'ignore' });
-    return;
-  } catch {
-    // not installed
-  }
-  if (process.getuid?.() !== 0) throw new Error('kcat is not installed (apt-get install kcat)');
-  try {
-    execFileSync('apt-get', ['install', '-y', '-q', 'kcat'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  } catch {
-    execFileSync('apt-get', ['update', '-q'], { stdio: 'ignore' });
-    execFileSync('apt-get', ['install', '-y', '-q', 'kcat'], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  }
-}
-
 /**
  * Debian 12's librdkafka (2.0.2) is built without libcurl, so its OIDC token fetcher is
  * missing; there kcat authenticates with SASL/PLAIN carrying a JWT from the same IdP.
@@ -43,7 +27,7 @@ function oidcSupported(): boolean {
   return !/not supported in this build/.test(probe.stderr);
 }
 
-async function kcat(args: string[], who: string, input?: string, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+async function kcat(args: string[], who: string, input?: string, timeoutMs = 30_000): Promise<KcatResult> {
   const auth = oidc
     ? [
         '-X', 'security.protocol=SASL_PLAINTEXT',
@@ -53,21 +37,8 @@ async function kcat(args: string[], who: string, input?: string, timeoutMs = 30_
         '-X', `sasl.oauthbearer.client.secret=${who}-secret`,
         '-X', `sasl.oauthbearer.token.endpoint.url=${infra.idp.tokenEndpoint}`,
       ]
-    : ['-X', 'security.protocol=SASL_PLAINTEXT', '-X', 'sasl.mechanisms=PLAIN', '-X', `sasl.username=${who}`, '-X', `sasl.password=${await infra.idp.token(who)}`];
-  return new Promise((resolve, reject) => {
-    const child = spawn('kcat', ['-b', bootstrap, ...auth, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input ?? '');
-  });
+    : plainJwtAuth(who, await infra.idp.token(who));
+  return runKcat(bootstrap, auth, args, input, timeoutMs);
 }
 
 before(async () => {
