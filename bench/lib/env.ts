@@ -31,7 +31,7 @@ function git(args: string[]): string | undefined {
 export function versions(): Record<string, unknown> {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
   const status = git(['status', '--porcelain', '--untracked-files=no']);
-  const dirtyFiles = status ? status.split('\n').map((l) => l.slice(3)) : [];
+  const dirtyFiles = status ? status.split('\n').map((l) => l.replace(/^\s*\S+\s+/, '')) : [];
   return {
     package: pkg.version,
     gitCommit: git(['rev-parse', 'HEAD']) ?? 'unknown',

@@ -95,7 +95,9 @@ function settingsFor(quick: boolean, reps: number) {
     reps,
     warmupSeconds: quick ? 0.5 : 1.5,
     fixed: { rate: 1000, connections: 10, seconds: quick ? 1.5 : 4, client: 'open-loop paced client (bench/lib/load.ts)' },
-    saturation: { connections: 50, pipelining: 1, seconds: quick ? 1.5 : 3, client: 'autocannon 8 (in process)' },
+    saturation: { connections: 50, pipelining: 1, seconds: quick ? 1.5 : 3, kafkaSeconds: quick ? 1.5 : 5, client: 'autocannon 8 (in process)' },
+    // a fresh broker speeds up for a while (JIT, log segments): warm it before the first Kafka case
+    brokerWarmupSeconds: quick ? 1 : 10,
     pauseBetweenRunsMs: 250,
   };
 }
@@ -161,6 +163,7 @@ export async function runHttpSuite(opts: SuiteOptions): Promise<HttpSuiteResult>
       bootstrap = kafka.bootstrap;
       kafkaPid = kafka.pid;
       await createTopic(bootstrap, TOPIC, 3);
+      await warmBroker(work, bootstrap, settings);
     }
     for (const size of SIZES) {
       const body = produceBody(size.bytes);
@@ -258,7 +261,7 @@ async function runCase(ctx: CaseContext): Promise<CaseResult> {
             for (const b of quiet.busiest) console.log(`    ${b}`);
           }
           const before = cpuSnapshot(ownPids);
-          r = await runOnce(t, load, load === 'fixed' ? settings.fixed.seconds : settings.saturation.seconds);
+          r = await runOnce(t, load, load === 'fixed' ? settings.fixed.seconds : saturationSeconds(settings, group));
           cpu = cpuUsage(before, cpuSnapshot(ownPids));
           if (cpu) r.cpu = cpu;
           if (attempt > 0) r.noisyRetries = attempt;
@@ -305,6 +308,28 @@ async function runCase(ctx: CaseContext): Promise<CaseResult> {
   } finally {
     // stopped gracefully: a --cpu-prof gateway writes its profile on the way out
     await Promise.all(running.map((t) => t.proc.stop()));
+  }
+}
+
+/** The Kafka path is noisier (broker JIT, GC, log appends): longer saturation runs there. */
+function saturationSeconds(settings: Settings, group: GroupSpec): number {
+  return group.id === 'kafka' ? settings.saturation.kafkaSeconds : settings.saturation.seconds;
+}
+
+/** Discarded load straight at the broker (through a bare bridge) so the measured cases do not see it warming up. */
+async function warmBroker(work: string, bootstrap: string, settings: Settings): Promise<void> {
+  const port = await freePort();
+  const proc = spawnNode('broker-warmup', join(ROOT, 'bench', 'servers', 'direct.ts'), ['--port', String(port), '--upstream', 'kafka', '--bootstrap', bootstrap], { logFile: join(work, 'broker-warmup.log'), cwd: ROOT });
+  try {
+    const base = `http://127.0.0.1:${port}`;
+    await waitHealthy(proc, base);
+    console.log(`warming the broker up (${settings.brokerWarmupSeconds} s, discarded)...`);
+    for (const size of SIZES) {
+      const target = { url: `${base}/v3/clusters/local/topics/${TOPIC}/records`, body: produceBody(size.bytes), headers: { 'content-type': 'application/json' } };
+      await saturation(target, { connections: settings.saturation.connections, seconds: settings.brokerWarmupSeconds / SIZES.length });
+    }
+  } finally {
+    await proc.stop();
   }
 }
 
@@ -523,7 +548,7 @@ function printCase(c: CaseResult, group: GroupSpec, settings: Settings): void {
   const how =
     c.load === 'fixed'
       ? `${settings.fixed.rate} req/s, ${settings.fixed.connections} conns, ${settings.fixed.seconds} s`
-      : `${settings.saturation.connections} conns, pipelining 1, ${settings.saturation.seconds} s`;
+      : `${settings.saturation.connections} conns, pipelining 1, ${saturationSeconds(settings, group)} s`;
   console.log(`\n${group.title} | ${c.size} values (${c.requestBytes} B requests) | ${c.load} (${how}) x${settings.reps}, medians, ms`);
   const direct = c.targets.direct?.median;
   const header = ['target', 'p50', 'p90', 'p99', 'p99.9', 'req/s', '+p50', '+p99', '+p99.9', c.load === 'fixed' ? 'p99 x' : 'thru x'];
