@@ -3,7 +3,6 @@
 // every request (one match per record, checked against the audit rows).
 
 export const CARD = '4111 1111 1111 1111';
-export const MASKED_CARD = '**** **** **** 1111';
 
 /** Deterministic event JSON of exactly `bytes` bytes (as JSON.stringify renders it). */
 export function eventJson(bytes: number): unknown {
