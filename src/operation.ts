@@ -40,6 +40,8 @@ export interface Identity {
   /** epoch seconds; sessions are closed or re-authenticated after it */
   expiresAt?: number;
   claims: Record<string, unknown>;
+  /** set when the credential is one the gateway issued (just-in-time, src/jit): its id, for revocation and audit */
+  credentialId?: string;
 }
 
 /** How the client proved who it is; consumed by the authenticate control, never logged. */
@@ -55,6 +57,8 @@ export interface StreamRecord {
   headers: Array<[string, Uint8Array]>;
   partition?: number;
   timestamp?: number;
+  /** where the upstream stored it, when known: Kafka offset or Kinesis sequence number (consume side, recording) */
+  offset?: string;
 }
 
 /** What the inspect control learned about the records, for the audit row. */
