@@ -22,6 +22,10 @@ import { HttpListener } from './protocols/http/listener.ts';
 import { KafkaListener } from './protocols/kafka/listener.ts';
 import { AckUpstream } from './upstream/ack.ts';
 import { KafkaUpstream } from './upstream/kafka.ts';
+import { openStateStore } from './state/open.ts';
+import type { StateStore } from './state/store.ts';
+import type { AccessKeys } from './jit/access-keys.ts';
+import { loadAccessKeys } from './jit/access-secret.ts';
 
 /** What a protocol listener needs from the gateway: make operations and run them. */
 export interface Dispatcher {
@@ -48,6 +52,11 @@ export interface Dispatcher {
    * listener decodes records only then (passthrough otherwise). Optional for test doubles.
    */
   inspects?(topic: string, side: 'produce' | 'consume', roles: readonly string[]): boolean;
+  /**
+   * The SigV4 secret access key of a just-in-time credential's access key id (Kinesis), or
+   * undefined when the id is not one this gateway issues or credentials are not configured.
+   */
+  sigv4Secret?(accessKeyId: string): string | undefined;
 }
 
 export interface Addresses {
@@ -66,7 +75,7 @@ export interface ReloadResult {
 }
 
 /** Sections bound to sockets, connections or files opened at start: changing them needs a restart. */
-const RESTART_SECTIONS = ['instance', 'listeners', 'upstream', 'identity', 'audit', 'metrics'] as const;
+const RESTART_SECTIONS = ['instance', 'listeners', 'upstream', 'identity', 'audit', 'metrics', 'state', 'credentials'] as const;
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 /** Wires config -> controls -> upstream -> listeners. The order of `controls` is the data flow. */
@@ -75,6 +84,9 @@ export class Gateway implements Dispatcher {
   readonly log: Logger;
   readonly addresses: Addresses = {};
   readonly metrics: GatewayMetrics;
+  /** shared state (config `state`): one store per gateway, used by JIT credentials and approvals */
+  readonly state: StateStore;
+  #accessKeys: AccessKeys | undefined;
   readonly #instance: string;
   // policy, rules and inspector are swapped whole by reload(); the chain reads them per operation
   #policy: Policy;
@@ -101,6 +113,7 @@ export class Gateway implements Dispatcher {
     this.#config = config;
     this.log = log;
     this.#instance = config.instance ?? hostname();
+    this.state = openStateStore(config.state);
     this.#policy = new Policy(config.policy);
     this.#rules = new RuleBook(config.inspection);
     this.#verifier = new OidcVerifier(config.identity.issuers);
@@ -160,6 +173,7 @@ export class Gateway implements Dispatcher {
     try {
       // ships what earlier runs left in the spool too; never waits for ClickHouse
       gateway.#shipper?.start();
+      if (config.credentials) gateway.#accessKeys = await loadAccessKeys(gateway.state, config.credentials.accessKeySecret);
       await gateway.#inspector.warmUp();
       gateway.#wasmReady = true;
       if (config.listeners.admin && options.admin !== false) {
@@ -243,6 +257,10 @@ export class Gateway implements Dispatcher {
 
   inspects(topic: string, side: 'produce' | 'consume', roles: readonly string[]): boolean {
     return this.#rules.rulesFor(topic, side, roles) !== null;
+  }
+
+  sigv4Secret(accessKeyId: string): string | undefined {
+    return this.#accessKeys?.secretFor(accessKeyId);
   }
 
   permits(identity: Identity, action: Action, resource: Resource): boolean {
@@ -339,5 +357,6 @@ export class Gateway implements Dispatcher {
     await this.#upstream.close().catch(() => {});
     await this.#shipper?.stop().catch(() => {});
     await this.#spool.close();
+    await this.state.close().catch(() => {});
   }
 }

@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { auditSchema } from '../audit/schema.ts';
 import { inspectionSchema } from '../inspect/schema.ts';
+import { approvalRulesSchema, approvalsSchema } from '../approvals/schema.ts';
+import { credentialsSchema } from '../jit/schema.ts';
+import { stateSchema } from '../state/schema.ts';
 
 /**
  * The configuration file, schema first: the TypeScript types are inferred from it, so the
@@ -125,6 +128,8 @@ const policy = z.strictObject({
   /** role name -> when an identity holds it (all keys must match, any value within a key) */
   roles: z.record(z.string(), z.strictObject({ when: roleCondition })),
   grants: z.array(grant).default([]),
+  /** operations that wait for a human approval (src/approvals) */
+  approvals: approvalRulesSchema,
 });
 
 export const configSchema = z.strictObject({
@@ -137,6 +142,12 @@ export const configSchema = z.strictObject({
   policy,
   inspection: inspectionSchema.prefault({}),
   audit: auditSchema.prefault({}),
+  /** shared state (revocations, signing keys, approvals): memory (one instance) or redis (several) */
+  state: stateSchema.default({ kind: 'memory' }),
+  /** just-in-time credentials (POST /v1/token); absent = not issued */
+  credentials: credentialsSchema.optional(),
+  /** approval service settings: public URL, webhook (the rules are policy.approvals) */
+  approvals: approvalsSchema.prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -144,6 +155,8 @@ export type IssuerConfig = z.infer<typeof issuer>;
 export type PolicyConfig = z.infer<typeof policy>;
 export type { InspectionConfig } from '../inspect/schema.ts';
 export type { AuditConfig } from '../audit/schema.ts';
+export type { StateConfig } from '../state/schema.ts';
+export type { CredentialsConfig } from '../jit/schema.ts';
 export type KafkaUpstreamConfig = z.infer<typeof kafkaUpstream>;
 export type HttpListenerConfig = z.infer<typeof httpListener>;
 export type KafkaListenerConfig = z.infer<typeof kafkaListener>;
