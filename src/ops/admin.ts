@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { AdminListenerConfig } from '../config/schema.ts';
 
@@ -12,6 +12,8 @@ export interface AdminHandlers {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** named readiness checks; ready when every one is ok */
   readiness(): Promise<Record<string, Check>>;
+  /** further routes (the approvals API and page, ...): each answers and returns true, or returns false to pass */
+  routes?: Array<(req: IncomingMessage, res: ServerResponse) => boolean>;
 }
 
 /**
@@ -34,6 +36,7 @@ export class AdminListener {
         res.end(body);
       };
       const json = (status: number, body: unknown) => send(status, 'application/json', JSON.stringify(body));
+      for (const route of handlers.routes ?? []) if (route(req, res)) return;
       if (req.method !== 'GET' && req.method !== 'HEAD') return json(405, { error: 'only GET' });
       if (path === '/livez') return json(200, { status: 'ok' });
       if (path === '/metrics') {
