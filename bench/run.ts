@@ -1,6 +1,6 @@
 // streamgate bench suite.
-//   npm run bench                      all suites (http, engine)
-//   npm run bench -- http              one suite (http | engine)
+//   npm run bench                      all suites (http, engine, kafka, audit)
+//   npm run bench -- http              one suite (http | engine | kafka | audit)
 //   npm run bench -- --quick           smoke run: 1 rep, short runs (checks the bench works)
 //   npm run bench -- --profile         V8 CPU profiles of every gateway process, summarized
 //   options: --reps N (default 3), --only instant,kafka (http groups), --tag NAME
@@ -14,8 +14,10 @@ import { parseArgs } from 'node:util';
 import { machine, RESULTS_DIR, resultsPath, today, versions, writeResults } from './lib/env.ts';
 import { printSummary, profilesIn, summarizeProfile, type ProfileSummary } from './lib/profile.ts';
 import { onCleanup, stopAll } from './lib/procs.ts';
+import { runAuditSuite } from './suites/audit.ts';
 import { runEngineSuite } from './suites/engine.ts';
 import { runHttpSuite } from './suites/http.ts';
+import { kafkaBenchOptions, runKafkaSuite } from './suites/kafka.ts';
 
 interface SuiteContext {
   quick: boolean;
@@ -34,6 +36,8 @@ interface SuiteContext {
 const SUITES: Record<string, (ctx: SuiteContext) => Promise<Record<string, unknown>>> = {
   http: runHttp,
   engine: async (ctx) => ({ ...(await runEngineSuite({ quick: ctx.quick, work: ctx.work })) }),
+  kafka: (ctx) => runKafkaSuite(kafkaBenchOptions(ctx.quick)),
+  audit: (ctx) => runAuditSuite({ quick: ctx.quick }),
 };
 
 const { values, positionals } = parseArgs({
@@ -48,7 +52,7 @@ const { values, positionals } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('usage: npm run bench [-- [http|engine]... [--quick] [--profile] [--reps N] [--only instant,kafka] [--tag NAME]]');
+  console.log(`usage: npm run bench [-- [${Object.keys(SUITES).join('|')}]... [--quick] [--profile] [--reps N] [--only instant,kafka] [--tag NAME]]`);
   process.exit(0);
 }
 const unknown = positionals.filter((p) => !(p in SUITES));

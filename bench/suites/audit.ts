@@ -6,29 +6,19 @@
 //  (b) shipping: a spool of --rows realistic rows shipped by one ClickHouseShipper (one
 //      process, default batch settings) to a real ClickHouse server on loopback (Debian's
 //      clickhouse-server, installed and started like the tests do), rows/s until drained.
-// Usage: node bench/audit.ts [--rows 300000] [--quick] [--json-out file]
-// JSON: { settings, spool_write: {write, fsync}, ship, metrics: { "audit.*": number } }
+// Usage: npm run bench -- audit [--quick]
+// Results: { settings, spool_write: {write, fsync}, ship, metrics: { "audit.*": number } }
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { eventRow, type AuditRow, type RowContext } from '../src/audit/row.ts';
-import { AuditSpool, listSegments } from '../src/audit/spool.ts';
-import { ClickHouseShipper } from '../src/audit/shipper.ts';
-import { clickhouseSchema } from '../src/audit/schema.ts';
-import { ensureClickHouseInstalled, startClickHouse } from '../src/dev/clickhouse.ts';
-import { createLogger } from '../src/log.ts';
+import { eventRow, type AuditRow, type RowContext } from '../../src/audit/row.ts';
+import { AuditSpool, listSegments } from '../../src/audit/spool.ts';
+import { ClickHouseShipper } from '../../src/audit/shipper.ts';
+import { clickhouseSchema } from '../../src/audit/schema.ts';
+import { ensureClickHouseInstalled, startClickHouse } from '../../src/dev/clickhouse.ts';
+import { createLogger } from '../../src/log.ts';
 
-const { values } = parseArgs({
-  options: {
-    rows: { type: 'string' },
-    quick: { type: 'boolean', default: false },
-    'json-out': { type: 'string' },
-  },
-});
-const ROWS = Number(values.rows ?? (values.quick ? 100_000 : 300_000));
-const LATENCY_OPS = values.quick ? 5_000 : 20_000;
 const ctx: RowContext = { instance: 'bench-gw', policyVersion: 'a1b2c3d4' };
 const log = createLogger('silent');
 
@@ -76,12 +66,12 @@ interface Latency {
 }
 
 /** append() latency: `concurrency` operations in a closed loop, each awaiting its row. */
-async function spoolLatency(durability: 'write' | 'fsync', concurrency: number): Promise<Latency> {
+async function spoolLatency(durability: 'write' | 'fsync', concurrency: number, ops: number): Promise<Latency> {
   const dir = mkdtempSync(join(tmpdir(), 'sg-bench-spool-'));
   const spool = new AuditSpool({ dir, durability, fsyncIntervalMs: 200 }, { context: () => ctx });
   const samples: number[] = [];
   const started = performance.now();
-  let left = LATENCY_OPS;
+  let left = ops;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (left-- > 0) {
@@ -106,9 +96,11 @@ async function spoolLatency(durability: 'write' | 'fsync', concurrency: number):
   };
 }
 
-async function main(): Promise<void> {
+export async function runAuditSuite(opts: { quick: boolean }): Promise<Record<string, unknown>> {
+  const ROWS = opts.quick ? 100_000 : 300_000;
+  const LATENCY_OPS = opts.quick ? 5_000 : 20_000;
   const measure = async (durability: 'write' | 'fsync') => {
-    const m = { sequential: await spoolLatency(durability, 1), concurrent64: await spoolLatency(durability, 64) };
+    const m = { sequential: await spoolLatency(durability, 1, LATENCY_OPS), concurrent64: await spoolLatency(durability, 64, LATENCY_OPS) };
     console.log(`spool ${durability}: sequential p50 ${m.sequential.p50_us} us p99 ${m.sequential.p99_us} us; 64 concurrent p50 ${m.concurrent64.p50_us} us p99 ${m.concurrent64.p99_us} us at ${m.concurrent64.ops_per_s} ops/s`);
     return m;
   };
@@ -174,8 +166,5 @@ async function main(): Promise<void> {
       'audit.spool.fsync.p99_us': spoolWrite.fsync.sequential.p99_us,
     },
   };
-  if (values['json-out']) writeFileSync(values['json-out'], JSON.stringify(out, null, 2) + '\n');
-  else console.log(JSON.stringify(out.metrics, null, 2));
+  return out;
 }
-
-await main();

@@ -3,20 +3,22 @@
 // a passthrough topic (no inspection rules). Plus a sub-millisecond latency probe at a
 // fixed moderate rate (ProducerPerformance reports percentiles in whole milliseconds).
 //
-//   node bench/kafka.ts [--quick] [--records N] [--size BYTES] [--rate N]
+//   npm run bench -- kafka [--quick]
 //
-// Standalone: starts its own broker, identity provider and gateway (a child process);
-// exports runKafkaSuite() for bench/run.ts. Writes bench/results/<date>-kafka.json.
+// Starts its own broker, identity provider and gateway (a child process).
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Producer } from '@platformatic/kafka';
-import { runKafkaTool, startKafka, type RunningKafka } from '../src/dev/kafka.ts';
-import { startIdp, type RunningIdp } from '../src/dev/idp.ts';
-import { machine, resultsPath, versions, writeResults } from './lib/env.ts';
-import { freePort, onCleanup, spawnNode, stopAll, waitHealthy } from './lib/procs.ts';
+import { runKafkaTool, startKafka, type RunningKafka } from '../../src/dev/kafka.ts';
+import { startIdp, type RunningIdp } from '../../src/dev/idp.ts';
+import { freePort, onCleanup, spawnNode, waitHealthy } from '../lib/procs.ts';
+
+/** Settings of a full run, or of a --quick smoke run. */
+export function kafkaBenchOptions(quick: boolean): KafkaBenchOptions {
+  return { records: quick ? 50_000 : 500_000, recordSize: 1024, rate: 2000, probeSeconds: quick ? 3 : 10 };
+}
 
 export interface KafkaBenchOptions {
   records: number;
@@ -35,7 +37,7 @@ interface PerfResult {
   p99Ms: number;
 }
 
-const ROOT = new URL('..', import.meta.url).pathname;
+const ROOT = new URL('../..', import.meta.url).pathname;
 
 function parseProducerPerf(out: string): PerfResult {
   // "50000 records sent, 9998.0 records/sec (9.76 MB/sec), 1.41 ms avg latency, 200.00 ms max latency, 1 ms 50th, 2 ms 95th, 4 ms 99th, 20 ms 99.9th."
@@ -277,42 +279,25 @@ audit:
       addedP99Us: gatewayProbe.p99Us - directProbe.p99Us,
     },
   };
-  return result;
+  log(`produce  direct ${directProduce.mbPerSec} MB/s, gateway ${gatewayProduce.mbPerSec} MB/s, ratio ${result.produce.mbRatio}`);
+  log(`consume  direct ${directConsume.mbPerSec} MB/s, gateway ${gatewayConsume.mbPerSec} MB/s, ratio ${result.consume.mbRatio}`);
+  log(`latency at ${opts.rate}/s: added avg ${result.latencyAtRate.addedAvgMs} ms, added p99 ${result.latencyAtRate.addedP99Ms} ms (ProducerPerformance, 1 ms resolution)`);
+  log(`masking (lz4 JSON) direct ${maskDirect.mbPerSec} MB/s, passthrough ${maskPass.mbPerSec} MB/s, masked ${masked.mbPerSec} MB/s`);
+  log(`probe at 500/s: added p50 ${result.probe.addedP50Us} us, added p99 ${result.probe.addedP99Us} us`);
+  return {
+    ...result,
+    // flat names for bench:check (bench/budgets.json)
+    metrics: {
+      'kafka.produce.throughput_ratio': result.produce.mbRatio,
+      'kafka.consume.throughput_ratio': result.consume.mbRatio,
+      'kafka.lz4.passthrough.throughput_ratio': result.masking.passthroughRatio,
+      'kafka.lz4.masked.throughput_ratio': result.masking.maskedRatio,
+      'kafka.fixed.p50_added_ms': round(result.probe.addedP50Us / 1000),
+      'kafka.fixed.p99_added_ms': round(result.probe.addedP99Us / 1000),
+    },
+  };
 }
 
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;
-}
-
-if (import.meta.main) {
-  const { values } = parseArgs({
-    options: {
-      quick: { type: 'boolean', default: false },
-      records: { type: 'string' },
-      size: { type: 'string', default: '1024' },
-      rate: { type: 'string', default: '2000' },
-      tag: { type: 'string' },
-    },
-  });
-  const opts: KafkaBenchOptions = {
-    records: Number(values.records ?? (values.quick ? 50_000 : 500_000)),
-    recordSize: Number(values.size),
-    rate: Number(values.rate),
-    probeSeconds: values.quick ? 3 : 10,
-  };
-  try {
-    const result = await runKafkaSuite(opts);
-    const path = resultsPath('kafka', values.quick ? (values.tag ?? 'quick') : values.tag);
-    writeResults(path, { ...result, machine: machine(), versions: versions(), at: new Date().toISOString() });
-    const r = result as { produce: { mbRatio: number; direct: PerfResult; gateway: PerfResult }; consume: { mbRatio: number; direct: { mbPerSec: number }; gateway: { mbPerSec: number } }; latencyAtRate: { addedP99Ms: number; addedAvgMs: number }; probe: { addedP50Us: number; addedP99Us: number } };
-    console.log(`produce  direct ${r.produce.direct.mbPerSec} MB/s, gateway ${r.produce.gateway.mbPerSec} MB/s, ratio ${r.produce.mbRatio}`);
-    console.log(`consume  direct ${r.consume.direct.mbPerSec} MB/s, gateway ${r.consume.gateway.mbPerSec} MB/s, ratio ${r.consume.mbRatio}`);
-    console.log(`latency at ${opts.rate}/s: added avg ${r.latencyAtRate.addedAvgMs} ms, added p99 ${r.latencyAtRate.addedP99Ms} ms (ProducerPerformance, 1 ms resolution)`);
-    const mk = (result as { masking: { direct: PerfResult; passthrough: PerfResult; masked: PerfResult } }).masking;
-    console.log(`masking (lz4 JSON) direct ${mk.direct.mbPerSec} MB/s, passthrough ${mk.passthrough.mbPerSec} MB/s, masked ${mk.masked.mbPerSec} MB/s (avg ${mk.masked.avgMs} ms)`);
-    console.log(`probe: added p50 ${r.probe.addedP50Us} us, added p99 ${r.probe.addedP99Us} us`);
-    console.log(`results: ${path}`);
-  } finally {
-    await stopAll();
-  }
 }
