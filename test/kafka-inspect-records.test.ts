@@ -3,23 +3,12 @@ import assert from 'node:assert/strict';
 import { snappyCompress } from '@platformatic/wasm-utils';
 import { crc32c } from '@platformatic/wasm-utils';
 // another implementation writes and reads the batches: @platformatic/kafka's record codec
-import { createRecordsBatch, readRecordsBatches } from '../node_modules/@platformatic/kafka/dist/protocol/records.js';
+import { readRecordsBatches } from '../node_modules/@platformatic/kafka/dist/protocol/records.js';
+import { clientBatch } from './helpers/batches.ts';
 import { Reader } from '../node_modules/@platformatic/kafka/dist/protocol/reader.js';
 import { decodeRecords, encodeRecords, streamRecords } from '../src/protocols/kafka/records.ts';
 
-type Codec = 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd';
-
-function batch(codec: Codec, n: number, base = 0): Buffer {
-  const messages = Array.from({ length: n }, (_, i) => ({
-    topic: 't',
-    partition: 0,
-    key: Buffer.from(`k${base + i}`),
-    value: Buffer.from(`{"card":"4111 1111 1111 1111","i":${base + i}}`),
-    headers: new Map([[Buffer.from('h'), Buffer.from(`v${i}`)]]),
-    timestamp: 1_700_000_000_000n + BigInt(i * 3),
-  }));
-  return createRecordsBatch(messages as never, { compression: codec, producerId: 4242n, producerEpoch: 7, transactionalId: 'tx' } as never).buffer;
-}
+const batch = clientBatch;
 
 const mask = (v: Uint8Array | null) => (v ? Buffer.from(Buffer.from(v).toString().replace('4111 1111 1111 1111', '**** **** **** 1111')) : v);
 

@@ -16,6 +16,7 @@ const MAGIC_AT = 16;
 const CRC_AT = 17;
 const ATTRIBUTES_AT = 21;
 const COUNT_AT = 57;
+const FIRST_TIMESTAMP_AT = 27;
 const CONTROL = 0x20;
 const COMPRESSION_MASK = 0x07;
 export const CODECS = ['none', 'gzip', 'snappy', 'lz4', 'zstd'] as const;
@@ -33,6 +34,9 @@ interface RawRecord {
   headers: Array<[string, Uint8Array]>;
   /** header count + headers exactly as received */
   headersRaw: Uint8Array;
+  /** offset and timestamp relative to the batch's base offset / first timestamp (Fetch: where the broker stored it) */
+  offsetDelta: number;
+  timestampDelta: number;
 }
 
 export interface DecodedBatch {
@@ -145,8 +149,8 @@ function decodeBatch(bytes: Uint8Array): DecodedBatch {
     const end = start + len;
     if (len < 0 || end > data.byteLength) throw new KafkaProtocolError('truncated record');
     r.offset += 1; // attributes
-    r.varlong(); // timestampDelta
-    r.varint(); // offsetDelta
+    const timestampDelta = r.varlong();
+    const offsetDelta = r.varint();
     const head = data.subarray(start, r.offset);
     const key = r.bytes();
     const value = r.bytes();
@@ -159,7 +163,7 @@ function decodeBatch(bytes: Uint8Array): DecodedBatch {
       headers.push([hk ? utf8.decode(hk) : '', hv ?? EMPTY]);
     }
     if (r.offset !== end) throw new KafkaProtocolError('record length mismatch');
-    records.push({ head, key, value, headers, headersRaw: data.subarray(hStart, end) });
+    records.push({ head, key, value, headers, headersRaw: data.subarray(hStart, end), offsetDelta, timestampDelta });
   }
   return { bytes, records, compression, xerial };
 }
@@ -170,35 +174,113 @@ function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * Hard bound on one batch's decompressed size. A few kilobytes of gzip or lz4 can expand
+ * to gigabytes (a compression bomb); every codec is checked against this before or while
+ * it inflates, never after. Far above what a real batch holds (producers cap batches at
+ * around a megabyte compressed).
+ */
+export const MAX_DECOMPRESSED_BATCH_BYTES = 64 * 1024 * 1024;
+
+function tooLarge(codec: string): KafkaProtocolError {
+  return new KafkaProtocolError(`the ${codec} record batch decompresses to more than ${MAX_DECOMPRESSED_BATCH_BYTES} bytes`);
+}
+
 function decompress(codec: number, payload: Uint8Array, xerial: boolean): Uint8Array {
   const buf = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-  switch (codec) {
-    case 0:
-      return payload;
-    case 1:
-      return gunzipSync(buf);
-    case 2: {
-      if (!xerial) return snappyDecompress(buf);
-      // snappy-java stream: 16-byte header, then [int32 length][raw snappy block] ...
-      const parts: Buffer[] = [];
-      let o = XERIAL_HEADER.byteLength;
-      while (o < buf.byteLength) {
-        if (o + 4 > buf.byteLength) throw new KafkaProtocolError('truncated snappy block');
-        const n = buf.readUInt32BE(o);
-        o += 4;
-        if (o + n > buf.byteLength) throw new KafkaProtocolError('truncated snappy block');
-        parts.push(snappyDecompress(buf.subarray(o, o + n)));
-        o += n;
+  const bounded = { maxOutputLength: MAX_DECOMPRESSED_BATCH_BYTES };
+  try {
+    switch (codec) {
+      case 0:
+        return payload;
+      case 1:
+        return gunzipSync(buf, bounded);
+      case 2: {
+        if (!xerial) {
+          if (snappyLength(buf, 0) > MAX_DECOMPRESSED_BATCH_BYTES) throw tooLarge('snappy');
+          return snappyDecompress(buf);
+        }
+        // snappy-java stream: 16-byte header, then [int32 length][raw snappy block] ...
+        const parts: Buffer[] = [];
+        let total = 0;
+        let o = XERIAL_HEADER.byteLength;
+        while (o < buf.byteLength) {
+          if (o + 4 > buf.byteLength) throw new KafkaProtocolError('truncated snappy block');
+          const n = buf.readUInt32BE(o);
+          o += 4;
+          if (o + n > buf.byteLength) throw new KafkaProtocolError('truncated snappy block');
+          total += snappyLength(buf, o);
+          if (total > MAX_DECOMPRESSED_BATCH_BYTES) throw tooLarge('snappy');
+          parts.push(snappyDecompress(buf.subarray(o, o + n)));
+          o += n;
+        }
+        return Buffer.concat(parts);
       }
-      return Buffer.concat(parts);
+      case 3:
+        if (lz4FrameBound(buf) > MAX_DECOMPRESSED_BATCH_BYTES) throw tooLarge('lz4');
+        return lz4Decompress(buf);
+      case 4:
+        return zstdDecompressSync(buf, bounded);
+      default:
+        throw new KafkaProtocolError(`unknown compression ${codec}`);
     }
-    case 3:
-      return lz4Decompress(buf);
-    case 4:
-      return zstdDecompressSync(buf);
-    default:
-      throw new KafkaProtocolError(`unknown compression ${codec}`);
+  } catch (err) {
+    if (err instanceof KafkaProtocolError) throw err;
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(CODECS[codec] ?? String(codec));
+    // a codec's own complaint about corrupt input is the client's fault, not ours
+    throw new KafkaProtocolError(`corrupt ${CODECS[codec] ?? codec} record batch: ${(err as Error).message}`);
   }
+}
+
+/** The uncompressed length a raw snappy block declares (its varint preamble). */
+function snappyLength(buf: Buffer, at: number): number {
+  let length = 0;
+  for (let shift = 0, o = at; shift <= 28; shift += 7, o++) {
+    if (o >= buf.byteLength) throw new KafkaProtocolError('truncated snappy block');
+    const b = buf[o]!;
+    length += (b & 0x7f) * 2 ** shift;
+    if ((b & 0x80) === 0) return length;
+  }
+  throw new KafkaProtocolError('corrupt snappy length');
+}
+
+const LZ4_MAGIC = 0x184d2204;
+const LZ4_BLOCK_MAX = [0, 0, 0, 0, 64 * 1024, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024];
+
+/**
+ * The most an lz4 frame sequence can inflate to, from its headers alone: each block holds at
+ * most the frame's block maximum (or the declared content size, when smaller).
+ */
+function lz4FrameBound(buf: Buffer): number {
+  let o = 0;
+  let bound = 0;
+  while (o < buf.byteLength) {
+    if (o + 7 > buf.byteLength || buf.readUInt32LE(o) !== LZ4_MAGIC) throw new KafkaProtocolError('corrupt lz4 frame header');
+    const flg = buf[o + 4]!;
+    const blockMax = LZ4_BLOCK_MAX[(buf[o + 5]! >> 4) & 7]!;
+    if (blockMax === 0) throw new KafkaProtocolError('corrupt lz4 block size');
+    let declared = Infinity;
+    o += 6;
+    if (flg & 0x08) {
+      if (o + 8 > buf.byteLength) throw new KafkaProtocolError('truncated lz4 frame header');
+      declared = Number(buf.readBigUInt64LE(o));
+      o += 8;
+    }
+    if (flg & 0x01) o += 4; // dictionary id
+    o += 1; // header checksum
+    let blocks = 0;
+    for (;;) {
+      if (o + 4 > buf.byteLength) throw new KafkaProtocolError('truncated lz4 frame');
+      const size = buf.readUInt32LE(o) & 0x7fffffff;
+      o += 4;
+      if (size === 0) break; // end mark
+      blocks++;
+      o += size + (flg & 0x10 ? 4 : 0);
+    }
+    if (flg & 0x04) o += 4; // content checksum
+    bound += Math.min(declared, blocks * blockMax);
+  }
+  return bound;
 }
 
 function compress(codec: number, data: Buffer, xerial: boolean): Uint8Array {
@@ -227,11 +309,24 @@ function compress(codec: number, data: Buffer, xerial: boolean): Uint8Array {
   }
 }
 
-/** The records of every data batch, in order, as protocol-neutral records (views, no copies). */
-export function streamRecords(decoded: DecodedRecords, partition: number, into: StreamRecord[] = []): StreamRecord[] {
+/**
+ * The records of every data batch, in order, as protocol-neutral records (views, no copies).
+ * `stored`: the batches come from the broker (Fetch), so base offset + delta is where each
+ * record is stored (StreamRecord.offset, timestamp); a produce request's offsets are not known yet.
+ */
+export function streamRecords(decoded: DecodedRecords, partition: number, into: StreamRecord[] = [], stored = false): StreamRecord[] {
   for (const b of decoded.batches) {
     if (!b.records) continue;
-    for (const r of b.records) into.push({ key: r.key, value: r.value, headers: r.headers, partition });
+    if (!stored) {
+      for (const r of b.records) into.push({ key: r.key, value: r.value, headers: r.headers, partition });
+      continue;
+    }
+    const view = new DataView(b.bytes.buffer, b.bytes.byteOffset, b.bytes.byteLength);
+    const baseOffset = view.getBigInt64(0);
+    const firstTimestamp = Number(view.getBigInt64(FIRST_TIMESTAMP_AT));
+    for (const r of b.records) {
+      into.push({ key: r.key, value: r.value, headers: r.headers, partition, offset: String(baseOffset + BigInt(r.offsetDelta)), timestamp: firstTimestamp + r.timestampDelta });
+    }
   }
   return into;
 }
