@@ -9,8 +9,14 @@ import { ClickHouseShipper } from './audit/shipper.ts';
 import { Audit } from './controls/audit.ts';
 import { Authenticate } from './controls/authenticate.ts';
 import { Authorize } from './controls/authorize.ts';
+import { Approve } from './controls/approve.ts';
+import { ApprovalRules } from './approvals/rules.ts';
+import { ApprovalService } from './approvals/service.ts';
+import { approvalRoutes } from './approvals/api.ts';
 import { Inspect } from './controls/inspect.ts';
 import { Metrics } from './controls/metrics.ts';
+import { Recording } from './controls/record.ts';
+import { Recorder } from './recording/recorder.ts';
 import { AdminListener, withTimeout, type Check } from './ops/admin.ts';
 import { GatewayMetrics } from './ops/metrics.ts';
 import { OidcVerifier } from './identity/oidc.ts';
@@ -22,6 +28,8 @@ import { HttpListener } from './protocols/http/listener.ts';
 import { KafkaListener } from './protocols/kafka/listener.ts';
 import { AckUpstream } from './upstream/ack.ts';
 import { KafkaUpstream } from './upstream/kafka.ts';
+import { NoUpstream } from './upstream/none.ts';
+import { KinesisListener } from './protocols/kinesis/listener.ts';
 import { openStateStore } from './state/open.ts';
 import type { StateStore } from './state/store.ts';
 import type { AccessKeys } from './jit/access-keys.ts';
@@ -52,6 +60,13 @@ export interface Dispatcher {
    * listener decodes records only then (passthrough otherwise). Optional for test doubles.
    */
   inspects?(topic: string, side: 'produce' | 'consume', roles: readonly string[]): boolean;
+  /** Whether an approval rule covers the operation (it may then run beyond the grants once approved). Optional for test doubles. */
+  approvable?(identity: Identity, action: Action, resource: Resource): boolean;
+  /**
+   * Whether records of `topic` on `side` by `identity` are recorded (session recording); a
+   * listener then decodes the records like for inspection. Optional for test doubles.
+   */
+  records?(topic: string, side: 'produce' | 'consume', identity: Identity): boolean;
   /**
    * The SigV4 secret access key of a just-in-time credential's access key id (Kinesis), or
    * undefined when the id is not one this gateway issues or credentials are not configured.
@@ -63,6 +78,8 @@ export interface Addresses {
   http?: { host: string; port: number };
   /** the Kafka listener's bootstrap address */
   kafka?: { host: string; port: number };
+  /** the Kinesis API listener (HTTP/1.1 and cleartext HTTP/2) */
+  kinesis?: { host: string; port: number };
   /** metrics, liveness, readiness */
   admin?: { host: string; port: number };
 }
@@ -75,7 +92,7 @@ export interface ReloadResult {
 }
 
 /** Sections bound to sockets, connections or files opened at start: changing them needs a restart. */
-const RESTART_SECTIONS = ['instance', 'listeners', 'upstream', 'identity', 'audit', 'metrics', 'state', 'credentials'] as const;
+const RESTART_SECTIONS = ['instance', 'listeners', 'upstream', 'identity', 'audit', 'metrics', 'state', 'credentials', 'recording'] as const;
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 /** Wires config -> controls -> upstream -> listeners. The order of `controls` is the data flow. */
@@ -86,6 +103,10 @@ export class Gateway implements Dispatcher {
   readonly metrics: GatewayMetrics;
   /** shared state (config `state`): one store per gateway, used by JIT credentials and approvals */
   readonly state: StateStore;
+  /** approval requests, decisions and grants (in `state`, so shared by every instance on it) */
+  readonly approvals: ApprovalService;
+  /** policy.approvals compiled; swapped with the policy on reload */
+  #approvalRules: ApprovalRules;
   #accessKeys: AccessKeys | undefined;
   readonly #instance: string;
   // policy, rules and inspector are swapped whole by reload(); the chain reads them per operation
@@ -94,6 +115,8 @@ export class Gateway implements Dispatcher {
   readonly #verifier: OidcVerifier;
   readonly #spool: AuditSpool;
   readonly #shipper: ClickHouseShipper | undefined;
+  /** session recording, when the config has a recording section */
+  readonly #recorder: Recorder | undefined;
   readonly #rowContext: () => RowContext;
   #inspector: Inspector;
   /** inspectors replaced by a reload, closed once their in-flight batches are done */
@@ -105,6 +128,7 @@ export class Gateway implements Dispatcher {
   readonly #refuseChain: (op: Operation, error: unknown) => Promise<UpstreamResult>;
   #http: HttpListener | undefined;
   #kafka: KafkaListener | undefined;
+  #kinesis: KinesisListener | undefined;
   readonly #login: (op: Operation) => Promise<UpstreamResult>;
   /** per-operation terminal for listeners that forward the request themselves (Kafka); default: the configured upstream */
   readonly #forwards = new WeakMap<Operation, Next>();
@@ -114,14 +138,27 @@ export class Gateway implements Dispatcher {
     this.log = log;
     this.#instance = config.instance ?? hostname();
     this.state = openStateStore(config.state);
+    this.#approvalRules = new ApprovalRules(config.policy.approvals ?? []);
+    this.approvals = new ApprovalService({
+      store: this.state,
+      rules: () => this.#approvalRules,
+      config: () => this.#config.approvals,
+      baseUrl: () => this.#config.approvals.publicUrl ?? (this.addresses.admin ? `http://${this.addresses.admin.host.includes(':') ? `[${this.addresses.admin.host}]` : this.addresses.admin.host}:${this.addresses.admin.port}` : ''),
+      instance: this.#instance,
+      record: (event, fields) => this.recordEvent(event, fields),
+      log,
+    });
     this.#policy = new Policy(config.policy);
     this.#rules = new RuleBook(config.inspection);
     this.#verifier = new OidcVerifier(config.identity.issuers);
     this.#rowContext = () => ({ instance: this.#instance, policyVersion: this.#policy.version });
     this.#spool = new AuditSpool(config.audit.spool, { signer: loadSigner(config.audit.spool.signingKey), context: this.#rowContext, log, shipping: config.audit.clickhouse !== undefined });
     this.#shipper = config.audit.clickhouse ? new ClickHouseShipper(this.#spool, config.audit.clickhouse, log) : undefined;
+    this.#recorder = config.recording
+      ? new Recorder(config.recording, { instance: this.#instance, log, note: (fields) => void this.recordEvent('spool-gap', fields).catch((err: unknown) => log.error({ err }, 'recording note not audited')) })
+      : undefined;
     this.#inspector = new Inspector(config.inspection, this.#rules.program);
-    this.#upstream = 'kafka' in config.upstream ? new KafkaUpstream(config.upstream.kafka) : new AckUpstream();
+    this.#upstream = 'kafka' in config.upstream ? new KafkaUpstream(config.upstream.kafka) : 'kind' in config.upstream ? new AckUpstream() : new NoUpstream();
 
     this.metrics = new GatewayMetrics(config.metrics, {
       poolQueueSize: () => this.#inspector.poolQueueSize,
@@ -143,7 +180,9 @@ export class Gateway implements Dispatcher {
       metrics,
       audit,
       authenticate,
-      new Authorize(policy),
+      new Authorize(policy, (op) => this.#approvalRules.match(op.identity!, op.action, op.resource) !== undefined),
+      new Approve(() => this.#approvalRules, this.approvals),
+      new Recording(() => this.#recorder),
       new Inspect({ inspect: (values, ruleset) => this.#inspector.inspect(values, ruleset) }, () => this.#rules, () => this.#config.inspection.limits),
     ];
     const upstream = this.#upstream;
@@ -173,13 +212,16 @@ export class Gateway implements Dispatcher {
     try {
       // ships what earlier runs left in the spool too; never waits for ClickHouse
       gateway.#shipper?.start();
+      await gateway.#recorder?.warmUp();
       if (config.credentials) gateway.#accessKeys = await loadAccessKeys(gateway.state, config.credentials.accessKeySecret);
       await gateway.#inspector.warmUp();
       gateway.#wasmReady = true;
+      await gateway.approvals.start();
       if (config.listeners.admin && options.admin !== false) {
         gateway.#admin = new AdminListener(config.listeners.admin, {
           metrics: async () => ({ contentType: gateway.metrics.registry.contentType, body: await gateway.metrics.render() }),
           readiness: () => gateway.readiness(),
+          routes: [approvalRoutes(gateway.approvals, (token) => gateway.identify(token), log)],
         }, log);
         gateway.addresses.admin = await gateway.#admin.listen();
         log.info({ ...gateway.addresses.admin }, 'admin listener ready (/metrics, /livez, /readyz)');
@@ -202,6 +244,16 @@ export class Gateway implements Dispatcher {
         gateway.addresses.kafka = await gateway.#kafka.listen();
         log.info({ ...gateway.addresses.kafka }, 'Kafka listener ready');
       }
+      if (config.listeners.kinesis && !config.upstream.kinesis) {
+        log.warn('listeners.kinesis is ignored: the Kinesis listener needs upstream.kinesis');
+      } else if (config.listeners.kinesis && config.upstream.kinesis) {
+        gateway.#kinesis = new KinesisListener(config.listeners.kinesis, config.upstream.kinesis, gateway, log, {
+          opened: (l) => gateway.metrics.connectionOpened(l),
+          closed: (l) => gateway.metrics.connectionClosed(l),
+        });
+        gateway.addresses.kinesis = await gateway.#kinesis.listen();
+        log.info({ ...gateway.addresses.kinesis }, 'Kinesis listener ready');
+      }
     } catch (err) {
       await gateway.close();
       throw err;
@@ -217,6 +269,7 @@ export class Gateway implements Dispatcher {
   }
 
   endSession(session: Session): void {
+    this.#recorder?.endSession(session);
     this.#auditSession(session, 'session-end');
     this.metrics.sessionClosed(session.protocol);
   }
@@ -263,6 +316,25 @@ export class Gateway implements Dispatcher {
     return this.#accessKeys?.secretFor(accessKeyId);
   }
 
+  records(topic: string, side: 'produce' | 'consume', identity: Identity): boolean {
+    return this.#recorder?.applies(topic, side, identity) ?? false;
+  }
+
+  /** session recording, when configured */
+  get recorder(): Recorder | undefined {
+    return this.#recorder;
+  }
+
+  approvable(identity: Identity, action: Action, resource: Resource): boolean {
+    return this.#approvalRules.match(identity, action, resource) !== undefined;
+  }
+
+  /** The identity an OIDC bearer token proves, with the policy's roles (approvers on the admin listener). */
+  async identify(token: string): Promise<Identity> {
+    const t = await this.#verifier.verify(token);
+    return { subject: t.subject, issuer: t.issuer, groups: t.groups, roles: this.#policy.rolesFor(t), expiresAt: t.expiresAt, claims: t.claims };
+  }
+
   permits(identity: Identity, action: Action, resource: Resource): boolean {
     return this.#policy.decide(identity, action, resource.name, resource.kind).allowed;
   }
@@ -289,8 +361,10 @@ export class Gateway implements Dispatcher {
       3000,
       'the upstream',
     );
+    const kinesis = this.#kinesis;
     return {
       upstream,
+      ...(kinesis ? { kinesis: await withTimeout(kinesis.ready().then((ok): Check => (ok ? { ok } : { ok, detail: 'the Kinesis endpoint does not answer' })), 3000, 'the Kinesis endpoint') } : {}),
       wasm: this.#wasmReady ? { ok: true } : { ok: false, detail: 'the inspection engine is not loaded yet' },
       spool: this.#spool.healthy ? { ok: true } : { ok: false, detail: this.#spool.problem ?? 'spool error' },
       identity: this.#verifier.ready ? { ok: true } : { ok: false, detail: 'the key sets of the identity providers are not fetched yet' },
@@ -324,6 +398,7 @@ export class Gateway implements Dispatcher {
     const applied: string[] = [];
     if (policy) {
       this.#policy = policy;
+      this.#approvalRules = new ApprovalRules(next.policy.approvals ?? []);
       applied.push('policy');
     }
     if (rules && inspector) {
@@ -353,9 +428,12 @@ export class Gateway implements Dispatcher {
     for (const old of this.#retired) await old.close().catch(() => {});
     await this.#http?.close().catch(() => {});
     await this.#kafka?.close().catch(() => {});
+    await this.#kinesis?.close().catch(() => {});
     await this.#inspector.close().catch(() => {});
     await this.#upstream.close().catch(() => {});
     await this.#shipper?.stop().catch(() => {});
+    await this.#recorder?.close().catch((err: unknown) => this.log.error({ err }, 'closing the recording failed'));
+    await this.approvals.close().catch(() => {});
     await this.#spool.close();
     await this.state.close().catch(() => {});
   }

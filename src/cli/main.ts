@@ -7,7 +7,10 @@ import { createLogger } from '../log.ts';
 import { Gateway } from '../gateway.ts';
 import { stopOnSignals } from './signals.ts';
 import { registerAuditCommands } from './audit.ts';
+import { registerApprovalsCommands } from './approvals.ts';
 import { registerInspect } from './inspect.ts';
+import { registerSessionCommands } from './sessions.ts';
+import { registerReplay } from './replay.ts';
 
 const program = new Command()
   .name('streamgate')
@@ -64,7 +67,7 @@ program
 
 program
   .command('dev-token')
-  .description('print an access token for a development identity (alice, bob, mallory, ops)')
+  .description('print an access token for a development identity (alice, bob, mallory, ops, carol)')
   .argument('<client>', 'client id of the development identity provider')
   .option('--issuer <url>', 'issuer URL', 'http://127.0.0.1:9400')
   .option('--audience <aud>', 'audience to ask for', 'streamgate')
@@ -74,7 +77,10 @@ program
   });
 
 registerAuditCommands(program);
+registerApprovalsCommands(program);
 registerInspect(program);
+registerSessionCommands(program);
+registerReplay(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) {

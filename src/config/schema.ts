@@ -4,6 +4,7 @@ import { inspectionSchema } from '../inspect/schema.ts';
 import { approvalRulesSchema, approvalsSchema } from '../approvals/schema.ts';
 import { credentialsSchema } from '../jit/schema.ts';
 import { stateSchema } from '../state/schema.ts';
+import { recordingSchema } from '../recording/schema.ts';
 
 /**
  * The configuration file, schema first: the TypeScript types are inferred from it, so the
@@ -53,6 +54,19 @@ const kafkaListener = z.strictObject({
     .optional(),
 });
 
+/** AWS Kinesis API (JSON 1.1 over HTTP/1.1 and cleartext HTTP/2): SDK clients change only the endpoint and credentials. */
+const kinesisListener = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: z.int().min(0).max(65535).default(9567),
+  /** larger request bodies are refused unread (Kinesis itself accepts 5 MiB of records per PutRecords, ~7 MiB as JSON) */
+  maxBodyBytes: byteSize.default(8 * 1024 * 1024),
+  /** SigV4: largest accepted difference between X-Amz-Date and the gateway's clock; a signature is accepted once within it (replay) */
+  maxClockSkewSeconds: z.int().min(1).max(3600).default(300),
+  /** HMAC key binding shard iterators and ListShards tokens to their stream; instances behind one balancer need the same (default: random per start) */
+  iteratorSecret: z.string().min(32).optional(),
+  requestTimeoutMs: z.int().positive().default(30_000),
+});
+
 /** Operations endpoints (metrics, liveness, readiness) on their own port, never on a data port. */
 const adminListener = z.strictObject({
   host: z.string().default('127.0.0.1'),
@@ -84,6 +98,16 @@ const kafkaUpstream = z.strictObject({
 
 /** Accepts every write instantly without a broker: isolates gateway cost in benchmarks. */
 const ackUpstream = z.strictObject({ kind: z.literal('ack') });
+
+/** The Kinesis endpoint behind the Kinesis listener; requests are re-signed with these credentials (never the client's). */
+const kinesisUpstream = z.strictObject({
+  endpoint: z.url(),
+  region: z.string().min(1).default('us-east-1'),
+  credentials: z.strictObject({ accessKeyId: z.string().min(1), secretAccessKey: z.string().min(1), sessionToken: z.string().min(1).optional() }),
+  /** keep-alive connections in the pool */
+  connections: z.int().positive().default(16),
+  timeoutMs: z.int().positive().default(10_000),
+});
 
 const issuer = z.strictObject({
   issuer: z.url(),
@@ -135,13 +159,18 @@ const policy = z.strictObject({
 export const configSchema = z.strictObject({
   instance: z.string().min(1).optional(),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
-  listeners: z.strictObject({ http: httpListener.optional(), kafka: kafkaListener.optional(), admin: adminListener.optional() }).refine((l) => l.http || l.kafka, 'at least one listener is required'),
+  listeners: z.strictObject({ http: httpListener.optional(), kafka: kafkaListener.optional(), admin: adminListener.optional(), kinesis: kinesisListener.optional() }).refine((l) => l.http || l.kafka || l.kinesis, 'at least one listener is required'),
   metrics: metrics.prefault({}),
-  upstream: z.union([z.strictObject({ kafka: kafkaUpstream }), ackUpstream], { error: 'expected either { kafka: { bootstrap: [...] } } or { kind: ack }' }),
+  // kinesis may sit beside either (the Kinesis listener's upstream) or stand alone
+  upstream: z.union([z.strictObject({ kafka: kafkaUpstream, kinesis: kinesisUpstream.optional() }), ackUpstream.extend({ kinesis: kinesisUpstream.optional() }), z.strictObject({ kinesis: kinesisUpstream })], {
+    error: 'expected { kafka: { bootstrap: [...] } }, { kind: ack } or { kinesis: { endpoint, credentials } } (kinesis may accompany either of the first two)',
+  }),
   identity: z.strictObject({ issuers: z.array(issuer).min(1) }),
   policy,
   inspection: inspectionSchema.prefault({}),
   audit: auditSchema.prefault({}),
+  /** session recording for replay (src/recording); absent: nothing is recorded */
+  recording: recordingSchema.optional(),
   /** shared state (revocations, signing keys, approvals): memory (one instance) or redis (several) */
   state: stateSchema.default({ kind: 'memory' }),
   /** just-in-time credentials (POST /v1/token); absent = not issued */
@@ -161,4 +190,6 @@ export type KafkaUpstreamConfig = z.infer<typeof kafkaUpstream>;
 export type HttpListenerConfig = z.infer<typeof httpListener>;
 export type KafkaListenerConfig = z.infer<typeof kafkaListener>;
 export type AdminListenerConfig = z.infer<typeof adminListener>;
+export type KinesisListenerConfig = z.infer<typeof kinesisListener>;
+export type KinesisUpstreamConfig = z.infer<typeof kinesisUpstream>;
 export type MetricsConfig = z.infer<typeof metrics>;

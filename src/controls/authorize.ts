@@ -1,5 +1,6 @@
 import { GatewayError, type Control, type Next, type Operation, type UpstreamResult } from '../operation.ts';
 import type { Policy } from '../policy/policy.ts';
+import { BEYOND_BASELINE } from './approve.ts';
 
 const VERB = { produce: 'produce to', consume: 'consume from', describe: 'describe', admin: 'administer' } as const;
 
@@ -7,9 +8,12 @@ const VERB = { produce: 'produce to', consume: 'consume from', describe: 'descri
 export class Authorize implements Control {
   readonly name = 'authorize';
   readonly #policy: () => Policy;
+  /** true when an approval rule covers the operation: a default deny then waits for a human (the approve control) */
+  readonly #approvable: ((op: Operation) => boolean) | undefined;
 
-  constructor(policy: () => Policy) {
+  constructor(policy: () => Policy, approvable?: (op: Operation) => boolean) {
     this.#policy = policy;
+    this.#approvable = approvable;
   }
 
   handle(op: Operation, next: Next): Promise<UpstreamResult> {
@@ -17,6 +21,11 @@ export class Authorize implements Control {
     if (!identity) return Promise.reject(new GatewayError('unauthenticated', 'no identity: authenticate must run before authorize'));
     const decision = this.#policy().decide(identity, op.action, op.resource.name, op.resource.kind);
     if (!decision.allowed) {
+      // beyond the baseline, not explicitly denied: the approve control holds it for a human
+      if (decision.rule === 'default-deny' && this.#approvable?.(op)) {
+        op.meta.baseline = BEYOND_BASELINE;
+        return next(op);
+      }
       return Promise.reject(
         new GatewayError('forbidden', `${identity.subject} may not ${VERB[op.action]} ${op.resource.kind} "${op.resource.name}"`, { rule: decision.rule }),
       );

@@ -1,4 +1,4 @@
-import { compatibilityPartitioner, findErrorBy, NetworkError, Producer, TimeoutError, type GenericError } from '@platformatic/kafka';
+import { compatibilityPartitioner, findErrorBy, NetworkError, Producer, stringSerializer, TimeoutError, type GenericError } from '@platformatic/kafka';
 import type { KafkaUpstreamConfig } from '../config/schema.ts';
 import { GatewayError, type Operation, type RecordOutcome, type Upstream, type UpstreamResult } from '../operation.ts';
 
@@ -27,6 +27,8 @@ export class KafkaUpstream implements Upstream {
       compression: COMPRESSION[config.compression],
       autocreateTopics: false,
       strict: false,
+      // header names are strings; without a serializer the client sends them as they are and fails
+      serializers: { headerKey: stringSerializer },
     });
   }
 

@@ -75,6 +75,13 @@ export class KafkaListener {
     return { host: this.config.host, port };
   }
 
+  /** Closes (audited) every connection whose authenticated identity matches, e.g. a revoked credential's; returns how many. */
+  closeSessions(matches: (identity: Identity) => boolean, reason: string): number {
+    let closed = 0;
+    for (const c of this.#connections) if (c.closeIf(matches, reason)) closed++;
+    return closed;
+  }
+
   async close(): Promise<void> {
     for (const c of this.#connections) c.destroy();
     await Promise.all([...this.#servers.values()].map((s) => new Promise<void>((r) => s.close(() => r()))));
@@ -250,6 +257,17 @@ class Connection {
     );
     // requests read before the login settles are handled after it
     this.#tail = this.#tail.then(() => login);
+  }
+
+  /** Audits `reason` and closes when this connection's identity matches (revocation); true when it closed. */
+  closeIf(matches: (identity: Identity) => boolean, reason: string): boolean {
+    if (this.#closed || !this.#identity || !matches(this.#identity)) return false;
+    const op = this.#l.dispatcher.newOperation(this.#session, 'describe', { kind: 'cluster', name: 'sasl' });
+    op.identity = this.#identity;
+    op.meta.api = 'session-revoked';
+    void this.#l.dispatcher.refuse(op, new GatewayError('unauthenticated', reason)).catch(() => {});
+    this.destroy();
+    return true;
   }
 
   destroy(): void {
@@ -650,7 +668,11 @@ class Connection {
       const sum = { records: 0, bytes: 0, batches: 0 };
       for (const p of parts) summarize(p.Records as Uint8Array | null, sum);
       op.batch = { records: sum.records, bytes: sum.bytes, hash: '' };
-      if (this.#l.dispatcher.inspects?.(name, 'produce', this.#identity!.roles) && this.#permits('produce', op.resource)) {
+      // an operation an approval rule covers may go through once approved: decoded (inspected) and hashed now like an allowed one
+      const approvable = this.#l.dispatcher.approvable?.(this.#identity!, 'produce', op.resource) ?? false;
+      // decoded where inspection rules or session recording need the records
+      const decode = this.#l.dispatcher.inspects?.(name, 'produce', this.#identity!.roles) || this.#l.dispatcher.records?.(name, 'produce', this.#identity!);
+      if (decode && (approvable || this.#permits('produce', op.resource))) {
         const decoded = parts.map((p) => decodeRecords(p.Records as Uint8Array | null));
         const records: StreamRecord[] = [];
         parts.forEach((p, k) => streamRecords(decoded[k]!, p.Index as number, records));
@@ -658,10 +680,12 @@ class Connection {
         decodedByOp.set(op, decoded);
         // the original bytes: they are replaced by the masked ones before forwarding
         op.batch.hash = hashParts(parts);
-      } else if (hashNow || !this.#permits('produce', op.resource)) op.batch.hash = hashParts(parts);
+      } else if (hashNow || approvable || !this.#permits('produce', op.resource)) op.batch.hash = hashParts(parts);
       else hashPending.push([op, parts]);
       op.meta.partitions = parts.map((p) => p.Index as number).join(',');
       op.meta.acks = acks;
+      // how long the client waits for the answer: bounds how long an approval may hold it
+      if (approvable) op.meta.timeout_ms = body.TimeoutMs as number;
       byOp.set(op, list);
       ops.push(op);
     }
@@ -783,7 +807,8 @@ class Connection {
     // Consume-side rules for this reader: such topics are decoded, masked and re-encoded,
     // so their responses are never cut through. A fetch session keeps returning topics its
     // first request named, so once one was inspected the connection stays on this path.
-    const inspected = (topic: string) => this.#l.dispatcher.inspects?.(topic, 'consume', this.#identity!.roles) === true;
+    // (recorded topics take the same path: their records are decoded with their offsets)
+    const inspected = (topic: string) => this.#l.dispatcher.inspects?.(topic, 'consume', this.#identity!.roles) === true || this.#l.dispatcher.records?.(topic, 'consume', this.#identity!) === true;
     if ([...entries.keys()].some(inspected)) this.#fetchInspects = true;
     const { forwarded, settled } = this.#authorize([...byOp.keys()], (allowed, refused) => {
       denied = refused;
@@ -845,7 +870,7 @@ class Connection {
             if (!delivered && inspected(tr.Topic as string)) {
               const dec = parts.map((p) => decodeRecords(p.Records as Uint8Array | null));
               const records: StreamRecord[] = [];
-              parts.forEach((p, k) => streamRecords(dec[k]!, p.PartitionIndex as number, records));
+              parts.forEach((p, k) => streamRecords(dec[k]!, p.PartitionIndex as number, records, true));
               op.records = records;
               op.meta.inspect_roles = this.#identity!.roles.join(',');
               decodedParts.set(tr, dec);
@@ -1025,8 +1050,8 @@ class Connection {
     let identity: Identity;
     try {
       const auth = body.AuthBytes as Uint8Array;
-      const token = mechanism === 'OAUTHBEARER' ? parseOauthBearer(auth).token : parsePlain(auth).token;
-      op.credential = { scheme: 'bearer', token };
+      // PLAIN's user name is kept: for a just-in-time credential it must be the credential id
+      op.credential = mechanism === 'OAUTHBEARER' ? { scheme: 'bearer', token: parseOauthBearer(auth).token } : { scheme: 'bearer', ...parsePlain(auth) };
       identity = await this.#l.dispatcher.login(op);
     } catch (err) {
       const message = err instanceof SaslError || err instanceof GatewayError ? err.message : 'authentication failed';
