@@ -46,7 +46,8 @@ export const approvalRuleSchema = z
   .refine((r) => r.topics || r.groups || r.transactionalIds || r.cluster, 'an approval rule needs at least one of topics, groups, transactionalIds, cluster')
   .refine((r) => r.expiresAfter >= r.maxWait, { message: 'expiresAfter must not be shorter than maxWait', path: ['expiresAfter'] });
 
-export const approvalRulesSchema = z.array(approvalRuleSchema).default([]);
+/** optional (not defaulted), so a policy built in code without approvals stays a valid PolicyConfig */
+export const approvalRulesSchema = z.array(approvalRuleSchema).optional();
 
 export const approvalsSchema = z.strictObject({
   /**

@@ -82,6 +82,11 @@ function checkReferences(config: Config, file: string): void {
       for (const r of c.roles ?? []) if (!roles.has(r)) problems.push(`inspection.topics[${i}].consume[${k}].roles: unknown role "${r}" (defined: ${[...roles].join(', ') || 'none'})`);
     }),
   );
+  (config.policy.approvals ?? []).forEach((a, i) => {
+    for (const key of ['requesters', 'approvers'] as const) {
+      for (const r of a[key] ?? []) if (!roles.has(r)) problems.push(`policy.approvals[${i}].${key}: unknown role "${r}" (defined: ${[...roles].join(', ') || 'none'})`);
+    }
+  });
   if (problems.length > 0) throw new ConfigError(problems.map((p) => `${file}: ${p}`).join('\n'));
 }
 

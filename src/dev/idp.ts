@@ -43,6 +43,8 @@ export const DEV_CLIENTS: DevClient[] = [
   { id: 'bob', secret: 'bob-secret', groups: ['analysts'] },
   { id: 'mallory', secret: 'mallory-secret', groups: [] },
   { id: 'ops', secret: 'ops-secret', groups: ['platform-admins', 'approvers'] },
+  // approves requests held for a human (policy.approvals) and nothing else
+  { id: 'carol', secret: 'carol-secret', groups: ['approvers'] },
   { id: 'shortlived', secret: 'shortlived-secret', groups: ['payments-writers'], tokenTtlSeconds: 2 },
 ];
 

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { HttpListenerConfig } from '../../config/schema.ts';
 import { GatewayError, type FailureKind, type Operation, type Session } from '../../operation.ts';
 import type { Dispatcher } from '../../gateway.ts';
+import { ApprovalRefusal } from '../../controls/approve.ts';
 import { decodeBatch, decodeRecord, type DecodedRecord } from './records.ts';
 
 /** REST-proxy-style error codes: HTTP status followed by a two-digit detail. */
@@ -119,6 +120,10 @@ export class HttpListener {
       const m = /^Bearer[ ]+(\S+)\s*$/i.exec(auth);
       if (m) op.credential = { scheme: 'bearer', token: m[1]! };
     }
+    // approvals: why the client asks (shown to approvers), and whether it waits or takes a 202 with a status URL
+    const justification = req.headers['x-streamgate-justification'];
+    if (typeof justification === 'string' && justification) op.meta.justification = justification.slice(0, 500);
+    if (/\brespond-async\b/i.test(String(req.headers.prefer ?? ''))) op.meta.prefer = 'respond-async';
 
     let decoded: DecodedRecord[] | undefined;
     let ids: string[] | undefined;
@@ -154,6 +159,11 @@ export class HttpListener {
     try {
       result = await this.#dispatcher.run(op);
     } catch (err) {
+      if (err instanceof ApprovalRefusal && err.approval.status === 'pending' && op.meta.prefer === 'respond-async') {
+        res.setHeader('location', err.approval.url);
+        res.setHeader('preference-applied', 'respond-async');
+        return sendJson(res, 202, { error_code: 202, message: err.message, approval: err.approval });
+      }
       return sendError(res, err);
     }
     const outcomes = result.records ?? [];
@@ -222,6 +232,7 @@ function sendError(res: ServerResponse, err: unknown): void {
   if (e.kind === 'unauthenticated') res.setHeader('www-authenticate', 'Bearer realm="streamgate"');
   const body: Record<string, unknown> = { error_code: code, message: e.message };
   if (e.rule) body.rule = e.rule;
+  if (e instanceof ApprovalRefusal) body.approval = e.approval;
   sendJson(res, status, body);
 }
 

@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import type { ApprovalRules } from '../approvals/rules.ts';
+import type { ApprovalRequest, ApprovalService, ApprovalStatus } from '../approvals/service.ts';
+import { GatewayError, type Control, type Next, type Operation, type UpstreamResult } from '../operation.ts';
+
+/** Set by authorize on an operation the grants refuse by default but an approval rule covers. */
+export const BEYOND_BASELINE = 'beyond';
+
+/** Kafka answers a held produce this long before the client's own request timeout. */
+const KAFKA_MARGIN_MS = 1000;
+
+const VERB = { produce: 'produce to', consume: 'consume from', describe: 'describe', admin: 'administer' } as const;
+
+/**
+ * A held operation that was not released: refused as `forbidden` (HTTP 403, Kafka
+ * TOPIC_AUTHORIZATION_FAILED, Kinesis AccessDeniedException) with the approval's URL in
+ * the message. HTTP answers `202 Accepted` instead when the client asked for it
+ * (`Prefer: respond-async`) and the request is still pending.
+ */
+export class ApprovalRefusal extends GatewayError {
+  readonly approval: { id: string; url: string; status: ApprovalStatus };
+
+  constructor(message: string, rule: string, approval: { id: string; url: string; status: ApprovalStatus }) {
+    super('forbidden', message, { rule: `approval:${rule}` });
+    this.approval = approval;
+  }
+}
+
+/**
+ * The approve control: an operation an approval rule covers runs only under an active
+ * grant. Without one it opens (or joins) an approval request and is held until a
+ * decision or the hold bound: the rule's maxWait, for Kafka also below the request's own
+ * timeout, none when an HTTP client asked to be answered at once. Released operations
+ * carry the approval (= grant) id into their audit row.
+ */
+export class Approve implements Control {
+  readonly name = 'approve';
+  readonly #rules: () => ApprovalRules;
+  readonly #service: ApprovalService;
+
+  constructor(rules: () => ApprovalRules, service: ApprovalService) {
+    this.#rules = rules;
+    this.#service = service;
+  }
+
+  async handle(op: Operation, next: Next): Promise<UpstreamResult> {
+    const identity = op.identity;
+    if (!identity) throw new GatewayError('unauthenticated', 'no identity: authenticate must run before approve');
+    const beyond = op.meta.baseline === BEYOND_BASELINE;
+    const rule = this.#rules().match(identity, op.action, op.resource);
+    if (!rule) {
+      // fail closed: authorize let it through for an approval rule that is gone (policy reloaded in between)
+      if (beyond) throw new GatewayError('forbidden', `${identity.subject} may not ${VERB[op.action]} ${op.resource.kind} "${op.resource.name}"`, { rule: 'default-deny' });
+      return next(op);
+    }
+    const what = `${VERB[op.action]} ${op.resource.kind} "${op.resource.name}"`;
+    const grant = await this.#service.activeGrant(identity, op.action, op.resource);
+    if (grant) {
+      op.meta.approval = grant.id;
+      op.meta.grant = `approval:${grant.rule}`;
+      op.meta.grant_expires_at = new Date(grant.expiresAt).toISOString();
+      return next(op);
+    }
+    const { request } = await this.#service.open(op, rule, sampleHash(op));
+    op.meta.approval = request.id;
+    const hold = holdMs(op, rule.maxWait);
+    const started = performance.now();
+    const decided = hold > 0 ? await this.#service.waitForDecision(request.id, hold) : request;
+    op.meta.held_ms = Math.round(performance.now() - started);
+    const url = this.#service.url(request.id);
+    const status = decided?.status ?? 'expired';
+    if (status === 'approved' && decided!.grantExpiresAt! > Date.now()) {
+      op.meta.approval_outcome = 'released';
+      op.meta.grant = `approval:${rule.id}`;
+      op.meta.grant_expires_at = new Date(decided!.grantExpiresAt!).toISOString();
+      return next(op);
+    }
+    op.meta.approval_outcome = status;
+    throw new ApprovalRefusal(refusalMessage(identity.subject, what, rule.id, decided ?? request, status, url), rule.id, { id: request.id, url, status });
+  }
+}
+
+function refusalMessage(subject: string, what: string, rule: string, request: ApprovalRequest, status: ApprovalStatus, url: string): string {
+  switch (status) {
+    case 'denied':
+      return `${subject} may not ${what}: approval ${request.id} was denied by ${request.decidedBy ?? 'an approver'}${request.reason ? ` (${request.reason})` : ''}`;
+    case 'expired':
+      return `${subject} may not ${what}: approval ${request.id} expired without a decision`;
+    case 'approved':
+      return `${subject} may not ${what}: the grant of approval ${request.id} has expired`;
+    default:
+      return `${subject} needs an approval to ${what} (rule ${rule}): approval ${request.id} is pending at ${url}; retry once it is approved`;
+  }
+}
+
+/** How long to hold: maxWait; none for an HTTP client that prefers an immediate answer; below a Kafka request's own timeout. */
+function holdMs(op: Operation, maxWait: number): number {
+  if (op.meta.prefer === 'respond-async') return 0;
+  const timeout = Number(op.meta.timeout_ms);
+  if (op.protocol === 'kafka') {
+    // a Kafka request without a timeout of its own (Fetch, admin APIs) is answered at once
+    if (!Number.isFinite(timeout) || timeout <= 0) return 0;
+    return Math.max(0, Math.min(maxWait, timeout - Math.max(KAFKA_MARGIN_MS, timeout / 10)));
+  }
+  return Number.isFinite(timeout) && timeout > 0 ? Math.min(maxWait, timeout) : maxWait;
+}
+
+/** SHA-256 of the first record's value, or the listener's hash of the record batches it forwards undecoded. */
+function sampleHash(op: Operation): string {
+  const first = op.records?.[0];
+  if (first) return createHash('sha256').update(first.value ?? new Uint8Array(0)).digest('hex');
+  return op.batch?.hash ?? '';
+}
