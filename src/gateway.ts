@@ -34,6 +34,11 @@ import { openStateStore } from './state/open.ts';
 import type { StateStore } from './state/store.ts';
 import type { AccessKeys } from './jit/access-keys.ts';
 import { loadAccessKeys } from './jit/access-secret.ts';
+import { JitCredentials, revocationMatches } from './jit/credentials.ts';
+import { CredentialEndpoints } from './jit/endpoints.ts';
+import { SamlVerifier } from './jit/saml.ts';
+import { scopeRefusal } from './jit/scope.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** What a protocol listener needs from the gateway: make operations and run them. */
 export interface Dispatcher {
@@ -72,6 +77,8 @@ export interface Dispatcher {
    * undefined when the id is not one this gateway issues or credentials are not configured.
    */
   sigv4Secret?(accessKeyId: string): string | undefined;
+  /** The gateway's own endpoints on the HTTP data port (token exchange, JWKS); resolves false when `path` is none of them. */
+  serveHttp?(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean>;
 }
 
 export interface Addresses {
@@ -108,6 +115,9 @@ export class Gateway implements Dispatcher {
   /** policy.approvals compiled; swapped with the policy on reload */
   #approvalRules: ApprovalRules;
   #accessKeys: AccessKeys | undefined;
+  /** just-in-time credentials (config `credentials`), made at start once the shared secrets are loaded */
+  #jit: JitCredentials | undefined;
+  #credentialEndpoints: CredentialEndpoints | undefined;
   readonly #instance: string;
   // policy, rules and inspector are swapped whole by reload(); the chain reads them per operation
   #policy: Policy;
@@ -175,7 +185,7 @@ export class Gateway implements Dispatcher {
     const policy = () => this.#policy;
     const metrics = new Metrics(this.metrics, log);
     const audit = new Audit(this.#spool, this.#rowContext, log);
-    const authenticate = new Authenticate(this.#verifier, policy);
+    const authenticate = new Authenticate(this.#verifier, policy, () => this.#jit);
     const controls: Control[] = [
       metrics,
       audit,
@@ -213,7 +223,7 @@ export class Gateway implements Dispatcher {
       // ships what earlier runs left in the spool too; never waits for ClickHouse
       gateway.#shipper?.start();
       await gateway.#recorder?.warmUp();
-      if (config.credentials) gateway.#accessKeys = await loadAccessKeys(gateway.state, config.credentials.accessKeySecret);
+      if (config.credentials) await gateway.#startCredentials(config.credentials);
       await gateway.#inspector.warmUp();
       gateway.#wasmReady = true;
       await gateway.approvals.start();
@@ -221,7 +231,7 @@ export class Gateway implements Dispatcher {
         gateway.#admin = new AdminListener(config.listeners.admin, {
           metrics: async () => ({ contentType: gateway.metrics.registry.contentType, body: await gateway.metrics.render() }),
           readiness: () => gateway.readiness(),
-          routes: [approvalRoutes(gateway.approvals, (token) => gateway.identify(token), log)],
+          routes: [approvalRoutes(gateway.approvals, (token) => gateway.identify(token), log), ...(gateway.#credentialEndpoints ? [gateway.#credentialEndpoints.adminRoute()] : [])],
         }, log);
         gateway.addresses.admin = await gateway.#admin.listen();
         log.info({ ...gateway.addresses.admin }, 'admin listener ready (/metrics, /livez, /readyz)');
@@ -312,6 +322,48 @@ export class Gateway implements Dispatcher {
     return this.#rules.rulesFor(topic, side, roles) !== null;
   }
 
+  async #startCredentials(config: NonNullable<Config['credentials']>): Promise<void> {
+    if (config.issuer && this.#config.identity.issuers.some((i) => i.issuer === config.issuer)) {
+      throw new Error(`credentials.issuer "${config.issuer}" must differ from every identity.issuers entry`);
+    }
+    this.#accessKeys = await loadAccessKeys(this.state, config.accessKeySecret);
+    const jit = new JitCredentials({
+      config,
+      store: this.state,
+      policy: () => this.#policy,
+      accessKeys: this.#accessKeys,
+      record: (event, fields) => this.recordEvent(event, fields),
+      log: this.log,
+      // approved grants widen what may be issued, like they widen what may be done
+      activeGrant: (identity, action, resource) => this.approvals.activeGrant(identity, action, resource),
+    });
+    // a revocation from any instance closes this instance's matching Kafka connections at once
+    jit.onRevoked((revocation) => {
+      const reason = revocation.kind === 'credential' ? `credential ${revocation.credentialId} was revoked` : `the credentials of ${revocation.subject} were revoked`;
+      const closed = this.#kafka?.closeSessions((identity) => revocationMatches(revocation, identity), reason) ?? 0;
+      this.log.info({ revocation: { ...revocation, reason: undefined }, closed }, 'credential revocation applied');
+    });
+    await jit.start();
+    this.#jit = jit;
+    this.#credentialEndpoints = new CredentialEndpoints({
+      jit,
+      oidc: this.#verifier,
+      saml: config.saml ? new SamlVerifier(config.saml, this.state) : undefined,
+      policy: () => this.#policy,
+      record: (event, fields) => this.recordEvent(event, fields),
+      log: this.log,
+    });
+  }
+
+  /** just-in-time credentials, when configured */
+  get credentials(): JitCredentials | undefined {
+    return this.#jit;
+  }
+
+  serveHttp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+    return this.#credentialEndpoints?.serveData(req, res, path) ?? Promise.resolve(false);
+  }
+
   sigv4Secret(accessKeyId: string): string | undefined {
     return this.#accessKeys?.secretFor(accessKeyId);
   }
@@ -336,6 +388,7 @@ export class Gateway implements Dispatcher {
   }
 
   permits(identity: Identity, action: Action, resource: Resource): boolean {
+    if (scopeRefusal(identity, action, resource)) return false;
     return this.#policy.decide(identity, action, resource.name, resource.kind).allowed;
   }
 
@@ -424,6 +477,7 @@ export class Gateway implements Dispatcher {
   }
 
   async close(): Promise<void> {
+    await this.#jit?.close().catch(() => {});
     await this.#admin?.close().catch(() => {});
     for (const old of this.#retired) await old.close().catch(() => {});
     await this.#http?.close().catch(() => {});

@@ -42,11 +42,14 @@ export interface Identity {
   claims: Record<string, unknown>;
   /** set when the credential is one the gateway issued (just-in-time, src/jit): its id, for revocation and audit */
   credentialId?: string;
+  /** a just-in-time credential's scope: operations outside it are refused even where the policy allows them */
+  credentialScope?: import('./jit/scope.ts').ScopeItem[];
 }
 
 /** How the client proved who it is; consumed by the authenticate control, never logged. */
 export type Credential =
-  | { scheme: 'bearer'; token: string }
+  /** `username`: the SASL PLAIN user name, which must be the credential id for a just-in-time credential */
+  | { scheme: 'bearer'; token: string; username?: string }
   /** a client certificate the TLS layer already verified against the configured CA (mTLS) */
   | { scheme: 'certificate'; subject: string; issuer: string; groups: string[]; expiresAt: number };
 
@@ -112,6 +115,14 @@ export interface Operation {
    * is `records`: a control that needs them decodes the batch and fills it.
    */
   batch?: BatchSummary;
+  /**
+   * Per-record refusals, for protocols that answer per record (Kinesis PutRecords). When a
+   * listener sets it (to an empty array), the inspect control puts the error of a record
+   * that is blocked or over the record size limit at that record's index instead of refusing
+   * the whole operation (it still refuses when every record is refused, or the batch is over
+   * its limit); the terminal forwards only records without an entry.
+   */
+  recordErrors?: Array<GatewayError | undefined>;
   /** protocol-specific facts worth auditing (api key, request path, ...) */
   meta: Record<string, string | number>;
 }

@@ -33,7 +33,10 @@ export class Inspect implements Control {
     if (side === 'produce') this.#checkLimits(op, book);
 
     const rules = book.rulesFor(op.resource.name, side, op.identity?.roles ?? []);
-    if (!rules) return next(op);
+    if (!rules) {
+      refuseWhenNoneLeft(op);
+      return next(op);
+    }
 
     const { result, where } = await this.#inspector.inspect(
       records.map((r) => r.value),
@@ -44,9 +47,13 @@ export class Inspect implements Control {
       if ((result.flags[i]! & FLAG_BLOCKED) !== 0) {
         const rule = result.stopRule[i]!;
         const id = book.ruleId(rule);
-        throw new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id });
+        const error = new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id });
+        // per-record mode (Kinesis PutRecords): this record fails, the others go on
+        if (op.recordErrors) op.recordErrors[i] ??= error;
+        else throw error;
       }
     }
+    refuseWhenNoneLeft(op);
     for (let i = 0; i < records.length; i++) records[i]!.value = result.values[i] ?? null;
     return next(op);
   }
@@ -59,7 +66,9 @@ export class Inspect implements Control {
       const r = records[i]!;
       const size = (r.value?.byteLength ?? 0) + (r.key?.byteLength ?? 0);
       if (size > maxRecordBytes) {
-        throw new GatewayError('too-large', `record ${i} is ${size} bytes; the limit is ${maxRecordBytes}`, { rule: 'limits.maxRecordBytes' });
+        const error = new GatewayError('too-large', `record ${i} is ${size} bytes; the limit is ${maxRecordBytes}`, { rule: 'limits.maxRecordBytes' });
+        if (op.recordErrors) op.recordErrors[i] = error;
+        else throw error;
       }
       total += size;
     }
@@ -67,6 +76,19 @@ export class Inspect implements Control {
       throw new GatewayError('too-large', `the batch is ${total} bytes; the limit is ${maxBatchBytes}`, { rule: 'limits.maxBatchBytes' });
     }
   }
+}
+
+/** Per-record mode: when every record was refused there is nothing to forward, so the operation is refused (with the first record's error). */
+function refuseWhenNoneLeft(op: Operation): void {
+  const errors = op.recordErrors;
+  if (!errors || !op.records) return;
+  let first: GatewayError | undefined;
+  for (let i = 0; i < op.records.length; i++) {
+    const e = errors[i];
+    if (e === undefined) return;
+    first ??= e;
+  }
+  if (first) throw first;
 }
 
 /** The audit facts of an inspected batch: hashes, rule id -> actions applied, notes. */

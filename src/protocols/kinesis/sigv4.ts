@@ -1,0 +1,173 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { Sha256 } from '@aws-crypto/sha256-js';
+import { SignatureV4 } from '@smithy/signature-v4';
+
+/**
+ * Verification of AWS Signature Version 4 on incoming Kinesis requests. The expected
+ * signature is computed by @smithy/signature-v4 (the same signer the AWS SDK uses) from
+ * the secret the gateway derives for the access key id; only the parsing of the
+ * Authorization header, the clock-skew and replay checks and the constant-time compare are
+ * ours.
+ */
+
+/** Why a signature was refused, named after the AWS error the client gets. */
+export type SigV4Failure =
+  | { error: 'IncompleteSignatureException'; message: string }
+  | { error: 'UnrecognizedClientException'; message: string }
+  | { error: 'InvalidSignatureException'; message: string };
+
+export interface SignedRequest {
+  method: string;
+  path: string;
+  /** lower-case header names as received (HTTP/2 pseudo-headers included) */
+  headers: Record<string, string | string[] | undefined>;
+  body: Uint8Array;
+}
+
+export interface VerifiedSignature {
+  accessKeyId: string;
+  /** the X-Amz-Security-Token: for gateway-issued keys, the just-in-time credential (a JWT) */
+  sessionToken: string | undefined;
+  region: string;
+  signature: string;
+}
+
+export interface SigV4Options {
+  /** secret access key of an access key id, undefined when the id is unknown */
+  secretFor: (accessKeyId: string) => string | undefined;
+  /** largest accepted difference between X-Amz-Date and the gateway's clock */
+  maxSkewSeconds: number;
+  /** the service in the credential scope (kinesis) */
+  service: string;
+  /** bounds the replay cache; beyond it, the oldest entries are forgotten first */
+  maxRememberedSignatures?: number;
+  now?: () => number;
+}
+
+const AUTH = /^AWS4-HMAC-SHA256 (.+)$/;
+const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+
+export function isSigV4(authorization: string | undefined): boolean {
+  return authorization !== undefined && authorization.startsWith('AWS4-HMAC-SHA256 ');
+}
+
+export class SigV4Verifier {
+  readonly #options: SigV4Options;
+  readonly #now: () => number;
+  /** signature -> epoch ms after which its date is outside the skew window anyway */
+  readonly #seen = new Map<string, number>();
+  readonly #maxSeen: number;
+
+  constructor(options: SigV4Options) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#maxSeen = options.maxRememberedSignatures ?? 1_000_000;
+  }
+
+  async verify(req: SignedRequest): Promise<VerifiedSignature | SigV4Failure> {
+    const authorization = header(req.headers, 'authorization') ?? '';
+    const m = AUTH.exec(authorization);
+    if (!m) return { error: 'IncompleteSignatureException', message: 'the Authorization header is not AWS4-HMAC-SHA256' };
+    const fields = new Map<string, string>();
+    for (const part of m[1]!.split(',')) {
+      const eq = part.indexOf('=');
+      if (eq > 0) fields.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
+    }
+    const credential = fields.get('Credential');
+    const signedHeaders = fields.get('SignedHeaders');
+    const signature = fields.get('Signature');
+    if (!credential || !signedHeaders || !signature) {
+      return { error: 'IncompleteSignatureException', message: 'the Authorization header needs Credential, SignedHeaders and Signature' };
+    }
+    const scope = credential.split('/');
+    if (scope.length !== 5 || scope[4] !== 'aws4_request' || scope[3] !== this.#options.service) {
+      return { error: 'IncompleteSignatureException', message: `the credential scope must be <key>/<date>/<region>/${this.#options.service}/aws4_request` };
+    }
+    const [accessKeyId, scopeDate, region] = scope as [string, string, string];
+    const amzDate = header(req.headers, 'x-amz-date');
+    const d = amzDate ? AMZ_DATE.exec(amzDate) : null;
+    if (!amzDate || !d) return { error: 'IncompleteSignatureException', message: 'X-Amz-Date (YYYYMMDDThhmmssZ) is required' };
+    if (!amzDate.startsWith(scopeDate)) return { error: 'InvalidSignatureException', message: 'the credential scope date does not match X-Amz-Date' };
+    const names = signedHeaders.split(';');
+    if (!names.includes('x-amz-date') || !(names.includes('host') || names.includes(':authority'))) {
+      return { error: 'InvalidSignatureException', message: 'the signature must cover host (or :authority) and x-amz-date' };
+    }
+    const sessionToken = header(req.headers, 'x-amz-security-token');
+    if (sessionToken !== undefined && !names.includes('x-amz-security-token')) {
+      return { error: 'InvalidSignatureException', message: 'the signature must cover x-amz-security-token' };
+    }
+
+    const secret = this.#options.secretFor(accessKeyId);
+    if (secret === undefined) return { error: 'UnrecognizedClientException', message: 'The security token included in the request is invalid.' };
+
+    const signedAt = Date.UTC(+d[1]!, +d[2]! - 1, +d[3]!, +d[4]!, +d[5]!, +d[6]!);
+    const now = this.#now();
+    const skewMs = this.#options.maxSkewSeconds * 1000;
+    if (Math.abs(now - signedAt) > skewMs) {
+      return {
+        error: 'InvalidSignatureException',
+        message: `Signature expired: ${amzDate} is outside the accepted window of ${this.#options.maxSkewSeconds} s around ${amzTimestamp(now)}`,
+      };
+    }
+
+    // the signer trusts x-amz-content-sha256 when present, so check it against the body here
+    const bodyHash = createHash('sha256').update(req.body).digest('hex');
+    const claimed = header(req.headers, 'x-amz-content-sha256');
+    if (claimed !== undefined && claimed !== 'UNSIGNED-PAYLOAD' && claimed !== bodyHash) {
+      return { error: 'InvalidSignatureException', message: 'x-amz-content-sha256 does not match the request body' };
+    }
+
+    const signedHeaderValues: Record<string, string> = {};
+    for (const name of names) {
+      const value = header(req.headers, name);
+      if (value === undefined) return { error: 'InvalidSignatureException', message: `signed header ${name} is missing from the request` };
+      signedHeaderValues[name] = value;
+    }
+    const signer = new SignatureV4({ credentials: { accessKeyId, secretAccessKey: secret }, region, service: this.#options.service, sha256: Sha256, applyChecksum: false });
+    const [path, query] = splitPath(req.path);
+    const signed = await signer.sign(
+      { method: req.method, protocol: 'http:', hostname: '', path, query, headers: signedHeaderValues, body: req.body },
+      { signingDate: new Date(signedAt), signableHeaders: new Set(names), unsignableHeaders: new Set() },
+    );
+    const expected = /Signature=([0-9a-f]+)/.exec(String(signed.headers.authorization ?? signed.headers.Authorization ?? ''))?.[1] ?? '';
+    if (!HEX64.test(signature) || !HEX64.test(expected) || !timingSafeEqual(Buffer.from(expected, 'hex'), Buffer.from(signature, 'hex'))) {
+      return { error: 'InvalidSignatureException', message: 'The request signature we calculated does not match the signature you provided.' };
+    }
+
+    // a valid signature is accepted once: a copy sent again within the window is a replay
+    this.#forgetExpired(now);
+    if (this.#seen.has(signature)) return { error: 'InvalidSignatureException', message: 'this signed request was already received (replay)' };
+    this.#seen.set(signature, signedAt + skewMs);
+    if (this.#seen.size > this.#maxSeen) this.#seen.delete(this.#seen.keys().next().value!);
+    return { accessKeyId, sessionToken, region, signature };
+  }
+
+  #forgetExpired(now: number): void {
+    // roughly time-ordered (insertion order); stop at the first entry still inside the window
+    for (const [sig, until] of this.#seen) {
+      if (until > now) break;
+      this.#seen.delete(sig);
+    }
+  }
+}
+
+function header(headers: SignedRequest['headers'], name: string): string | undefined {
+  const v = headers[name];
+  return v === undefined ? undefined : Array.isArray(v) ? v.join(',') : v;
+}
+
+function splitPath(raw: string): [string, Record<string, string | string[]>] {
+  const q = raw.indexOf('?');
+  if (q < 0) return [raw, {}];
+  const query: Record<string, string | string[]> = {};
+  for (const [k, v] of new URLSearchParams(raw.slice(q + 1))) {
+    const prev = query[k];
+    query[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return [raw.slice(0, q), query];
+}
+
+export function amzTimestamp(ms: number): string {
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+}

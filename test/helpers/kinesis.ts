@@ -1,0 +1,108 @@
+import { after } from 'node:test';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KinesisClient } from '@aws-sdk/client-kinesis';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { Pool } from 'undici';
+import { startKinesis, type RunningKinesis } from '../../src/dev/kinesis.ts';
+
+/** What reached the Kinesis endpoint: every request the capturing proxy forwarded. */
+export interface Captured {
+  target: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+export interface CapturedKinesis {
+  kinesalite: RunningKinesis;
+  /** the capturing proxy in front of kinesalite: the gateway's upstream endpoint */
+  endpoint: string;
+  captured: Captured[];
+}
+
+const cleanups: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => {});
+});
+
+/** kinesalite on a free port with a recording proxy in front, so tests see exactly what the upstream received. */
+export async function startCapturedKinesis(): Promise<CapturedKinesis> {
+  const kinesalite = await startKinesis({ port: 0, settleMs: 20 });
+  cleanups.push(() => kinesalite.stop());
+  const pool = new Pool(kinesalite.endpoint, { connections: 8 });
+  cleanups.push(() => pool.close());
+  const captured: Captured[] = [];
+  const proxy: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      captured.push({ target: String(req.headers['x-amz-target'] ?? ''), headers: req.headers, body: body.toString() });
+      const headers = { ...req.headers };
+      delete headers.connection;
+      pool
+        .request({ method: 'POST', path: req.url ?? '/', headers, body })
+        .then(async (up) => {
+          const payload = Buffer.from(await up.body.arrayBuffer());
+          res.writeHead(up.statusCode, { 'content-type': String(up.headers['content-type'] ?? 'application/x-amz-json-1.1'), 'content-length': payload.byteLength });
+          res.end(payload);
+        })
+        .catch(() => {
+          res.writeHead(502);
+          res.end();
+        });
+    });
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+  cleanups.push(
+    () =>
+      new Promise<void>((r) => {
+        proxy.closeAllConnections();
+        proxy.close(() => r());
+      }),
+  );
+  return { kinesalite, endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, captured };
+}
+
+/** The YAML edits that add a Kinesis listener and upstream to the example config (for testConfig overrides). */
+export function withKinesis(yaml: string, endpoint: string, extra: { skewSeconds?: number; credentialsSecret?: string } = {}): string {
+  const once = (text: string, anchor: string, insert: string) => {
+    if (text.split(anchor).length !== 2) throw new Error(`the example config no longer has exactly one ${JSON.stringify(anchor)}`);
+    return text.replace(anchor, anchor + insert);
+  };
+  let out = once(yaml, '\nlisteners:\n', `  kinesis:\n    port: 0\n    maxClockSkewSeconds: ${extra.skewSeconds ?? 300}\n`);
+  out = once(out, '\nupstream:\n', `  kinesis:\n    endpoint: ${endpoint}\n    credentials: { accessKeyId: GATEWAYKEYID, secretAccessKey: gateway-secret-key }\n`);
+  if (extra.credentialsSecret && !/^credentials:/m.test(out)) out += `\ncredentials:\n  accessKeySecret: ${extra.credentialsSecret}\n`;
+  return out;
+}
+
+/** An SDK v3 client for the gateway (HTTP/2 by default, as the SDK ships) or, with `http1`, over NodeHttpHandler. */
+export function kinesisClient(endpoint: string, credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }, opts: { http1?: boolean; bearer?: string } = {}): KinesisClient {
+  const client = new KinesisClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials,
+    maxAttempts: 1,
+    ...(opts.http1 ? { requestHandler: new NodeHttpHandler() } : {}),
+  });
+  if (opts.bearer) {
+    const token = opts.bearer;
+    // an OIDC token instead of SigV4: replace what the SDK signed
+    client.middlewareStack.addRelativeTo(
+      (next: (args: { request: { headers: Record<string, string> } }) => Promise<unknown>) => async (args: { request: { headers: Record<string, string> } }) => {
+        const h = args.request.headers;
+        for (const k of Object.keys(h)) if (/^(authorization|x-amz-security-token)$/i.test(k)) delete h[k];
+        h.authorization = `Bearer ${token}`;
+        return next(args);
+      },
+      { relation: 'after', toMiddleware: 'httpSigningMiddleware', name: 'streamgateBearer', override: true } as never,
+    );
+  }
+  cleanups.push(async () => client.destroy());
+  return client;
+}
+
+/** a Kinesis client whose every request carries the OIDC token `token` as a bearer token */
+export function bearerClient(endpoint: string, token: string, http1 = false): KinesisClient {
+  return kinesisClient(endpoint, { accessKeyId: 'unused', secretAccessKey: 'unused' }, { bearer: token, http1 });
+}

@@ -1,0 +1,241 @@
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import {
+  CreateStreamCommand,
+  DescribeStreamSummaryCommand,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  ListShardsCommand,
+  ListStreamsCommand,
+  PutRecordCommand,
+  PutRecordsCommand,
+  type KinesisClient,
+} from '@aws-sdk/client-kinesis';
+import { request } from 'undici';
+import { getInfra, readAudit, startGateway, testConfig } from './helpers/infra.ts';
+import { bearerClient, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
+import type { Gateway } from '../src/gateway.ts';
+import type { RunningIdp } from '../src/dev/idp.ts';
+
+// Streams of this run: kin-<run>-*; analysts consume them with card numbers masked, admins raw.
+const run = randomUUID().slice(0, 8);
+const CARDS = `kin-${run}-cards`;
+const OTHER = `other-${run}`;
+const MAX_RECORD = 4096;
+
+const POLICY = `
+    - roles: [payments-writer]
+      actions: [produce, describe]
+      topics: ["kin-*"]
+    - roles: [analyst]
+      actions: [consume, describe]
+      topics: ["kin-*"]
+`;
+const RULES = `
+    - topics: ["kin-*"]
+      produce: [secrets.private-key]
+      consume:
+        - roles: [platform-admin]
+          rules: []
+        - roles: [analyst]
+          rules: [pci.card-number]
+      limits: { maxRecordBytes: ${MAX_RECORD} }
+`;
+
+let gateway: Gateway;
+let spoolDir: string;
+let upstream: CapturedKinesis;
+let idp: RunningIdp;
+let endpoint: string;
+
+function once(text: string, anchor: string, insert: string): string {
+  assert.equal(text.split(anchor).length, 2, `anchor ${JSON.stringify(anchor)} must appear once`);
+  return text.replace(anchor, anchor + insert);
+}
+
+before(async () => {
+  const infra = await getInfra();
+  idp = infra.idp;
+  upstream = await startCapturedKinesis();
+  const t = testConfig(infra, (yaml) => {
+    let y = withKinesis(yaml, upstream.endpoint, { skewSeconds: 3 });
+    y = once(y, '\n  grants:\n', POLICY.slice(1));
+    y = once(y, '# an entry without roles for everyone else; no entry = records as stored.\n', RULES.slice(1));
+    return y;
+  });
+  spoolDir = t.spoolDir;
+  gateway = await startGateway(t.config);
+  endpoint = `http://127.0.0.1:${gateway.addresses.kinesis!.port}`;
+});
+
+async function as(user: string, http1 = false): Promise<KinesisClient> {
+  return bearerClient(endpoint, await idp.token(user), http1);
+}
+
+async function expectError(p: Promise<unknown>, name: string): Promise<Error> {
+  const err = await p.then(
+    () => assert.fail(`expected ${name}`),
+    (e: Error) => e,
+  );
+  assert.equal(err.name, name, `${err.name}: ${err.message}`);
+  return err;
+}
+
+async function waitActive(client: KinesisClient, stream: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: stream }));
+    if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`${stream} did not become ACTIVE`);
+}
+
+async function readAll(client: KinesisClient, stream: string, expected: number): Promise<Array<{ data: string; seq: string; key: string }>> {
+  const shards = (await client.send(new ListShardsCommand({ StreamName: stream }))).Shards ?? [];
+  const out: Array<{ data: string; seq: string; key: string }> = [];
+  for (const shard of shards) {
+    let it = (await client.send(new GetShardIteratorCommand({ StreamName: stream, ShardId: shard.ShardId!, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
+    for (let polls = 0; it && polls < 20; polls++) {
+      const r = await client.send(new GetRecordsCommand({ ShardIterator: it, Limit: 1000 }));
+      for (const rec of r.Records ?? []) out.push({ data: Buffer.from(rec.Data!).toString(), seq: rec.SequenceNumber!, key: rec.PartitionKey! });
+      if ((r.Records ?? []).length === 0) break;
+      it = r.NextShardIterator;
+    }
+  }
+  assert.equal(out.length, expected);
+  return out;
+}
+
+const card = (i: number) => JSON.stringify({ card: '4111 1111 1111 1111', order: i });
+
+test('an admin creates streams; an analyst may not', async () => {
+  const ops = await as('ops');
+  await ops.send(new CreateStreamCommand({ StreamName: CARDS, ShardCount: 2 }));
+  await ops.send(new CreateStreamCommand({ StreamName: OTHER, ShardCount: 1 }));
+  await waitActive(ops, CARDS);
+  await waitActive(ops, OTHER);
+  const before = upstream.captured.length;
+  await expectError((await as('bob')).send(new CreateStreamCommand({ StreamName: `kin-${run}-bob`, ShardCount: 1 })), 'AccessDeniedException');
+  assert.equal(upstream.captured.length, before, 'a denied call never reaches Kinesis');
+});
+
+test('PutRecords: 500 records with card numbers, stored as sent; audited with hashes and sequence numbers', async () => {
+  const alice = await as('alice');
+  const entries = Array.from({ length: 500 }, (_v, i) => ({ Data: Buffer.from(card(i)), PartitionKey: `order-${i}` }));
+  const res = await alice.send(new PutRecordsCommand({ StreamName: CARDS, Records: entries }));
+  assert.equal(res.FailedRecordCount, 0);
+  assert.equal(res.Records!.length, 500);
+  for (const r of res.Records!) assert.match(r.SequenceNumber!, /^\d+$/);
+  const row = readAudit(spoolDir).find((r) => r.action === 'produce' && r.resource === CARDS && r.record_count === 500);
+  assert.ok(row, 'an audit row for the batch');
+  assert.equal(row.decision, 'allow');
+  assert.equal(row.protocol, 'kinesis');
+  assert.equal(row.record_hashes.length, 500);
+  assert.deepEqual(
+    row.offsets,
+    res.Records!.map((r) => `${Number(/\d+$/.exec(r.ShardId!)![0])}:${r.SequenceNumber}`),
+  );
+});
+
+test('GetRecords: the raw role reads card numbers as stored, an analyst reads them masked', async () => {
+  const raw = await readAll(await as('ops'), CARDS, 500);
+  assert.ok(raw.every((r) => r.data.includes('4111 1111 1111 1111')));
+  const masked = await readAll(await as('bob'), CARDS, 500);
+  assert.ok(masked.every((r) => r.data.includes('**** **** **** 1111') && !r.data.includes('4111 1111')));
+  assert.deepEqual(masked.map((r) => r.seq).sort(), raw.map((r) => r.seq).sort(), 'same records, same sequence numbers');
+  const rows = readAudit(spoolDir).filter((r) => r.action === 'consume' && r.resource === CARDS && r.subject === 'bob' && r.record_count > 0);
+  assert.ok(rows.length > 0);
+  assert.ok(rows.every((r) => r.meta.inspect_roles === 'analyst' && r.masking['pci.card-number']! > 0 && r.masked_hashes.every((h) => h !== '')));
+  assert.equal(rows.reduce((n, r) => n + r.record_count, 0), 500);
+});
+
+test('a reader-only identity gets AccessDeniedException on PutRecord, audited, nothing forwarded', async () => {
+  const before = upstream.captured.length;
+  const err = await expectError((await as('bob')).send(new PutRecordCommand({ StreamName: CARDS, Data: Buffer.from('x'), PartitionKey: 'k' })), 'AccessDeniedException');
+  assert.match(err.message, /bob may not produce/);
+  assert.equal(upstream.captured.length, before);
+  const row = readAudit(spoolDir).findLast((r) => r.subject === 'bob' && r.action === 'produce');
+  assert.equal(row?.decision, 'deny');
+  assert.equal(row?.meta.api, 'PutRecord');
+});
+
+test('PutRecords: an over-limit record and a blocked record fail alone, the rest are stored', async () => {
+  const alice = await as('alice');
+  const big = Buffer.alloc(MAX_RECORD + 1, 'a');
+  const key = Buffer.from('-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----');
+  const entries = [card(1), big, card(2), key, card(3)].map((d, i) => ({ Data: typeof d === 'string' ? Buffer.from(d) : d, PartitionKey: `p-${i}` }));
+  const before = upstream.captured.filter((c) => c.target.endsWith('PutRecords')).length;
+  const res = await alice.send(new PutRecordsCommand({ StreamName: CARDS, Records: entries }));
+  assert.equal(res.FailedRecordCount, 2);
+  const codes = res.Records!.map((r) => r.ErrorCode ?? 'ok');
+  assert.deepEqual(codes, ['ok', 'InvalidArgumentException', 'ok', 'InvalidArgumentException', 'ok']);
+  assert.match(res.Records![1]!.ErrorMessage!, /limit is 4096/);
+  assert.match(res.Records![3]!.ErrorMessage!, /secrets\.private-key/);
+  const sent = upstream.captured.filter((c) => c.target.endsWith('PutRecords'));
+  assert.equal(sent.length, before + 1);
+  const forwarded = (JSON.parse(sent.at(-1)!.body) as { Records: Array<{ PartitionKey: string }> }).Records.map((r) => r.PartitionKey);
+  assert.deepEqual(forwarded, ['p-0', 'p-2', 'p-4'], 'only the allowed records reach Kinesis');
+  const row = readAudit(spoolDir).findLast((r) => r.action === 'produce' && r.resource === CARDS && r.record_count === 5)!;
+  assert.equal(row.meta.failed_records, '2');
+  assert.match(row.meta.record_errors!, /^1:limits\.maxRecordBytes,3:secrets\.private-key$/);
+  assert.equal(row.offsets[1], '-1:');
+});
+
+test('ListStreams lists only the streams the identity may describe', async () => {
+  const names = async (user: string) => (await (await as(user)).send(new ListStreamsCommand({}))).StreamNames ?? [];
+  const bob = await names('bob');
+  assert.ok(bob.includes(CARDS));
+  assert.ok(!bob.includes(OTHER));
+  assert.ok((await names('ops')).includes(OTHER));
+  assert.deepEqual(await names('mallory'), []);
+});
+
+test('HTTP/1.1 clients are served too (SDK with NodeHttpHandler)', async () => {
+  const res = await (await as('alice', true)).send(new PutRecordCommand({ StreamName: CARDS, Data: Buffer.from(card(9)), PartitionKey: 'h1' }));
+  assert.match(res.SequenceNumber!, /^\d+$/);
+});
+
+test('a malformed body gets SerializationException and an audit row; nothing reaches Kinesis', async () => {
+  const before = upstream.captured.length;
+  const token = await idp.token('alice');
+  const send = (body: string, target = 'Kinesis_20131202.PutRecords') =>
+    request(endpoint, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': target }, body });
+  const bad = await send('{"StreamName": "x", "Records": [');
+  assert.equal(bad.statusCode, 400);
+  assert.equal(((await bad.body.json()) as { __type: string }).__type, 'SerializationException');
+  const invalid = await send(JSON.stringify({ StreamName: CARDS, Records: [{ Data: 'not base64!', PartitionKey: 'k' }] }));
+  assert.equal(((await invalid.body.json()) as { __type: string }).__type, 'ValidationException');
+  const unknown = await send('{}', 'Kinesis_20131202.SubscribeToShard');
+  assert.equal(((await unknown.body.json()) as { __type: string }).__type, 'UnknownOperationException');
+  assert.equal(upstream.captured.length, before);
+  const rows = readAudit(spoolDir).filter((r) => r.subject === 'alice' && r.reason === 'invalid');
+  assert.ok(rows.some((r) => /not a JSON object/.test(r.message)));
+  assert.ok(rows.some((r) => /Data must be base64/.test(r.message)));
+});
+
+test('an expired token gets ExpiredTokenException', async () => {
+  const client = await as('shortlived');
+  await new Promise((r) => setTimeout(r, 3000));
+  const before = upstream.captured.length;
+  await expectError(client.send(new DescribeStreamSummaryCommand({ StreamName: CARDS })), 'ExpiredTokenException');
+  assert.equal(upstream.captured.length, before);
+});
+
+test('no request without credentials: MissingAuthenticationTokenException', async () => {
+  const res = await request(endpoint, { method: 'POST', headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'Kinesis_20131202.ListStreams' }, body: '{}' });
+  assert.equal(res.statusCode, 400);
+  assert.equal(((await res.body.json()) as { __type: string }).__type, 'MissingAuthenticationTokenException');
+});
+
+test('the upstream only ever sees the gateway\'s own credentials', async () => {
+  assert.ok(upstream.captured.length > 10);
+  const tokens = await Promise.all(['alice', 'bob', 'ops'].map((u) => idp.token(u)));
+  for (const c of upstream.captured) {
+    assert.match(String(c.headers.authorization), /^AWS4-HMAC-SHA256 Credential=GATEWAYKEYID\//);
+    assert.equal(c.headers['x-amz-security-token'], undefined);
+    const all = JSON.stringify(c.headers) + c.body;
+    assert.ok(!/Bearer/.test(all), 'no bearer token in what Kinesis received');
+    for (const t of tokens) assert.ok(!all.includes(t.split('.')[1]!));
+  }
+});
