@@ -3,13 +3,13 @@ import assert from 'node:assert/strict';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import fc from 'fast-check';
 import { crc32c, lz4Compress, snappyCompress } from '@platformatic/wasm-utils';
-import { KafkaProtocolError, type MessageCodec, type Struct } from '../src/protocols/kafka/codec.ts';
+import { KafkaProtocolError, type MessageCodec } from '../src/protocols/kafka/codec.ts';
 import { loadMessages, type MessageRegistry } from '../src/protocols/kafka/messages.ts';
 import { MAX_VERSION, SUPPORTED } from '../src/protocols/kafka/apis.ts';
 import { decodeRecords, MAX_DECOMPRESSED_BATCH_BYTES, CODECS } from '../src/protocols/kafka/records.ts';
 import { clientBatch } from './helpers/batches.ts';
 import { parseOauthBearer, parsePlain, SaslError } from '../src/protocols/kafka/sasl.ts';
-import { fuzzRuns } from './helpers/fuzz.ts';
+import { fuzzRuns, sampleRequest, seeded } from './helpers/fuzz.ts';
 
 // Property tests of everything that parses client bytes on the Kafka listener: the
 // request codec for every accepted API and version, record batches (with every codec and
@@ -22,35 +22,6 @@ let reg: MessageRegistry;
 before(async () => {
   reg = await loadMessages();
 });
-
-type Plan = ReturnType<MessageCodec['plan']>;
-
-/** A random but well-formed value for a request plan: arrays of 0-3 elements, nested. */
-function sample(plan: Plan, rnd: () => number, depth = 0): Struct {
-  const s: Struct = {};
-  for (const f of [...plan.fields, ...plan.tagged]) {
-    const one = (): unknown => {
-      if (f.struct) return sample(f.struct, rnd, depth + 1);
-      const n = Math.floor(rnd() * 1000);
-      switch (f.type) {
-        case 'bool': return rnd() < 0.5;
-        case 'int8': return n % 128;
-        case 'int16': case 'uint16': return n;
-        case 'int32': case 'uint32': return n * 1000;
-        case 'int64': return BigInt(n) * 1000n;
-        case 'float64': return n / 7;
-        case 'uuid': return Uint8Array.from({ length: 16 }, (_, i) => (i === 15 ? n % 256 : 0));
-        case 'string': return `s${n}`;
-        case 'bytes': return new Uint8Array(n % 17);
-        case 'records': return null;
-        default: return null;
-      }
-    };
-    if (f.array) s[f.name] = depth > 3 ? [] : Array.from({ length: Math.floor(rnd() * 4) }, one);
-    else s[f.name] = f.type === 'records' && !f.nullable ? new Uint8Array(0) : one();
-  }
-  return s;
-}
 
 function versionsOf(apiKey: number): number[] {
   const codec = reg.requests.get(apiKey)!;
@@ -90,11 +61,10 @@ test('every accepted API and version: mutated valid requests (flipped bytes, lyi
           fc.array(fc.tuple(fc.nat(), fc.constantFrom(0x00, 0x7f, 0x80, 0xff, 0x01, 0x3f)), { minLength: 1, maxLength: 6 }),
           fc.nat(),
           (seed, flips, cut) => {
-            let state = seed;
-            const rnd = () => ((state = (state * 48271) % 2147483647) / 2147483647);
+            const rnd = seeded(seed);
             let valid: Uint8Array;
             try {
-              valid = codec.encode(sample(codec.plan(version), rnd), version).finish(false);
+              valid = codec.encode(sampleRequest(codec, version, rnd), version).finish(false);
             } catch (err) {
               throw new Error(`encoding a sample ${codec.spec.name} v${version}: ${(err as Error).message}`);
             }

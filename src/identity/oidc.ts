@@ -19,6 +19,12 @@ interface IssuerState {
 }
 
 const MAX_CACHED_TOKENS = 10_000;
+/**
+ * Longer tokens are refused before any parsing. Real ones are a few KB; the HTTP listener's
+ * header limit (16 KiB) already caps them there, and this applies the same bound to Kafka
+ * SASL, where a frame may be megabytes.
+ */
+export const MAX_TOKEN_BYTES = 16 * 1024;
 
 /**
  * Verifies OIDC bearer JWTs against the configured issuers. Remote key sets are fetched
@@ -45,6 +51,7 @@ export class OidcVerifier {
   }
 
   async verify(token: string): Promise<VerifiedToken> {
+    if (token.length > MAX_TOKEN_BYTES) throw new GatewayError('unauthenticated', `the token is longer than ${MAX_TOKEN_BYTES} bytes`);
     const cached = this.#cache.get(token);
     if (cached) {
       if (cached.expiresAt === undefined || cached.expiresAt * 1000 > Date.now()) return cached;

@@ -99,6 +99,12 @@ export async function readTopic(bootstrap: string, topic: string, count: number,
 }
 
 export function testConfig(infra: Infra, overrides: (yaml: string) => string = (y) => y): { config: Config; spoolDir: string } {
+  const { yaml, spoolDir } = testConfigYaml(infra, overrides);
+  return { config: parseConfig(yaml, 'test-config.yaml'), spoolDir };
+}
+
+/** The example config pointed at the test services, every port 0, logs silent: as YAML (for a gateway in a child process). */
+export function testConfigYaml(infra: Infra, overrides: (yaml: string) => string = (y) => y): { yaml: string; spoolDir: string } {
   const spoolDir = mkdtempSync(join(tmpdir(), 'sg-audit-'));
   const base = readFileSync(new URL('../../streamgate.example.yaml', import.meta.url), 'utf8');
   const yaml = overrides(
@@ -113,7 +119,7 @@ export function testConfig(infra: Infra, overrides: (yaml: string) => string = (
       .replace('level: info', 'level: silent')
       .replace('clockToleranceSeconds: 5', 'clockToleranceSeconds: 0'),
   );
-  return { config: parseConfig(yaml, 'test-config.yaml'), spoolDir };
+  return { yaml, spoolDir };
 }
 
 export async function startGateway(config: Config): Promise<Gateway> {
