@@ -20,9 +20,9 @@
 export type Variant = 'modern' | 'legacy';
 
 /** Bump with every new migration. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
-const EVENT = "Enum8('operation' = 1, 'session-start' = 2, 'session-end' = 3, 'approval-request' = 4, 'approval-decision' = 5, 'spool-gap' = 6)";
+const EVENT = "Enum8('operation' = 1, 'session-start' = 2, 'session-end' = 3, 'approval-request' = 4, 'approval-decision' = 5, 'spool-gap' = 6, 'credential-issue' = 7, 'credential-revoke' = 8)";
 const DECISION = "Enum8('allow' = 1, 'deny' = 2, 'block' = 3, 'error' = 4, 'pending' = 5)";
 const LC = 'LowCardinality(String)';
 
@@ -62,6 +62,7 @@ const COLUMNS: Column[] = [
   { name: 'rule', type: LC },
   { name: 'message', type: 'String', codec: 'ZSTD(3)' },
   { name: 'approval_id', type: 'String' },
+  { name: 'credential_id', type: 'String' },
   { name: 'record_count', type: 'UInt32' },
   { name: 'bytes', type: 'UInt64' },
   { name: 'batch_hash', type: 'String', codec: 'ZSTD(1)' },
@@ -229,8 +230,40 @@ export interface Migration {
   statements: (o: DdlOptions) => string[];
 }
 
+/**
+ * Version 2: the credential_id column and the credential-issue/-revoke events (just-in-time
+ * credentials). Version 1 already creates both on a fresh install (it renders COLUMNS), so
+ * every statement here is idempotent. Legacy servers also get the column on the ingest
+ * table, and the parse view (its column list is fixed at creation) is made again.
+ */
+export function credentialColumnStatements(o: DdlOptions): string[] {
+  const db = o.database;
+  const onCluster = o.cluster ? ` ON CLUSTER ${o.cluster}` : '';
+  const tables = o.cluster ? ['audit_events_local', 'audit_events'] : ['audit_events'];
+  if (o.variant === 'legacy') tables.push('audit_events_ingest');
+  const stmts: string[] = [];
+  for (const t of tables) {
+    stmts.push(
+      `ALTER TABLE ${db}.${t}${onCluster} ADD COLUMN IF NOT EXISTS credential_id String AFTER approval_id`,
+      `ALTER TABLE ${db}.${t}${onCluster} MODIFY COLUMN event ${EVENT}`,
+    );
+  }
+  if (o.variant === 'legacy') {
+    const parse = [...COLUMNS.map((c) => c.name), ...LEGACY_EXTRA].map((n) => (legacyColumn(n) === n ? `  ${n}` : `  ${legacyColumn(n)} AS ${n}`));
+    const local = o.cluster ? 'audit_events_local' : 'audit_events';
+    stmts.push(
+      `DROP TABLE IF EXISTS ${db}.audit_events_parse${onCluster}`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.audit_events_parse${onCluster} TO ${db}.${local} AS SELECT\n${parse.join(',\n')}\nFROM ${db}.audit_events_ingest`,
+    );
+  }
+  return stmts;
+}
+
 /** Ordered; a later version adds ALTERs/new objects here and bumps SCHEMA_VERSION. */
-export const MIGRATIONS: Migration[] = [{ version: 1, description: 'audit_events, legacy ingest view, hourly rollups', statements: schemaStatements }];
+export const MIGRATIONS: Migration[] = [
+  { version: 1, description: 'audit_events, legacy ingest view, hourly rollups', statements: schemaStatements },
+  { version: 2, description: 'credential_id column, credential-issue and credential-revoke events', statements: credentialColumnStatements },
+];
 
 /** Records an applied migration (what `audit migrate` checks before applying anything). */
 export function migrationRecordStatement(database: string, m: Migration, variant: Variant): string {

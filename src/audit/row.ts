@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { GatewayError, type Operation, type Session, type UpstreamResult } from '../operation.ts';
 
 /** What a row records: an operation, a session boundary, an approval step, or a gap in the trail. */
-export type AuditEvent = 'operation' | 'session-start' | 'session-end' | 'approval-request' | 'approval-decision' | 'spool-gap';
+export type AuditEvent = 'operation' | 'session-start' | 'session-end' | 'approval-request' | 'approval-decision' | 'spool-gap' | 'credential-issue' | 'credential-revoke';
 
 /**
  * One audit row per operation (and per session start/end, approval step, spool gap).
@@ -43,6 +43,8 @@ export interface AuditRow {
   message: string;
   /** the approval this row requests or decides, or the one the operation ran under */
   approval_id: string;
+  /** the just-in-time credential (src/jit) the operation ran under, or the one issued/revoked */
+  credential_id: string;
   record_count: number;
   bytes: number;
   /** SHA-256 over the record hashes in order: one value that identifies the whole batch */
@@ -113,6 +115,8 @@ export function buildRow(ctx: RowContext, op: Operation, result: UpstreamResult 
     rule: failure?.rule ?? (op.meta.grant !== undefined ? String(op.meta.grant) : ''),
     message: failure?.message ?? '',
     approval_id: op.meta.approval !== undefined ? String(op.meta.approval) : '',
+    // a refused credential has no identity yet; authenticate notes its (signature-checked) id in meta
+    credential_id: op.identity?.credentialId ?? (op.meta.credential_id !== undefined ? String(op.meta.credential_id) : ''),
     record_count: op.records?.length ?? op.batch?.records ?? 0,
     bytes: op.records ? bytes : (op.batch?.bytes ?? 0),
     batch_hash: batchHash,
@@ -153,6 +157,7 @@ export function eventRow(ctx: RowContext, event: AuditEvent, fields: Partial<Aud
     rule: '',
     message: '',
     approval_id: '',
+    credential_id: '',
     record_count: 0,
     bytes: 0,
     batch_hash: '',

@@ -1,5 +1,6 @@
 import { GatewayError, type Control, type Next, type Operation, type UpstreamResult } from '../operation.ts';
 import type { Policy } from '../policy/policy.ts';
+import { scopeRefusal } from '../jit/scope.ts';
 import { BEYOND_BASELINE } from './approve.ts';
 
 const VERB = { produce: 'produce to', consume: 'consume from', describe: 'describe', admin: 'administer' } as const;
@@ -19,6 +20,9 @@ export class Authorize implements Control {
   handle(op: Operation, next: Next): Promise<UpstreamResult> {
     const identity = op.identity;
     if (!identity) return Promise.reject(new GatewayError('unauthenticated', 'no identity: authenticate must run before authorize'));
+    // a just-in-time credential narrows whatever the policy or a grant allows to its own scope
+    const outOfScope = scopeRefusal(identity, op.action, op.resource);
+    if (outOfScope) return Promise.reject(outOfScope);
     const decision = this.#policy().decide(identity, op.action, op.resource.name, op.resource.kind);
     if (!decision.allowed) {
       // beyond the baseline, not explicitly denied: the approve control holds it for a human

@@ -102,6 +102,8 @@ export class HttpListener {
     const path = q === -1 ? url : url.slice(0, q);
     const route = ROUTE.exec(path);
     if (!route) {
+      // the gateway's own endpoints on the data port (token exchange, JWKS)
+      if (this.#dispatcher.serveHttp && (await this.#dispatcher.serveHttp(req, res, path))) return;
       if (path === '/healthz' && req.method === 'GET') return sendJson(res, 200, { status: 'ok' });
       return sendError(res, new GatewayError('not-found', `no route for ${req.method} ${path}`));
     }
