@@ -27,6 +27,11 @@ export function approvalRoutes(service: ApprovalService, identify: (token: strin
     if (path === '/approvals' || path === '/approvals/') return page(req, res, 'text/html; charset=utf-8', PAGE_HTML);
     if (path === '/approvals/app.js') return page(req, res, 'text/javascript; charset=utf-8', PAGE_JS);
     if (path === '/approvals/app.css') return page(req, res, 'text/css; charset=utf-8', PAGE_CSS);
+    if (path === '/favicon.ico') {
+      // browsers ask for it with every page; an empty answer keeps their consoles clean
+      res.writeHead(204, { 'cache-control': 'max-age=86400' }).end();
+      return true;
+    }
     if (path !== '/v1/approvals' && !path.startsWith('/v1/approvals/')) return false;
     handle(req, res, path).catch((err: unknown) => {
       if (err instanceof ApprovalApiError) return json(res, err.status, { error: err.message });

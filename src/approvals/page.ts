@@ -23,6 +23,7 @@ export const PAGE_HTML = `<!doctype html>
   <button id="forget-token" type="button">Forget</button>
 </section>
 <p id="status" role="status"></p>
+<p id="updated"></p>
 <table id="approvals">
   <thead><tr><th>Requested</th><th>Who</th><th>What</th><th>Justification</th><th>Rule</th><th>Expires</th><th>Reason</th><th>Decision</th></tr></thead>
   <tbody></tbody>
@@ -40,6 +41,7 @@ table { border-collapse: collapse; width: 100%; }
 th, td { border-bottom: 1px solid #ddd; padding: .35rem .5rem; text-align: left; vertical-align: top; }
 code { font-size: 12px; }
 #status.error { color: #b00020; }
+#updated { color: #777; font-size: 12px; }
 button.approve { background: #1b5e20; color: #fff; border: 0; padding: .3rem .7rem; }
 button.deny { background: #b00020; color: #fff; border: 0; padding: .3rem .7rem; margin-left: .3rem; }
 `;
@@ -108,7 +110,8 @@ export const PAGE_JS = `'use strict';
     try {
       const { approvals } = await api('/v1/approvals?status=pending');
       render(approvals);
-      status('Updated ' + new Date().toLocaleTimeString());
+      $('updated').textContent = 'Updated ' + new Date().toLocaleTimeString();
+      if ($('status').className === 'error') status('');
     } catch (err) {
       status(err.message, true);
     } finally {
