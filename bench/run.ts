@@ -1,6 +1,6 @@
 // streamgate bench suite.
-//   npm run bench                      all suites (http, engine, kafka, audit)
-//   npm run bench -- http              one suite (http | engine | kafka | audit)
+//   npm run bench                      all suites (http, engine, kafka, audit, recording)
+//   npm run bench -- http              one suite (http | engine | kafka | audit | recording)
 //   npm run bench -- --quick           smoke run: 1 rep, short runs (checks the bench works)
 //   npm run bench -- --profile         V8 CPU profiles of every gateway process, summarized
 //   options: --reps N (default 3), --only instant,kafka (http groups), --tag NAME
@@ -15,6 +15,7 @@ import { machine, RESULTS_DIR, resultsPath, today, versions, writeResults } from
 import { printSummary, profilesIn, summarizeProfile, type ProfileSummary } from './lib/profile.ts';
 import { onCleanup, stopAll } from './lib/procs.ts';
 import { runAuditSuite } from './suites/audit.ts';
+import { runRecordingSuite } from './recording.ts';
 import { runEngineSuite } from './suites/engine.ts';
 import { runHttpSuite } from './suites/http.ts';
 import { kafkaBenchOptions, runKafkaSuite } from './suites/kafka.ts';
@@ -38,6 +39,7 @@ const SUITES: Record<string, (ctx: SuiteContext) => Promise<Record<string, unkno
   engine: async (ctx) => ({ ...(await runEngineSuite({ quick: ctx.quick, work: ctx.work })) }),
   kafka: (ctx) => runKafkaSuite(kafkaBenchOptions(ctx.quick)),
   audit: (ctx) => runAuditSuite({ quick: ctx.quick }),
+  recording: async (ctx) => ({ ...(await runRecordingSuite({ quick: ctx.quick, reps: ctx.reps })) }),
 };
 
 const { values, positionals } = parseArgs({
