@@ -65,14 +65,13 @@ export async function startCapturedKinesis(): Promise<CapturedKinesis> {
 }
 
 /** The YAML edits that add a Kinesis listener and upstream to the example config (for testConfig overrides). */
-export function withKinesis(yaml: string, endpoint: string, extra: { skewSeconds?: number; credentialsSecret?: string } = {}): string {
+export function withKinesis(yaml: string, endpoint: string, extra: { skewSeconds?: number } = {}): string {
   const once = (text: string, anchor: string, insert: string) => {
     if (text.split(anchor).length !== 2) throw new Error(`the example config no longer has exactly one ${JSON.stringify(anchor)}`);
     return text.replace(anchor, anchor + insert);
   };
   let out = once(yaml, '\nlisteners:\n', `  kinesis:\n    port: 0\n    maxClockSkewSeconds: ${extra.skewSeconds ?? 300}\n`);
   out = once(out, '\nupstream:\n', `  kinesis:\n    endpoint: ${endpoint}\n    credentials: { accessKeyId: GATEWAYKEYID, secretAccessKey: gateway-secret-key }\n`);
-  if (extra.credentialsSecret && !/^credentials:/m.test(out)) out += `\ncredentials:\n  accessKeySecret: ${extra.credentialsSecret}\n`;
   return out;
 }
 
@@ -89,12 +88,12 @@ export function kinesisClient(endpoint: string, credentials: { accessKeyId: stri
     const token = opts.bearer;
     // an OIDC token instead of SigV4: replace what the SDK signed
     client.middlewareStack.addRelativeTo(
-      (next: (args: { request: { headers: Record<string, string> } }) => Promise<unknown>) => async (args: { request: { headers: Record<string, string> } }) => {
+      ((next: (args: { request: { headers: Record<string, string> } }) => Promise<unknown>) => async (args: { request: { headers: Record<string, string> } }) => {
         const h = args.request.headers;
         for (const k of Object.keys(h)) if (/^(authorization|x-amz-security-token)$/i.test(k)) delete h[k];
         h.authorization = `Bearer ${token}`;
         return next(args);
-      },
+      }) as never,
       { relation: 'after', toMiddleware: 'httpSigningMiddleware', name: 'streamgateBearer', override: true } as never,
     );
   }
