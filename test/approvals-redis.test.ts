@@ -1,0 +1,82 @@
+import { test, before, after } from 'node:test';
+import { Redis } from 'ioredis';
+import assert from 'node:assert/strict';
+import { request } from 'undici';
+import { createTopics, getInfra, readAudit, readTopic, testConfig, type Infra } from './helpers/infra.ts';
+import { spawnGateway, type GatewayProcess } from './helpers/gateway-process.ts';
+import { api, pendingFor } from './helpers/approvals.ts';
+
+// Two gateway processes sharing the real Redis (state.kind: redis, one prefix for this run),
+// with the example policy's payouts-writes rule: a write held on one is released by an
+// approval given on the other, and the grant then holds on both.
+
+const run = `${process.pid}-${Date.now() % 100000}`;
+const TOPIC = `payouts.redis-${run}`;
+let infra: Infra;
+let a: GatewayProcess;
+let b: GatewayProcess;
+let spoolB: string;
+
+function yamlFor(infra: Infra): { yaml: string; spoolDir: string } {
+  let yaml = '';
+  const { spoolDir } = testConfig(infra, (y) => {
+    yaml = y.replace('state:\n  kind: memory\n', `state:\n  kind: redis\n  url: redis://127.0.0.1:6379\n  prefix: "sg-approvals-test-${run}:"\n`);
+    assert.ok(yaml.includes(`sg-approvals-test-${run}`), 'the example config has a state section to switch to Redis');
+    return yaml;
+  });
+  return { yaml, spoolDir };
+}
+
+before(async () => {
+  infra = await getInfra();
+  await createTopics(infra.kafka, [TOPIC]);
+  const configA = yamlFor(infra);
+  const configB = yamlFor(infra);
+  spoolB = configB.spoolDir;
+  [a, b] = await Promise.all([spawnGateway(configA.yaml, { wait: ['http', 'admin'] }), spawnGateway(configB.yaml, { wait: ['http', 'admin'] })]);
+});
+
+// the run's keys expire by themselves; removed here so the shared Redis stays tidy
+after(async () => {
+  const redis = new Redis('redis://127.0.0.1:6379', { lazyConnect: true });
+  try {
+    await redis.connect();
+    const keys = await redis.keys(`sg-approvals-test-${run}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+  } finally {
+    redis.disconnect();
+  }
+});
+
+async function produce(port: number, value: unknown) {
+  const res = await request(`http://127.0.0.1:${port}/v3/clusters/local/topics/${TOPIC}/records`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${await infra.idp.token('alice')}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ value: { type: 'JSON', data: value } }),
+  });
+  return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown>, at: Date.now() };
+}
+
+test('an approval given on one gateway process releases the write held on the other; the grant holds on both', async () => {
+  const held = produce(b.http!, { n: 1 });
+  const adminA = `http://127.0.0.1:${a.admin}`;
+  const carol = await infra.idp.token('carol');
+  const pending = await pendingFor(adminA, carol, TOPIC);
+  assert.equal(pending.subject, 'alice');
+  assert.equal(pending.url, `http://127.0.0.1:${a.admin}/v1/approvals/${pending.id}`);
+  const approvedAt = Date.now();
+  const decided = await api(adminA, carol, 'POST', `/v1/approvals/${pending.id}/approve`, { reason: 'shared state' });
+  assert.equal(decided.status, 200);
+  const released = await held;
+  assert.equal(released.status, 200, JSON.stringify(released.json));
+  console.log(`# held write on process B released ${released.at - approvedAt} ms after the approval on process A`);
+
+  // the grant is in Redis: the next write passes at once on either process
+  for (const port of [a.http!, b.http!]) assert.equal((await produce(port, { n: 2 })).status, 200);
+  assert.equal((await readTopic(infra.kafka, TOPIC, 3)).length, 3);
+
+  const rowsB = readAudit(spoolB).filter((r) => r.event === 'operation' && r.resource === TOPIC);
+  assert.ok(rowsB.some((r) => r.decision === 'allow' && r.approval_id === pending.id && r.meta.approval_outcome === 'released'));
+  assert.ok(rowsB.some((r) => r.decision === 'allow' && r.approval_id === pending.id && r.meta.approval_outcome === undefined && r.rule === 'approval:payouts-writes'));
+  assert.ok(readAudit(spoolB).some((r) => r.event === 'approval-request' && r.approval_id === pending.id), 'the request was opened (and audited) where the write arrived');
+});
