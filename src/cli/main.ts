@@ -8,6 +8,7 @@ import { Gateway } from '../gateway.ts';
 import { stopOnSignals } from './signals.ts';
 import { registerAuditCommands } from './audit.ts';
 import { registerApprovalsCommands } from './approvals.ts';
+import { registerCredentialsCommands } from './credentials.ts';
 import { registerInspect } from './inspect.ts';
 import { registerSessionCommands } from './sessions.ts';
 import { registerReplay } from './replay.ts';
@@ -78,6 +79,7 @@ program
 
 registerAuditCommands(program);
 registerApprovalsCommands(program);
+registerCredentialsCommands(program);
 registerInspect(program);
 registerSessionCommands(program);
 registerReplay(program);

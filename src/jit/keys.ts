@@ -93,7 +93,11 @@ export class SigningKeys {
           live.add(stored.kid);
           if (!this.#keys.has(stored.kid)) await this.#load(stored);
         }
-        for (const kid of this.#keys.keys()) if (!live.has(kid) && this.#current?.stored.kid !== kid) this.#keys.delete(kid);
+        for (const kid of this.#keys.keys()) {
+          if (live.has(kid)) continue;
+          this.#keys.delete(kid);
+          if (this.#current?.stored.kid === kid) this.#current = undefined;
+        }
       } finally {
         this.#reloading = undefined;
       }
