@@ -165,7 +165,7 @@ export class Gateway implements Dispatcher {
     this.#spool = new AuditSpool(config.audit.spool, { signer: loadSigner(config.audit.spool.signingKey), context: this.#rowContext, log, shipping: config.audit.clickhouse !== undefined });
     this.#shipper = config.audit.clickhouse ? new ClickHouseShipper(this.#spool, config.audit.clickhouse, log) : undefined;
     this.#recorder = config.recording
-      ? new Recorder(config.recording, { instance: this.#instance, log, note: (fields) => void this.recordEvent('spool-gap', fields).catch((err: unknown) => log.error({ err }, 'recording note not audited')) })
+      ? new Recorder(config.recording, { instance: this.#instance, log, clickhouse: config.audit.clickhouse, note: (fields) => void this.recordEvent('spool-gap', fields).catch((err: unknown) => log.error({ err }, 'recording note not audited')) })
       : undefined;
     this.#inspector = new Inspector(config.inspection, this.#rules.program);
     this.#upstream = 'kafka' in config.upstream ? new KafkaUpstream(config.upstream.kafka) : 'kind' in config.upstream ? new AckUpstream() : new NoUpstream();

@@ -1,5 +1,7 @@
 import { hash } from 'node:crypto';
 import type { Logger } from '../log.ts';
+import type { ClickHouseConfig } from '../audit/schema.ts';
+import { RecordingShipper } from './clickhouse.ts';
 import type { AuditRow } from '../audit/row.ts';
 import { auditTimestamp } from '../audit/row.ts';
 import { globToRegExp } from '../policy/policy.ts';
@@ -119,8 +121,8 @@ export interface RecorderOptions {
   log: Logger;
   /** audits a note (a session's recording stopped at a bound, a write failed) */
   note: (fields: Partial<AuditRow>) => void;
-  /** extra destination for written rows (the ClickHouse table) */
-  sink?: (rows: RecordingRow[]) => void;
+  /** audit.clickhouse: recordings are copied to its database too (unless recording.clickhouse.enabled is false) */
+  clickhouse?: ClickHouseConfig;
 }
 
 /**
@@ -139,6 +141,7 @@ export class Recorder {
   readonly #sealer: RawSealer | undefined;
   readonly #options: RecorderOptions;
   readonly #sessions = new Map<string, SessionState>();
+  readonly #shipper: RecordingShipper | undefined;
   #pending: Completed[] = [];
   #scheduled = false;
   #queuedBytes = 0;
@@ -153,6 +156,7 @@ export class Recorder {
     this.#options = options;
     this.#policy = new RecordingPolicy(config.sessions);
     this.#sealer = config.raw ? new RawSealer(config.raw) : undefined;
+    this.#shipper = options.clickhouse && config.clickhouse.enabled ? new RecordingShipper(options.clickhouse, config.clickhouse.table, config.clickhouse.ttlDays, options.log) : undefined;
     this.#writer = new SegmentWriter(config.dir, {
       segmentBytes: config.segmentBytes,
       gzipLevel: config.gzipLevel,
@@ -168,8 +172,8 @@ export class Recorder {
     return this.#config.dir;
   }
 
-  get stats(): { recorded: number; dropped: number; writeFailures: number; queuedBytes: number; totalBytes: number } {
-    return { recorded: this.#recorded, dropped: this.#dropped, writeFailures: this.#writeFailures, queuedBytes: this.#queuedBytes, totalBytes: this.#writer.totalBytes };
+  get stats(): { recorded: number; dropped: number; writeFailures: number; queuedBytes: number; totalBytes: number; clickhouse?: RecordingShipper['stats'] } {
+    return { recorded: this.#recorded, dropped: this.#dropped, writeFailures: this.#writeFailures, queuedBytes: this.#queuedBytes, totalBytes: this.#writer.totalBytes, ...(this.#shipper ? { clickhouse: this.#shipper.stats } : {}) };
   }
 
   /** Whether records of `topic` on `side` by `identity` are recorded (listeners decode such records). */
@@ -323,7 +327,7 @@ export class Recorder {
         for (const row of rows) text += JSON.stringify(row) + '\n';
         await this.#writer.append(text);
         this.#recorded += rows.length;
-        this.#options.sink?.(rows);
+        this.#shipper?.push(rows);
       })
       .catch((err: unknown) => {
         this.#writeFailures++;
@@ -340,6 +344,7 @@ export class Recorder {
     if (this.#pending.length > 0) this.#flush();
     await this.#tail;
     await this.#writer.close();
+    await this.#shipper?.close();
   }
 }
 

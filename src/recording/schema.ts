@@ -45,13 +45,14 @@ export const recordingSchema = z.strictObject({
   gzipLevel: z.int().min(1).max(9).default(1),
   /** also keep the original (pre-masking) payloads, encrypted with JWE; never written in plaintext */
   raw: rawSchema.optional(),
-  /** with audit.clickhouse configured: also insert recordings into this table (created with a TTL and ZSTD codecs) */
+  /** with audit.clickhouse configured, recordings are also copied into this table of its database (ZSTD codecs, TTL) */
   clickhouse: z
     .strictObject({
+      enabled: z.boolean().default(true),
       table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain identifier').default('recordings'),
       ttlDays: z.int().positive().default(30),
     })
-    .optional(),
+    .prefault({}),
 });
 
 export type RecordingConfig = z.infer<typeof recordingSchema>;
