@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { request } from 'undici';
 
 /**
  * A local Kinesis for development and tests: kinesalite (a full implementation of the
@@ -45,6 +46,38 @@ export async function startKinesis(options: KinesisOptions = {}): Promise<Runnin
         server.close(() => resolve());
       }),
   };
+}
+
+/** Streams the walkthrough uses (same names and policy as the Kafka topics). */
+export const DEV_STREAMS = ['payments.cards', 'orders'];
+
+/** Creates the walkthrough's streams (2 shards each) directly on the local Kinesis, and waits until they are ACTIVE. */
+export async function createDevStreams(endpoint: string, streams: readonly string[] = DEV_STREAMS): Promise<void> {
+  const call = async (action: string, body: unknown) => {
+    // kinesalite checks that a signature is present, not what it is
+    const res = await request(endpoint, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-amz-json-1.1',
+        'x-amz-target': `Kinesis_20131202.${action}`,
+        authorization: 'AWS4-HMAC-SHA256 Credential=local/20200101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=0',
+        'x-amz-date': '20200101T000000Z',
+      },
+      body: JSON.stringify(body),
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`kinesalite ${action}: ${res.statusCode} ${text}`);
+    return { status: res.statusCode, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
+  };
+  const existing = new Set(((await call('ListStreams', {})).body.StreamNames as string[] | undefined) ?? []);
+  for (const name of streams) if (!existing.has(name)) await call('CreateStream', { StreamName: name, ShardCount: 2 });
+  for (const name of streams) {
+    for (let i = 0; i < 200; i++) {
+      const d = await call('DescribeStreamSummary', { StreamName: name });
+      if ((d.body.StreamDescriptionSummary as { StreamStatus?: string } | undefined)?.StreamStatus === 'ACTIVE') break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
 }
 
 // `node src/dev/kinesis.ts [port]`: a standalone local Kinesis

@@ -8,6 +8,7 @@ import { Gateway } from '../gateway.ts';
 import { stopOnSignals } from '../cli/signals.ts';
 import { serveReloads } from '../ops/reload.ts';
 import { startKafka } from './kafka.ts';
+import { startKinesis, DEV_STREAMS, createDevStreams } from './kinesis.ts';
 import { DEV_CLIENTS, resourceIndicatorFor, startIdp } from './idp.ts';
 
 export interface DevStackOptions {
@@ -42,11 +43,16 @@ export async function runDevStack(opts: DevStackOptions): Promise<void> {
     });
     stops.push(() => idp.stop());
     await createDevTopics(kafka.bootstrap);
+    // a local Kinesis (kinesalite, in memory) behind the gateway's Kinesis listener
+    const kinesis = await startKinesis({ port: Number(process.env.KINESALITE_PORT ?? 4567) });
+    stops.push(() => kinesis.stop());
+    await createDevStreams(kinesis.endpoint);
 
     process.env.KAFKA_BOOTSTRAP = kafka.bootstrap;
     process.env.OIDC_ISSUER = idp.issuer;
     process.env.HTTP_PORT ??= String(opts.httpPort);
     const config = loadConfig(opts.config);
+    withDevKinesis(config, kinesis.endpoint);
     const log = createLogger(config.log.level);
     const gateway = await Gateway.start(config, log);
     stops.push(() => gateway.close());
@@ -59,6 +65,15 @@ export async function runDevStack(opts: DevStackOptions): Promise<void> {
     await stopAll();
     throw err;
   }
+}
+
+/** The example config leaves Kinesis commented out; the dev stack adds it, pointed at its kinesalite, unless the file configures it. */
+function withDevKinesis(config: Config, endpoint: string): void {
+  const upstream = config.upstream as { kinesis?: unknown };
+  if (config.listeners.kinesis || upstream.kinesis) return;
+  config.listeners.kinesis = { host: '127.0.0.1', port: Number(process.env.KINESIS_PORT ?? 9567), maxBodyBytes: 8 * 1024 * 1024, maxClockSkewSeconds: 300, requestTimeoutMs: 30_000 };
+  // kinesalite accepts any signature; the gateway still signs with these
+  upstream.kinesis = { endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, connections: 16, timeoutMs: 10_000 };
 }
 
 async function createDevTopics(bootstrap: string): Promise<void> {
@@ -80,7 +95,7 @@ streamgate is running
   gateway (HTTP produce API)  http://${http.host}:${http.port}
   Kafka broker                ${bootstrap}   (for reading what arrived; clients use the gateway)
   identity provider           ${issuer}
-  audit spool                 ${resolve(config.audit.spool.dir)}
+${gateway.addresses.kinesis ? `  gateway (Kinesis API)       http://${gateway.addresses.kinesis.host}:${gateway.addresses.kinesis.port}   (streams: ${DEV_STREAMS.join(', ')}; kinesalite behind it)\n` : ''}  audit spool                 ${resolve(config.audit.spool.dir)}
   identities                  ${DEV_CLIENTS.filter((c) => !c.tokenTtlSeconds).map((c) => `${c.id} [${c.groups.join(', ') || 'no groups'}]`).join(', ')}
 
 Get a token and produce a record with a card number (masked before it reaches Kafka):

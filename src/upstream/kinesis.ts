@@ -1,8 +1,8 @@
-import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { Pool } from 'undici';
 import type { KinesisUpstreamConfig } from '../config/schema.ts';
 import { GatewayError } from '../operation.ts';
+import { NodeSha256 } from './sha256.ts';
 
 /** An error answer of the Kinesis endpoint, kept whole so the listener can pass it on. */
 export class KinesisError extends Error {
@@ -43,7 +43,7 @@ export class KinesisUpstream {
       },
       region: config.region,
       service: 'kinesis',
-      sha256: Sha256,
+      sha256: NodeSha256,
     });
   }
 

@@ -97,7 +97,7 @@ export class KinesisListener {
     // Node's cleartext HTTP/2 server cannot also speak HTTP/1.1 (allowHTTP1 is TLS-only), so
     // the first bytes decide: the HTTP/2 connection preface goes to the h2 server, anything
     // else to the HTTP/1.1 one.
-    this.#server = createNetServer((socket) => {
+    this.#server = createNetServer({ noDelay: true, keepAlive: true }, (socket) => {
       this.#sockets.add(socket);
       this.#connections?.opened('kinesis');
       const session = dispatcher.newSession('kinesis', { address: socket.remoteAddress ?? '' });

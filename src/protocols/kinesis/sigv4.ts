@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { Sha256 } from '@aws-crypto/sha256-js';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { NodeSha256 } from '../../upstream/sha256.ts';
 
 /**
  * Verification of AWS Signature Version 4 on incoming Kinesis requests. The expected
@@ -124,7 +124,7 @@ export class SigV4Verifier {
       if (value === undefined) return { error: 'InvalidSignatureException', message: `signed header ${name} is missing from the request` };
       signedHeaderValues[name] = value;
     }
-    const signer = new SignatureV4({ credentials: { accessKeyId, secretAccessKey: secret }, region, service: this.#options.service, sha256: Sha256, applyChecksum: false });
+    const signer = new SignatureV4({ credentials: { accessKeyId, secretAccessKey: secret }, region, service: this.#options.service, sha256: NodeSha256, applyChecksum: false });
     const [path, query] = splitPath(req.path);
     const signed = await signer.sign(
       { method: req.method, protocol: 'http:', hostname: '', path, query, headers: signedHeaderValues, body: req.body },

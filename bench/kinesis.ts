@@ -1,0 +1,167 @@
+// Kinesis suite: PutRecords with the AWS SDK v3 in a loop, direct to kinesalite vs through
+// the gateway's Kinesis listener (HTTP/2, bearer token, all controls on: the example policy,
+// card masking on payments.*, audit), in one run, alternating the targets per repetition.
+//   saturation  `concurrency` loops of PutRecords with `batch` 1 KiB records (each with a card number)
+//   latency     one loop of PutRecords with 10 records: p50/p99 per call, gateway minus direct
+// Metrics: kinesis.throughputRatio (gateway/direct records/s), kinesis.p50AddedMs, kinesis.p99AddedMs.
+// Standalone: node bench/kinesis.ts [--quick]
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CreateStreamCommand, DescribeStreamSummaryCommand, KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { startIdp } from '../src/dev/idp.ts';
+import { ROOT } from './lib/env.ts';
+import { median } from './lib/load.ts';
+import { eventJson } from './lib/payload.ts';
+import { freePort, onCleanup, spawnNode, stopAll, waitHealthy } from './lib/procs.ts';
+import { printTable } from './lib/table.ts';
+
+const STREAM = 'payments.cards';
+const RECORD_BYTES = 1024;
+
+export interface KinesisSuiteResult {
+  settings: Record<string, unknown>;
+  runs: Array<{ target: 'direct' | 'gateway'; kind: 'saturation' | 'latency'; rep: number; calls: number; records: number; seconds: number; recordsPerSec: number; p50Ms: number; p99Ms: number; failed: number }>;
+  metrics: Record<string, number>;
+}
+
+function settingsFor(quick: boolean, reps: number) {
+  return { reps, batch: 100, concurrency: 8, seconds: quick ? 1.5 : 5, latencyBatch: 10, latencySeconds: quick ? 1.5 : 5, warmupSeconds: quick ? 0.5 : 2 };
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function bearer(client: KinesisClient, token: string): KinesisClient {
+  // the gateway also accepts an OIDC token as a bearer token: replace what the SDK signed
+  client.middlewareStack.addRelativeTo(
+    ((next: (a: { request: { headers: Record<string, string> } }) => Promise<unknown>) => (args: { request: { headers: Record<string, string> } }) => {
+      const h = args.request.headers;
+      delete h['x-amz-security-token'];
+      h.authorization = `Bearer ${token}`;
+      return next(args);
+    }) as never,
+    { relation: 'after', toMiddleware: 'httpSigningMiddleware', name: 'benchBearer' } as never,
+  );
+  return client;
+}
+
+async function load(client: KinesisClient, entries: Array<{ Data: Uint8Array; PartitionKey: string }>, concurrency: number, seconds: number) {
+  const latencies: number[] = [];
+  let records = 0;
+  let failed = 0;
+  const started = performance.now();
+  const until = started + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < until) {
+        const t0 = performance.now();
+        const res = await client.send(new PutRecordsCommand({ StreamName: STREAM, Records: entries }));
+        latencies.push(performance.now() - t0);
+        records += entries.length - (res.FailedRecordCount ?? 0);
+        failed += res.FailedRecordCount ?? 0;
+      }
+    }),
+  );
+  const elapsed = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { calls: latencies.length, records, failed, seconds: elapsed, recordsPerSec: records / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+}
+
+export async function runKinesisSuite(opts: { quick: boolean; reps: number }, log: (s: string) => void = console.log): Promise<KinesisSuiteResult> {
+  const settings = settingsFor(opts.quick, opts.reps);
+  const work = mkdtempSync(join(tmpdir(), 'streamgate-bench-kinesis-'));
+  onCleanup(async () => rmSync(work, { recursive: true, force: true }));
+
+  // kinesalite in its own process, as the gateway: the load generator is this process
+  const kinesisPort = await freePort();
+  const kinesalite = spawnNode('kinesalite', 'src/dev/kinesis.ts', [String(kinesisPort)], { logFile: join(work, 'kinesalite.log'), cwd: ROOT });
+  const kinesisEndpoint = `http://127.0.0.1:${kinesisPort}`;
+  const idp = await startIdp({ port: 0 });
+  onCleanup(() => idp.stop());
+
+  const example = parseYaml(readFileSync(join(ROOT, 'streamgate.example.yaml'), 'utf8')) as Record<string, unknown> & {
+    listeners: Record<string, Record<string, unknown>>;
+    identity: { issuers: Array<Record<string, unknown>> };
+    audit?: Record<string, unknown>;
+  };
+  const httpPort = await freePort();
+  const gwPort = await freePort();
+  const c = structuredClone(example);
+  c.instance = 'bench-kinesis';
+  c.log = { level: 'warn' };
+  // the HTTP listener only answers /healthz here; its writes would go to the instant upstream
+  c.listeners = { http: { ...c.listeners.http, host: '127.0.0.1', port: httpPort, clusterId: 'local' }, kinesis: { host: '127.0.0.1', port: gwPort } };
+  c.upstream = { kind: 'ack', kinesis: { endpoint: kinesisEndpoint, credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } } };
+  c.identity.issuers[0] = { ...c.identity.issuers[0], issuer: idp.issuer };
+  c.audit = { ...c.audit, spool: { ...(c.audit?.spool as Record<string, unknown>), dir: join(work, 'audit') } };
+  delete c.recording;
+  const file = join(work, 'gateway.yaml');
+  writeFileSync(file, toYaml(c));
+  const gateway = spawnNode('kinesis-gateway', 'src/cli/main.ts', ['serve', '--config', file], { logFile: join(work, 'gateway.log'), cwd: ROOT });
+  await waitHealthy(gateway, `http://127.0.0.1:${httpPort}`);
+
+  const direct = new KinesisClient({ endpoint: kinesisEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' }, requestHandler: new NodeHttpHandler({ httpAgent: { keepAlive: true, maxSockets: 64 } }), maxAttempts: 1 });
+  const through = bearer(new KinesisClient({ endpoint: `http://127.0.0.1:${gwPort}`, region: 'us-east-1', credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' }, maxAttempts: 1 }), await idp.token('alice'));
+  onCleanup(async () => {
+    direct.destroy();
+    through.destroy();
+  });
+  await direct.send(new CreateStreamCommand({ StreamName: STREAM, ShardCount: 4 }));
+  for (let i = 0; i < 200; i++) {
+    const d = await direct.send(new DescribeStreamSummaryCommand({ StreamName: STREAM }));
+    if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  const record = (i: number) => ({ Data: Buffer.from(JSON.stringify(eventJson(RECORD_BYTES))), PartitionKey: `order-${i}` });
+  const batch = Array.from({ length: settings.batch }, (_v, i) => record(i));
+  const small = Array.from({ length: settings.latencyBatch }, (_v, i) => record(i));
+  const targets = { direct, gateway: through } as const;
+  for (const client of Object.values(targets)) await load(client, batch, settings.concurrency, settings.warmupSeconds);
+
+  const runs: KinesisSuiteResult['runs'] = [];
+  for (let rep = 0; rep < settings.reps; rep++) {
+    const order = rep % 2 === 0 ? (['direct', 'gateway'] as const) : (['gateway', 'direct'] as const);
+    for (const target of order) {
+      const sat = await load(targets[target], batch, settings.concurrency, settings.seconds);
+      runs.push({ target, kind: 'saturation', rep, ...sat });
+      const lat = await load(targets[target], small, 1, settings.latencySeconds);
+      runs.push({ target, kind: 'latency', rep, ...lat });
+      log(`  rep ${rep + 1} ${target}: ${Math.round(sat.recordsPerSec)} records/s (saturation), p50 ${lat.p50Ms.toFixed(2)} ms p99 ${lat.p99Ms.toFixed(2)} ms (${settings.latencyBatch}-record calls)`);
+    }
+  }
+  await gateway.stop();
+  await kinesalite.stop();
+
+  const med = (target: string, kind: string, key: 'recordsPerSec' | 'p50Ms' | 'p99Ms') => median(runs.filter((r) => r.target === target && r.kind === kind).map((r) => r[key]));
+  const metrics = {
+    'kinesis.direct.recordsPerSec': Math.round(med('direct', 'saturation', 'recordsPerSec')),
+    'kinesis.gateway.recordsPerSec': Math.round(med('gateway', 'saturation', 'recordsPerSec')),
+    'kinesis.throughputRatio': +(med('gateway', 'saturation', 'recordsPerSec') / med('direct', 'saturation', 'recordsPerSec')).toFixed(3),
+    'kinesis.direct.p50Ms': +med('direct', 'latency', 'p50Ms').toFixed(3),
+    'kinesis.gateway.p50Ms': +med('gateway', 'latency', 'p50Ms').toFixed(3),
+    'kinesis.p50AddedMs': +(med('gateway', 'latency', 'p50Ms') - med('direct', 'latency', 'p50Ms')).toFixed(3),
+    'kinesis.p99AddedMs': +(med('gateway', 'latency', 'p99Ms') - med('direct', 'latency', 'p99Ms')).toFixed(3),
+  };
+  printTable([
+    ['metric', 'value'],
+    ...Object.entries(metrics).map(([k, v]) => [k, String(v)]),
+  ]);
+  return { settings, runs, metrics };
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, reps: { type: 'string' } } });
+  try {
+    const r = await runKinesisSuite({ quick: values.quick, reps: Number(values.reps ?? (values.quick ? 1 : 3)) });
+    console.log(JSON.stringify(r.metrics, null, 2));
+  } finally {
+    await stopAll();
+  }
+}
