@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-kinesis';
 import { request } from 'undici';
 import { getInfra, readAudit, startGateway, testConfig } from './helpers/infra.ts';
-import { bearerClient, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
+import { bearerClient, jitCredentials, kinesisClient, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
 import type { Gateway } from '../src/gateway.ts';
 import type { RunningIdp } from '../src/dev/idp.ts';
 
@@ -48,6 +48,7 @@ let spoolDir: string;
 let upstream: CapturedKinesis;
 let idp: RunningIdp;
 let endpoint: string;
+let httpBase: string;
 
 function once(text: string, anchor: string, insert: string): string {
   assert.equal(text.split(anchor).length, 2, `anchor ${JSON.stringify(anchor)} must appear once`);
@@ -61,16 +62,28 @@ before(async () => {
   const t = testConfig(infra, (yaml) => {
     let y = withKinesis(yaml, upstream.endpoint, { skewSeconds: 3 });
     y = once(y, '\n  grants:\n', POLICY.slice(1));
+    // just-in-time credentials expire on time (the example allows 5 s of clock tolerance)
+    y = y.replace(/(\ncredentials:\n(?:[ #].*\n)*?  clockToleranceSeconds: )5\b/, '$10');
     y = once(y, '# an entry without roles for everyone else; no entry = records as stored.\n', RULES.slice(1));
     return y;
   });
   spoolDir = t.spoolDir;
   gateway = await startGateway(t.config);
   endpoint = `http://127.0.0.1:${gateway.addresses.kinesis!.port}`;
+  httpBase = `http://127.0.0.1:${gateway.addresses.http!.port}`;
 });
 
+// what each identity asks the token exchange for; items the policy does not allow are dropped
+const SCOPES: Record<string, string> = {
+  ops: `admin:kin-${run}-* admin:${OTHER} produce:kin-${run}-* consume:kin-${run}-* describe:kin-${run}-* describe:${OTHER}`,
+  alice: `produce:kin-${run}-* consume:kin-${run}-*`,
+  bob: `produce:kin-${run}-* consume:kin-${run}-*`,
+};
+
+/** An SDK client with a just-in-time SigV4 key pair of `user` (HTTP/2 unless http1). */
 async function as(user: string, http1 = false): Promise<KinesisClient> {
-  return bearerClient(endpoint, await idp.token(user), http1);
+  const aws = await jitCredentials(httpBase, await idp.token(user), SCOPES[user]!);
+  return kinesisClient(endpoint, aws, { http1 });
 }
 
 async function expectError(p: Promise<unknown>, name: string): Promise<Error> {
@@ -153,7 +166,10 @@ test('GetRecords: the raw role reads card numbers as stored, an analyst reads th
 test('a reader-only identity gets AccessDeniedException on PutRecord, audited, nothing forwarded', async () => {
   const before = upstream.captured.length;
   const err = await expectError((await as('bob')).send(new PutRecordCommand({ StreamName: CARDS, Data: Buffer.from('x'), PartitionKey: 'k' })), 'AccessDeniedException');
-  assert.match(err.message, /bob may not produce/);
+  assert.match(err.message, /outside the credential's scope/, 'the token exchange dropped produce from his scope');
+  // with his identity-provider token the policy itself refuses
+  const bearer = await expectError(bearerClient(endpoint, await idp.token('bob')).send(new PutRecordCommand({ StreamName: CARDS, Data: Buffer.from('x'), PartitionKey: 'k' })), 'AccessDeniedException');
+  assert.match(bearer.message, /bob may not produce/);
   assert.equal(upstream.captured.length, before);
   const row = readAudit(spoolDir).findLast((r) => r.subject === 'bob' && r.action === 'produce');
   assert.equal(row?.decision, 'deny');
@@ -183,7 +199,8 @@ test('PutRecords: an over-limit record and a blocked record fail alone, the rest
 });
 
 test('ListStreams lists only the streams the identity may describe', async () => {
-  const names = async (user: string) => (await (await as(user)).send(new ListStreamsCommand({}))).StreamNames ?? [];
+  // mallory may not be issued any scope: listed with her identity-provider token (bearer)
+  const names = async (user: string) => (await (user === 'mallory' ? bearerClient(endpoint, await idp.token(user)) : await as(user)).send(new ListStreamsCommand({}))).StreamNames ?? [];
   const bob = await names('bob');
   assert.ok(bob.includes(CARDS));
   assert.ok(!bob.includes(OTHER));
@@ -214,12 +231,30 @@ test('a malformed body gets SerializationException and an audit row; nothing rea
   assert.ok(rows.some((r) => /Data must be base64/.test(r.message)));
 });
 
-test('an expired token gets ExpiredTokenException', async () => {
-  const client = await as('shortlived');
+test('an expired identity-provider token gets ExpiredTokenException', async () => {
+  const client = bearerClient(endpoint, await idp.token('shortlived'));
   await new Promise((r) => setTimeout(r, 3000));
   const before = upstream.captured.length;
   await expectError(client.send(new DescribeStreamSummaryCommand({ StreamName: CARDS })), 'ExpiredTokenException');
   assert.equal(upstream.captured.length, before);
+});
+
+test('an expired just-in-time key gets ExpiredTokenException, audited, nothing forwarded', async () => {
+  const aws = await jitCredentials(httpBase, await idp.token('alice'), `produce:kin-${run}-*`, 1);
+  const client = kinesisClient(endpoint, aws);
+  await client.send(new PutRecordCommand({ StreamName: CARDS, Data: Buffer.from(card(7)), PartitionKey: 'before-expiry' }));
+  await new Promise((r) => setTimeout(r, 2500));
+  const before = upstream.captured.length;
+  await expectError(client.send(new PutRecordCommand({ StreamName: CARDS, Data: Buffer.from(card(8)), PartitionKey: 'after-expiry' })), 'ExpiredTokenException');
+  assert.equal(upstream.captured.length, before);
+  const row = readAudit(spoolDir).findLast((r) => r.action === 'produce' && r.meta.access_key === aws.accessKeyId);
+  assert.equal(row?.decision, 'deny');
+});
+
+test('every call above was SigV4 with just-in-time keys except the bearer ones', () => {
+  const rows = readAudit(spoolDir).filter((r) => r.event === 'operation' && r.protocol === 'kinesis' && r.meta.auth === 'sigv4');
+  assert.ok(rows.length > 20);
+  assert.ok(rows.every((r) => String(r.meta.access_key).startsWith('SGJ')));
 });
 
 test('no request without credentials: MissingAuthenticationTokenException', async () => {
@@ -231,11 +266,14 @@ test('no request without credentials: MissingAuthenticationTokenException', asyn
 test('the upstream only ever sees the gateway\'s own credentials', async () => {
   assert.ok(upstream.captured.length > 10);
   const tokens = await Promise.all(['alice', 'bob', 'ops'].map((u) => idp.token(u)));
+  const jitKeys = readAudit(spoolDir).flatMap((r) => (r.meta.access_key ? [String(r.meta.access_key)] : []));
+  assert.ok(jitKeys.length > 0);
   for (const c of upstream.captured) {
     assert.match(String(c.headers.authorization), /^AWS4-HMAC-SHA256 Credential=GATEWAYKEYID\//);
     assert.equal(c.headers['x-amz-security-token'], undefined);
     const all = JSON.stringify(c.headers) + c.body;
     assert.ok(!/Bearer/.test(all), 'no bearer token in what Kinesis received');
     for (const t of tokens) assert.ok(!all.includes(t.split('.')[1]!));
+    for (const k of jitKeys) assert.ok(!all.includes(k), 'no client access key id');
   }
 });

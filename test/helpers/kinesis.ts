@@ -76,7 +76,7 @@ export function withKinesis(yaml: string, endpoint: string, extra: { skewSeconds
 }
 
 /** An SDK v3 client for the gateway (HTTP/2 by default, as the SDK ships) or, with `http1`, over NodeHttpHandler. */
-export function kinesisClient(endpoint: string, credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }, opts: { http1?: boolean; bearer?: string } = {}): KinesisClient {
+export function kinesisClient(endpoint: string, credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string; expiration?: Date }, opts: { http1?: boolean; bearer?: string } = {}): KinesisClient {
   const client = new KinesisClient({
     endpoint,
     region: 'us-east-1',
@@ -104,4 +104,27 @@ export function kinesisClient(endpoint: string, credentials: { accessKeyId: stri
 /** a Kinesis client whose every request carries the OIDC token `token` as a bearer token */
 export function bearerClient(endpoint: string, token: string, http1 = false): KinesisClient {
   return kinesisClient(endpoint, { accessKeyId: 'unused', secretAccessKey: 'unused' }, { bearer: token, http1 });
+}
+
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  expiration: Date;
+}
+
+/** A just-in-time AWS key pair from the gateway's token exchange (POST /v1/token on the HTTP listener). */
+export async function jitCredentials(httpBase: string, subjectToken: string, scope: string, expiresIn?: number): Promise<AwsCredentials> {
+  const form = new URLSearchParams({
+    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+    subject_token: subjectToken,
+    subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+    scope,
+    ...(expiresIn ? { expires_in: String(expiresIn) } : {}),
+  });
+  const res = await fetch(`${httpBase}/v1/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+  const body = (await res.json()) as { aws?: { accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: string }; error_description?: string };
+  if (res.status !== 200 || !body.aws) throw new Error(`token exchange failed: ${res.status} ${body.error_description ?? JSON.stringify(body)}`);
+  // the SDK wants a Date (and refreshes nothing: a static key pair)
+  return { ...body.aws, expiration: new Date(body.aws.expiration) };
 }
