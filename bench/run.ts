@@ -1,6 +1,6 @@
 // streamgate bench suite.
-//   npm run bench                      all suites (http, engine, kafka, audit, recording)
-//   npm run bench -- http              one suite (http | engine | kafka | audit | recording)
+//   npm run bench                      all suites (http, engine, kafka, audit, recording, kinesis)
+//   npm run bench -- http              one suite (http | engine | kafka | audit | recording | kinesis)
 //   npm run bench -- --quick           smoke run: 1 rep, short runs (checks the bench works)
 //   npm run bench -- --profile         V8 CPU profiles of every gateway process, summarized
 //   options: --reps N (default 3), --only instant,kafka (http groups), --tag NAME
@@ -16,6 +16,7 @@ import { printSummary, profilesIn, summarizeProfile, type ProfileSummary } from 
 import { onCleanup, stopAll } from './lib/procs.ts';
 import { runAuditSuite } from './suites/audit.ts';
 import { runRecordingSuite } from './recording.ts';
+import { runKinesisSuite } from './kinesis.ts';
 import { runEngineSuite } from './suites/engine.ts';
 import { runHttpSuite } from './suites/http.ts';
 import { kafkaBenchOptions, runKafkaSuite } from './suites/kafka.ts';
@@ -40,6 +41,7 @@ const SUITES: Record<string, (ctx: SuiteContext) => Promise<Record<string, unkno
   kafka: (ctx) => runKafkaSuite(kafkaBenchOptions(ctx.quick)),
   audit: (ctx) => runAuditSuite({ quick: ctx.quick }),
   recording: async (ctx) => ({ ...(await runRecordingSuite({ quick: ctx.quick, reps: ctx.reps })) }),
+  kinesis: async (ctx) => ({ ...(await runKinesisSuite({ quick: ctx.quick, reps: ctx.reps })) }),
 };
 
 const { values, positionals } = parseArgs({

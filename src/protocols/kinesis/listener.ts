@@ -92,7 +92,11 @@ export class KinesisListener {
       });
     };
     const h1 = createHttp1Server({ requestTimeout: config.requestTimeoutMs }, handler);
-    const h2 = createHttp2Server({}, handler);
+    // HTTP/2's default 64 KiB flow-control windows would stall a PutRecords body of a few
+    // hundred KiB on WINDOW_UPDATE round trips: open them to the body limit up front
+    const window = Math.min(2 ** 31 - 1, Math.max(65_535, config.maxBodyBytes));
+    const h2 = createHttp2Server({ settings: { initialWindowSize: window } }, handler);
+    h2.on('session', (session) => session.setLocalWindowSize(window));
     h2.on('sessionError', () => {});
     // Node's cleartext HTTP/2 server cannot also speak HTTP/1.1 (allowHTTP1 is TLS-only), so
     // the first bytes decide: the HTTP/2 connection preface goes to the h2 server, anything
