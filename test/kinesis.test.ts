@@ -231,6 +231,27 @@ test('a malformed body gets SerializationException and an audit row; nothing rea
   assert.ok(rows.some((r) => /Data must be base64/.test(r.message)));
 });
 
+test('odd bodies for every API get a Kinesis answer, never a crash', async () => {
+  const token = await idp.token('ops');
+  // a stream that does not exist: ops is an admin, and DeleteStream is among the calls
+  const FUZZ = `kin-${run}-fuzz`;
+  const apis = ['PutRecord', 'PutRecords', 'GetShardIterator', 'GetRecords', 'ListShards', 'DescribeStream', 'DescribeStreamSummary', 'ListStreams', 'CreateStream', 'DeleteStream', 'UpdateShardCount'];
+  const bodies = ['{}', 'null', '[]', '"x"', '1e999', '{"StreamName":123}', `{"StreamName":"${FUZZ}","Records":"x"}`, `{"StreamName":"${FUZZ}","Records":[null,1]}`,
+    `{"StreamName":"${FUZZ}","Records":[{"Data":{},"PartitionKey":[]}]}`, '{"ShardIterator":{}}', '{"ShardIterator":"sg1.a.b.c.d"}', '{"NextToken":5}', '{"StreamARN":"arn:aws:kinesis:x:1:stream/"}',
+    `{"StreamName":"${FUZZ}","ShardId":{"a":1},"ShardIteratorType":"LATEST"}`, '\u0000\u0001', '{"a":'.repeat(50)];
+  for (const api of apis) {
+    for (const body of bodies) {
+      const res = await request(endpoint, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `Kinesis_20131202.${api}` }, body });
+      const text = await res.body.text();
+      const json = JSON.parse(text) as { __type?: string };
+      if (res.statusCode !== 200) assert.ok(json.__type && res.statusCode < 500, `${api} ${body}: ${res.statusCode} ${text}`);
+    }
+  }
+  // and the gateway still serves
+  const d = await (await as('ops')).send(new DescribeStreamSummaryCommand({ StreamName: CARDS }));
+  assert.equal(d.StreamDescriptionSummary?.StreamStatus, 'ACTIVE');
+});
+
 test('an expired identity-provider token gets ExpiredTokenException', async () => {
   const client = bearerClient(endpoint, await idp.token('shortlived'));
   await new Promise((r) => setTimeout(r, 3000));
