@@ -35,6 +35,7 @@ export class HttpListener {
   readonly #log: Logger;
   readonly #server: Server;
   readonly #sessions = new WeakMap<Socket, Session>();
+  #closing = false;
 
   /** `connections` is told about every accepted and closed TCP connection (metrics) */
   constructor(config: HttpListenerConfig, dispatcher: Dispatcher, log: Logger, connections?: { opened(listener: string): void; closed(listener: string): void }) {
@@ -77,9 +78,20 @@ export class HttpListener {
     return { host: addr.address, port: addr.port };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Graceful drain: stop accepting, close idle keep-alive connections, answer what is in
+   * flight with `Connection: close` (a busy keep-alive client would otherwise hold the
+   * server open forever), and cut whatever is left after `drainMs`.
+   */
+  async close(drainMs = 10_000): Promise<void> {
+    this.#closing = true;
     await new Promise<void>((resolve) => {
-      this.#server.close(() => resolve());
+      const force = setTimeout(() => this.#server.closeAllConnections(), drainMs);
+      force.unref();
+      this.#server.close(() => {
+        clearTimeout(force);
+        resolve();
+      });
       this.#server.closeIdleConnections();
     });
   }
@@ -97,6 +109,7 @@ export class HttpListener {
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.#closing) res.setHeader('connection', 'close');
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
