@@ -15,6 +15,7 @@ import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { startIdp } from '../src/dev/idp.ts';
 import { listRecordingSegments, readSegmentLines } from '../src/recording/segments.ts';
 import { ROOT } from './lib/env.ts';
+import { cpuSnapshot, cpuUsage } from './lib/cpu.ts';
 import { median, paced, saturation, type RunResult, type Target } from './lib/load.ts';
 import { produceBody } from './lib/payload.ts';
 import { freePort, onCleanup, spawnNode, stopAll, waitHealthy, type Proc } from './lib/procs.ts';
@@ -34,7 +35,7 @@ interface Running {
 
 export interface RecordingSuiteResult {
   settings: Record<string, unknown>;
-  targets: Record<string, { saturation: RunResult[]; fixed: RunResult[]; recorded: number; median: { rps: number; p50: number; p99: number } }>;
+  targets: Record<string, { saturation: RunResult[]; fixed: RunResult[]; cpuUsPerRequest: number[]; recorded: number; median: { rps: number; p50: number; p99: number; cpuUsPerRequest: number } }>;
   metrics: Record<string, number>;
   warnings: string[];
 }
@@ -83,7 +84,7 @@ export async function runRecordingSuite(opts: { quick: boolean; reps: number }):
   }
   const body = produceBody(VALUE_BYTES);
   const targetOf = (r: Running): Target => ({ url: `${r.base}/v3/clusters/local/topics/${TOPIC}/records`, body, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } });
-  const results = new Map<TargetId, { saturation: RunResult[]; fixed: RunResult[] }>(TARGETS.map((t) => [t, { saturation: [], fixed: [] }]));
+  const results = new Map<TargetId, { saturation: RunResult[]; fixed: RunResult[]; cpuUsPerRequest: number[] }>(TARGETS.map((t) => [t, { saturation: [], fixed: [], cpuUsPerRequest: [] }]));
   const warnings: string[] = [];
   try {
     for (const r of running) await saturation(targetOf(r), { connections: settings.saturation.connections, seconds: settings.warmupSeconds });
@@ -92,7 +93,12 @@ export async function runRecordingSuite(opts: { quick: boolean; reps: number }):
       const order = running.map((_, i) => running[(i + rep) % running.length]!);
       for (const r of order) {
         // fixed rate first: a saturation run leaves a recording backlog that would still be written during it
+        // the gateway's CPU per request at the fixed rate: steadier than latency on a shared machine
+        const before = cpuSnapshot([r.proc.child.pid ?? 0]);
         const fixed = await paced(targetOf(r), { rate: settings.fixed.rate, connections: settings.fixed.connections, seconds: settings.fixed.seconds, verify: (status) => status === 200 });
+        await new Promise((done) => setTimeout(done, 300)); // the recording of the last requests is written after their answers
+        const cpu = cpuUsage(before, cpuSnapshot([r.proc.child.pid ?? 0]));
+        if (cpu) results.get(r.id)!.cpuUsPerRequest.push(Math.round((cpu.benchCores * (fixed.seconds + 0.3) * 1e6) / fixed.ok));
         const sat = await saturation(targetOf(r), { connections: settings.saturation.connections, seconds: settings.saturation.seconds });
         await new Promise((done) => setTimeout(done, 1000)); // let the backlog drain before the next target
         for (const [what, x] of [['saturation', sat], ['fixed', fixed]] as const) {
@@ -100,7 +106,7 @@ export async function runRecordingSuite(opts: { quick: boolean; reps: number }):
         }
         results.get(r.id)!.saturation.push(sat);
         results.get(r.id)!.fixed.push(fixed);
-        console.log(`  rep ${rep + 1} ${r.id.padEnd(4)} saturation ${sat.rps} req/s; fixed ${settings.fixed.rate}/s p50 ${fixed.latency.p50} ms, p99 ${fixed.latency.p99} ms`);
+        console.log(`  rep ${rep + 1} ${r.id.padEnd(4)} saturation ${sat.rps} req/s; fixed ${settings.fixed.rate}/s p50 ${fixed.latency.p50} ms, p99 ${fixed.latency.p99} ms, gateway cpu ${results.get(r.id)!.cpuUsPerRequest.at(-1) ?? '?'} us/request`);
       }
     }
   } finally {
@@ -114,7 +120,7 @@ export async function runRecordingSuite(opts: { quick: boolean; reps: number }):
     for (const s of listRecordingSegments(r.recDir)) recorded += readSegmentLines(s).length;
     const acknowledged = [...x.saturation, ...x.fixed].reduce((n, y) => n + y.ok, 0);
     if (r.id !== 'off' && recorded < acknowledged) warnings.push(`${r.id}: ${recorded} records recorded for ${acknowledged}+ acknowledged requests`);
-    targets[r.id] = { ...x, recorded, median: { rps: Math.round(median(x.saturation.map((y) => y.rps))), p50: median(x.fixed.map((y) => y.latency.p50)), p99: median(x.fixed.map((y) => y.latency.p99)) } };
+    targets[r.id] = { ...x, recorded, median: { rps: Math.round(median(x.saturation.map((y) => y.rps))), p50: median(x.fixed.map((y) => y.latency.p50)), p99: median(x.fixed.map((y) => y.latency.p99)), cpuUsPerRequest: median(x.cpuUsPerRequest) } };
   }
   const off = targets.off!.median;
   const round = (n: number, d = 3) => Math.round(n * 10 ** d) / 10 ** d;
@@ -128,13 +134,16 @@ export async function runRecordingSuite(opts: { quick: boolean; reps: number }):
     'recording.on.fixed.p99_added_ms': round(targets.on!.median.p99 - off.p99),
     'recording.raw.fixed.p99_added_ms': round(targets.raw!.median.p99 - off.p99),
     'recording.on.fixed.p50_added_ms': round(targets.on!.median.p50 - off.p50),
+    'recording.off.cpu_us_per_request': off.cpuUsPerRequest,
+    'recording.on.cpu_us_added_per_request': targets.on!.median.cpuUsPerRequest - off.cpuUsPerRequest,
+    'recording.raw.cpu_us_added_per_request': targets.raw!.median.cpuUsPerRequest - off.cpuUsPerRequest,
   };
   console.log('\n== recording: 1 KiB card-masked HTTP produce, instant upstream ==');
   printTable([
-    ['target', 'req/s (saturation)', 'ratio', 'p50 @1000/s', 'p99 @1000/s', 'recorded'],
+    ['target', 'req/s (saturation)', 'ratio', 'p50 @1000/s', 'p99 @1000/s', 'cpu/request', 'recorded'],
     ...running.map((r) => {
       const m = targets[r.id]!.median;
-      return [r.id, String(m.rps), (m.rps / off.rps).toFixed(2), `${m.p50} ms`, `${m.p99} ms`, String(targets[r.id]!.recorded)];
+      return [r.id, String(m.rps), (m.rps / off.rps).toFixed(2), `${m.p50} ms`, `${m.p99} ms`, `${m.cpuUsPerRequest} us`, String(targets[r.id]!.recorded)];
     }),
   ]);
   return {

@@ -1,12 +1,12 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { Consumer, Producer, stringDeserializers, stringSerializers, type SASLOptions } from '@platformatic/kafka';
 import { base64url } from 'jose';
 import { Pool } from 'undici';
@@ -45,6 +45,14 @@ function cli(args: string[], env: Record<string, string> = {}) {
   const clean = { ...process.env };
   delete clean.STREAMGATE_RECORDING_KEY;
   return spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', env: { ...clean, ...env }, timeout: 120_000 });
+}
+
+function cliAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [main, ...args], { encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
+      resolve({ status: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
+    });
+  });
 }
 
 /** The session of the one operation of `subject` on `topic` with `action` (all of a test's operations share it). */
@@ -255,4 +263,25 @@ test('sessions list and show find recorded sessions by identity, topic and decis
   assert.match(show.stdout, /session-start/);
   assert.match(show.stdout, new RegExp(HTTP_SRC.replaceAll('.', '\\.')));
   assert.match(show.stdout, /recorded:/);
+});
+
+test('the replay CLI checks every payload against its recorded hash: a tampered record is reported and not sent', async () => {
+  const session = sessionOf('alice', KAFKA_SRC, 'produce');
+  // a copy of the recording with one payload changed after the fact
+  const tampered = mkdtempSync(join(tmpdir(), 'sg-rec-tampered-'));
+  const rows = readSession(recDir, session);
+  rows[2]!.value = Buffer.from('{"forged":true}').toString('base64');
+  writeFileSync(join(tampered, 'rec-0000000000001-1-000001.jsonl.gz'), gzipSync(rows.map((r) => JSON.stringify(r)).join('\n') + '\n'));
+  const target = `sandbox.ops.replay-cli-${run}`;
+  await createTopics(infra.kafka, [target], 1);
+  // asynchronously: the gateway under test runs in this process and must answer the CLI
+  const r = await cliAsync(['replay', session, '--to-topic', target, '--as', await infra.idp.token('ops'), '--gateway', httpBase, '--cluster', 'local', '--rate', '200/s', '--json', '--recordings', tampered]);
+  assert.equal(r.status, 1, r.stderr);
+  const summary = JSON.parse(r.stdout) as { records: number; sent: number; hashesMatched: number; mismatches: Array<{ seq: number; expected: string }> };
+  assert.equal(summary.records, rows.length);
+  assert.equal(summary.hashesMatched, rows.length - 1);
+  assert.equal(summary.sent, rows.length - 1);
+  assert.deepEqual(summary.mismatches.map((m) => [m.seq, m.expected]), [[2, rows[2]!.hash]]);
+  const got = await readTopic(infra.kafka, target, rows.length - 1);
+  assert.deepEqual(got.map((g) => sha256(g.value!)), rows.filter((_, i) => i !== 2).map((x) => x.hash));
 });

@@ -19,7 +19,12 @@ function pemText(value: string): string {
 }
 
 function secretKey(value: string): Uint8Array {
-  const bytes = base64url.decode(value.trim());
+  let bytes: Uint8Array;
+  try {
+    bytes = base64url.decode(value.trim());
+  } catch {
+    bytes = new Uint8Array(0);
+  }
   if (bytes.byteLength !== 32) throw new Error(`recording key: a dir/A256GCM key is 32 bytes of base64url (got ${bytes.byteLength} bytes)`);
   return bytes;
 }
