@@ -213,6 +213,23 @@ test('HTTP/1.1 clients are served too (SDK with NodeHttpHandler)', async () => {
   assert.match(res.SequenceNumber!, /^\d+$/);
 });
 
+test('a session per credential, whatever the connections (the SDK opens one per HTTP/2 call)', async () => {
+  const sessionsOf = async (client: KinesisClient) => {
+    for (let i = 0; i < 3; i++) await client.send(new DescribeStreamSummaryCommand({ StreamName: OTHER }));
+    const key = readAudit(spoolDir).findLast((r) => r.subject === 'ops' && r.meta.api === 'DescribeStreamSummary')!.meta.access_key;
+    const rows = readAudit(spoolDir).filter((r) => r.meta.access_key === key);
+    assert.equal(rows.length, 3);
+    return new Set(rows.map((r) => r.session_id));
+  };
+  const h2 = await sessionsOf(await as('ops'));
+  const h1 = await sessionsOf(await as('ops', true));
+  assert.equal(h2.size, 1);
+  assert.equal(h1.size, 1);
+  assert.notDeepEqual([...h1], [...h2], 'another key, another session');
+  const started = new Set(readAudit(spoolDir).filter((r) => r.event === 'session-start' && r.protocol === 'kinesis').map((r) => r.session_id));
+  assert.ok(started.has([...h2][0]!) && started.has([...h1][0]!));
+});
+
 test('a malformed body gets SerializationException and an audit row; nothing reaches Kinesis', async () => {
   const before = upstream.captured.length;
   const token = await idp.token('alice');

@@ -10,6 +10,7 @@ import { GatewayError, type Action, type Operation, type RecordOutcome, type Ses
 import { KinesisUpstream } from '../../upstream/kinesis.ts';
 import { kinesisErrorFor, kinesisRefusal } from './errors.ts';
 import { isSigV4, SigV4Verifier, type SigV4Failure, type VerifiedSignature } from './sigv4.ts';
+import { KinesisSessions } from './sessions.ts';
 import { TokenBinder } from './tokens.ts';
 
 type Req = IncomingMessage | Http2ServerRequest;
@@ -84,6 +85,7 @@ export class KinesisListener {
     this.#connections = connections;
     this.#upstream = new KinesisUpstream(upstream);
     this.#tokens = new TokenBinder(config.iteratorSecret);
+    this.#sessions = new KinesisSessions(dispatcher);
     this.#verifier = new SigV4Verifier({ secretFor: (id) => dispatcher.sigv4Secret?.(id), maxSkewSeconds: config.maxClockSkewSeconds, service: 'kinesis' });
     const handler = (req: Req, res: Res) => {
       this.#handle(req, res).catch((err: unknown) => {
@@ -96,7 +98,7 @@ export class KinesisListener {
     // hundred KiB on WINDOW_UPDATE round trips: open them to the body limit up front
     const window = Math.min(2 ** 31 - 1, Math.max(65_535, config.maxBodyBytes));
     const h2 = createHttp2Server({ settings: { initialWindowSize: window } }, handler);
-    h2.on('session', (session) => session.setLocalWindowSize(window));
+    h2.on('session', (h2session) => h2session.setLocalWindowSize(window));
     h2.on('sessionError', () => {});
     // Node's cleartext HTTP/2 server cannot also speak HTTP/1.1 (allowHTTP1 is TLS-only), so
     // the first bytes decide: the HTTP/2 connection preface goes to the h2 server, anything
@@ -104,13 +106,10 @@ export class KinesisListener {
     this.#server = createNetServer({ noDelay: true, keepAlive: true }, (socket) => {
       this.#sockets.add(socket);
       this.#connections?.opened('kinesis');
-      const session = dispatcher.newSession('kinesis', { address: socket.remoteAddress ?? '' });
-      this.#sessions.set(socket, session);
       socket.on('error', () => {});
       socket.once('close', () => {
         this.#sockets.delete(socket);
         this.#connections?.closed('kinesis');
-        dispatcher.endSession(session);
       });
       let head = Buffer.alloc(0);
       const sniff = (chunk: Buffer) => {
@@ -133,7 +132,7 @@ export class KinesisListener {
     });
   }
 
-  readonly #sessions = new WeakMap<Socket, Session>();
+  readonly #sessions: KinesisSessions;
 
   listen(): Promise<{ host: string; port: number }> {
     return new Promise((resolve, reject) => {
@@ -149,6 +148,7 @@ export class KinesisListener {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const s of this.#sockets) s.destroy();
     await closed;
+    this.#sessions.close();
     await this.#upstream.close();
   }
 
@@ -157,9 +157,8 @@ export class KinesisListener {
   }
 
   async #handle(req: Req, res: Res): Promise<void> {
-    const session = this.#sessions.get(req.socket as Socket) ?? this.#dispatcher.newSession('kinesis', { address: req.socket.remoteAddress ?? '' });
     const ua = req.headers['user-agent'];
-    if (ua && !session.client.software) session.client.software = String(ua).slice(0, 200);
+    const session = this.#sessions.for(credentialKey(req.headers.authorization), { address: req.socket.remoteAddress ?? '', ...(ua ? { software: String(ua).slice(0, 200) } : {}) });
     const target = String(req.headers['x-amz-target'] ?? '');
     const api = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '';
     const action: Action = ACTIONS[api] ?? 'describe';
@@ -253,10 +252,14 @@ export class KinesisListener {
 
   /** Runs one operation through the controls chain with `forward` as its terminal; maps its failure to a Kinesis error. */
   async #run(op: Operation, call: Call, forward: (op: Operation) => Promise<UpstreamResult>): Promise<string> {
-    await this.#dispatcher.run(op, (o) => {
-      this.#checkKey(o, call);
-      return forward(o);
-    });
+    try {
+      await this.#dispatcher.run(op, (o) => {
+        this.#checkKey(o, call);
+        return forward(o);
+      });
+    } finally {
+      this.#sessions.expires(op.session, op.identity?.expiresAt);
+    }
     return op.id;
   }
 
@@ -299,6 +302,7 @@ export class KinesisListener {
     let identity;
     try {
       identity = await this.#dispatcher.login(op);
+      this.#sessions.expires(op.session, identity.expiresAt);
       this.#checkKey(op, call);
     } catch (err) {
       return errorAnswer(err, op.id);
@@ -438,6 +442,13 @@ export class KinesisListener {
     if (typeof answer.NextShardIterator === 'string') out.NextShardIterator = this.#tokens.wrap(bound.stream, bound.shard, answer.NextShardIterator);
     return { status: 200, body: out, requestId: op.id };
   }
+}
+
+/** What a Kinesis session is keyed by: the access key id of a SigV4 request, the bearer token, or nothing. */
+function credentialKey(authorization: string | undefined): string {
+  if (!authorization) return '';
+  if (authorization.startsWith('Bearer ')) return authorization.slice(7).trim();
+  return /Credential=([^/,\s]+)\//.exec(authorization)?.[1] ?? '';
 }
 
 function sigv4Refusal(f: SigV4Failure): GatewayError {
