@@ -79,8 +79,7 @@ interface Completed {
 
 const EMPTY = new Uint8Array(0);
 /** a write is due once this much JSON waits (or after flushIntervalMs) */
-const WRITE_BATCH_CHARS = 4 * 1024 * 1024;
-const copy = (b: Uint8Array | null): Uint8Array | null => (b === null ? null : Uint8Array.prototype.slice.call(b));
+const WRITE_BATCH_CHARS = 1024 * 1024;
 const b64 = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64'));
 
 interface CompiledSelector {
@@ -217,10 +216,20 @@ export class Recorder {
       this.#stop(op, state, 'recording-queue-full', `recording of session ${op.session.id} stopped: ${this.#queuedBytes} bytes wait to be written (limit recording.maxQueueBytes ${this.#config.maxQueueBytes})`);
       return undefined;
     }
+    // one allocation per operation (Node's pool serves small ones), views into it per field:
+    // one ArrayBuffer per record value showed up as GC pauses at a few thousand records/s
+    const arena = Buffer.allocUnsafe(bytes);
+    let at = 0;
+    const take = (b: Uint8Array | null): Uint8Array | null => {
+      if (b === null) return null;
+      arena.set(b, at);
+      at += b.byteLength;
+      return arena.subarray(at - b.byteLength, at);
+    };
     const copies: Copied[] = records.map((r) => ({
-      key: copy(r.key),
-      value: copy(r.value),
-      headers: r.headers.map(([k, v]) => [k, copy(v) ?? EMPTY]),
+      key: take(r.key),
+      value: take(r.value),
+      headers: r.headers.map(([k, v]) => [k, take(v) ?? EMPTY]),
       partition: r.partition,
       offset: r.offset,
       timestamp: r.timestamp,
@@ -237,8 +246,20 @@ export class Recorder {
     const masked = new Map<number, Uint8Array | null>();
     const inspection = op.inspection;
     if (inspection && op.records) {
+      const records = op.records;
+      let size = 0;
       inspection.maskedHashes.forEach((h, i) => {
-        if (h !== null) masked.set(i, copy(op.records![i]?.value ?? null));
+        if (h !== null) size += records[i]?.value?.byteLength ?? 0;
+      });
+      const arena = Buffer.allocUnsafe(size);
+      let at = 0;
+      inspection.maskedHashes.forEach((h, i) => {
+        if (h === null) return;
+        const v = records[i]?.value ?? null;
+        if (v === null) return void masked.set(i, null);
+        arena.set(v, at);
+        masked.set(i, arena.subarray(at, at + v.byteLength));
+        at += v.byteLength;
       });
     }
     this.#pending.push({ capture, masked, offsets: offsetsOf(capture.records, result) });

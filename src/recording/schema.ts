@@ -42,7 +42,7 @@ export const recordingSchema = z.strictObject({
   maxQueueBytes: byteSize.default(64 * 1024 * 1024),
   segmentBytes: byteSize.default(64 * 1024 * 1024),
   /** recorded rows are written (one gzip member) at most this long after their operation */
-  flushIntervalMs: z.int().positive().default(200),
+  flushIntervalMs: z.int().positive().default(50),
   /** gzip level of each write (1 = fastest) */
   gzipLevel: z.int().min(1).max(9).default(1),
   /** also keep the original (pre-masking) payloads, encrypted with JWE; never written in plaintext */
