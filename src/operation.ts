@@ -125,6 +125,8 @@ export interface Operation {
   recordErrors?: Array<GatewayError | undefined>;
   /** protocol-specific facts worth auditing (api key, request path, ...) */
   meta: Record<string, string | number>;
+  /** aborts when the client is gone (its connection closed): a control that waits (approve) stops and drops the operation */
+  signal?: AbortSignal;
 }
 
 /** Why an operation was refused or failed; listeners map `kind` to their own error codes. */

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Producer, stringSerializers, type SASLOptions } from '@platformatic/kafka';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
 import { api, cli, pendingFor, rule, sleep, type Listed } from './helpers/approvals.ts';
 import type { Gateway } from '../src/gateway.ts';
@@ -22,6 +22,7 @@ const HTTP_TOPIC = `payouts.http-${run}`;
 const ASYNC_TOPIC = `payouts.async-${run}`;
 const DENY_TOPIC = `payouts.deny-${run}`;
 const EXPIRE_TOPIC = `payouts.expire-${run}`;
+const GONE_TOPIC = `payouts.gone-${run}`;
 const GRANT_TTL_MS = 4000;
 
 let infra: Infra;
@@ -35,7 +36,7 @@ const hooks: Array<Record<string, unknown>> = [];
 
 before(async () => {
   infra = await getInfra();
-  await createTopics(infra.kafka, [KAFKA_TOPIC, SELF_TOPIC, HTTP_TOPIC, ASYNC_TOPIC, DENY_TOPIC, EXPIRE_TOPIC]);
+  await createTopics(infra.kafka, [KAFKA_TOPIC, SELF_TOPIC, HTTP_TOPIC, ASYNC_TOPIC, DENY_TOPIC, EXPIRE_TOPIC, GONE_TOPIC]);
   // the webhook receiver fails its first call: the gateway must retry
   let calls = 0;
   webhook = createServer((req, res) => {
@@ -263,6 +264,31 @@ test('HTTP: a request nobody decides expires by itself (audited once) and the he
   assert.equal(shown.json.status, 'expired');
   while (!readAudit(spoolDir).some((r) => r.approval_id === id && r.meta.step === 'expired') && Date.now() < deadline) await sleep(100);
   assert.equal(readAudit(spoolDir).filter((r) => r.approval_id === id && r.meta.step === 'expired').length, 1);
+});
+
+test('HTTP: a client that hangs up while held is dropped: a later approval does not write its record', async () => {
+  const abort = new AbortController();
+  // its own connection pool, destroyed below: after an abort undici opens a spare connection that
+  // would hold the gateway's graceful close until the header timeout
+  const agent = new Agent();
+  const held = request(`${httpUrl}/${GONE_TOPIC}/records`, {
+    dispatcher: agent,
+    method: 'POST',
+    headers: { authorization: `Bearer ${await infra.idp.token('alice')}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ value: { type: 'JSON', data: { n: 4 } } }),
+    signal: abort.signal,
+  }).catch((err: unknown) => err);
+  const ops = await infra.idp.token('ops');
+  const pending = await pendingFor(adminUrl, ops, GONE_TOPIC);
+  abort.abort();
+  await held;
+  await agent.destroy();
+  const deadline = Date.now() + 10_000;
+  const dropped = () => readAudit(spoolDir).find((r) => r.event === 'operation' && r.resource === GONE_TOPIC && r.meta.approval_outcome === 'client-gone');
+  while (!dropped() && Date.now() < deadline) await sleep(100);
+  assert.equal(dropped()?.decision, 'deny');
+  assert.equal((await api(adminUrl, ops, 'POST', `/v1/approvals/${pending.id}/approve`, {})).status, 200);
+  assert.equal((await readTopic(infra.kafka, GONE_TOPIC, 1, 2000)).length, 0, 'nothing was written for the client that left');
 });
 
 test('the approvals page is served with a strict CSP and no inline script', async () => {

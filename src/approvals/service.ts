@@ -216,10 +216,11 @@ export class ApprovalService {
   }
 
   /**
-   * Resolves with the request once it is decided or expired, or as it stands after `ms`.
+   * Resolves with the request once it is decided or expired, or as it stands after `ms` or
+   * when `signal` aborts (the client is gone).
    * Woken by the store's channel (decisions on any instance), re-checked every few seconds.
    */
-  waitForDecision(id: string, ms: number): Promise<ApprovalRequest | undefined> {
+  waitForDecision(id: string, ms: number, signal?: AbortSignal): Promise<ApprovalRequest | undefined> {
     return new Promise((resolve) => {
       let done = false;
       let waiters = this.#waiters.get(id);
@@ -230,6 +231,7 @@ export class ApprovalService {
         done = true;
         clearTimeout(timer);
         clearInterval(poll);
+        signal?.removeEventListener('abort', onAbort);
         set.delete(recheck);
         if (set.size === 0 && this.#waiters.get(id) === set) this.#waiters.delete(id);
         resolve(request);
@@ -244,6 +246,8 @@ export class ApprovalService {
         });
       };
       set.add(recheck);
+      const onAbort = () => void read().then(finish);
+      signal?.addEventListener('abort', onAbort, { once: true });
       const timer = setTimeout(() => void read().then(finish), ms);
       const poll = setInterval(recheck, RECHECK_MS);
       recheck(); // decided between open() and now

@@ -65,10 +65,15 @@ export class Approve implements Control {
     op.meta.approval = request.id;
     const hold = holdMs(op, rule.maxWait);
     const started = performance.now();
-    const decided = hold > 0 ? await this.#service.waitForDecision(request.id, hold) : request;
+    const decided = hold > 0 && !op.signal?.aborted ? await this.#service.waitForDecision(request.id, hold, op.signal) : request;
     op.meta.held_ms = Math.round(performance.now() - started);
     const url = this.#service.url(request.id);
     const status = decided?.status ?? 'expired';
+    if (op.signal?.aborted) {
+      // nobody waits for the answer any more: a late release would write what the client may already retry
+      op.meta.approval_outcome = 'client-gone';
+      throw new ApprovalRefusal(`${identity.subject} closed the connection while the operation waited for approval ${request.id}; it was not performed`, rule.id, { id: request.id, url, status });
+    }
     if (status === 'approved' && decided!.grantExpiresAt! > Date.now()) {
       op.meta.approval_outcome = 'released';
       op.meta.grant = `approval:${rule.id}`;

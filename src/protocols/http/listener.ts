@@ -139,6 +139,11 @@ export class HttpListener {
     const justification = req.headers['x-streamgate-justification'];
     if (typeof justification === 'string' && justification) op.meta.justification = justification.slice(0, 500);
     if (/\brespond-async\b/i.test(String(req.headers.prefer ?? ''))) op.meta.prefer = 'respond-async';
+    const gone = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    op.signal = gone.signal;
 
     let decoded: DecodedRecord[] | undefined;
     let ids: string[] | undefined;

@@ -206,6 +206,8 @@ class Connection {
   /** no more requests are read or forwarded */
   #closed = false;
   #destroyed = false;
+  /** aborted when the connection ends: operations still waiting (for an approval) are dropped */
+  readonly #gone = new AbortController();
   #clientId = '';
   /** a Fetch on this connection named a topic with consume rules for this reader (no cut-through from then on) */
   #fetchInspects = false;
@@ -274,6 +276,7 @@ class Connection {
     if (this.#destroyed) return;
     this.#destroyed = true;
     this.#closed = true;
+    this.#gone.abort();
     clearTimeout(this.#expiryTimer);
     this.#socket.destroy();
     this.#upSocket?.destroy();
@@ -532,6 +535,7 @@ class Connection {
     if (n.partition !== undefined) resource.partition = n.partition;
     const op = this.#l.dispatcher.newOperation(this.#session, n.action, resource);
     op.identity = this.#identity!;
+    op.signal = this.#gone.signal;
     op.meta.api = this.#l.reg.names.get(h.apiKey) ?? String(h.apiKey);
     op.meta.api_version = h.version;
     return op;
