@@ -295,6 +295,23 @@ test('every call above was SigV4 with just-in-time keys except the bearer ones',
   assert.ok(rows.every((r) => String(r.meta.access_key).startsWith('SGJ')));
 });
 
+test('readiness asks the Kinesis endpoint; raw garbage on the port is survived', async () => {
+  assert.deepEqual((await gateway.readiness()).kinesis, { ok: true });
+  const { connect } = await import('node:net');
+  for (const bytes of ['PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n\0\0\0\0', 'GARBAGE\r\n\r\n', 'PR', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03']) {
+    await new Promise<void>((done) => {
+      const s = connect(gateway.addresses.kinesis!.port, '127.0.0.1', () => s.end(Buffer.from(bytes, 'latin1')));
+      s.on('error', () => done());
+      s.on('close', () => done());
+      s.resume();
+      setTimeout(() => s.destroy(), 1000);
+    });
+  }
+  const res = await request(endpoint, { method: 'GET' });
+  assert.equal(((await res.body.json()) as { __type: string }).__type, 'UnknownOperationException');
+  assert.deepEqual((await gateway.readiness()).kinesis, { ok: true });
+});
+
 test('no request without credentials: MissingAuthenticationTokenException', async () => {
   const res = await request(endpoint, { method: 'POST', headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'Kinesis_20131202.ListStreams' }, body: '{}' });
   assert.equal(res.statusCode, 400);
