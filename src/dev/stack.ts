@@ -19,7 +19,7 @@ export interface DevStackOptions {
 }
 
 /** Topics the walkthrough uses; created up front because the gateway never auto-creates. */
-export const DEV_TOPICS = ['payments.cards', 'payments.ledger', 'orders', 'analytics.events'];
+export const DEV_TOPICS = ['payments.cards', 'payments.ledger', 'orders', 'analytics.events', 'payouts.eu'];
 
 /**
  * `streamgate dev`: a local Kafka (jars from Maven Central, cached under .cache/), the
