@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { v7 as uuidv7 } from 'uuid';
-import type { Config } from './config/schema.ts';
+import type { Config, LimitsConfig } from './config/schema.ts';
 import { setLogLevel, type Logger } from './log.ts';
 import { AuditSpool } from './audit/spool.ts';
 import { loadSigner } from './audit/chain.ts';
@@ -15,6 +15,7 @@ import { ApprovalService } from './approvals/service.ts';
 import { approvalRoutes } from './approvals/api.ts';
 import { Inspect } from './controls/inspect.ts';
 import { Metrics } from './controls/metrics.ts';
+import { Quota } from './controls/quota.ts';
 import { Recording } from './controls/record.ts';
 import { Recorder } from './recording/recorder.ts';
 import { AdminListener, withTimeout, type Check } from './ops/admin.ts';
@@ -65,6 +66,8 @@ export interface Dispatcher {
    * listener decodes records only then (passthrough otherwise). Optional for test doubles.
    */
   inspects?(topic: string, side: 'produce' | 'consume', roles: readonly string[]): boolean;
+  /** Connection counts, timeouts and rates (config `limits`), read when used so a reload applies. Optional for test doubles. */
+  limits?(): LimitsConfig;
   /** Whether an approval rule covers the operation (it may then run beyond the grants once approved). Optional for test doubles. */
   approvable?(identity: Identity, action: Action, resource: Resource): boolean;
   /**
@@ -190,6 +193,7 @@ export class Gateway implements Dispatcher {
       metrics,
       audit,
       authenticate,
+      new Quota(() => this.#config.limits.rate),
       new Authorize(policy, (op) => this.#approvalRules.match(op.identity!, op.action, op.resource) !== undefined),
       new Approve(() => this.#approvalRules, this.approvals),
       new Recording(() => this.#recorder),
@@ -257,10 +261,15 @@ export class Gateway implements Dispatcher {
       if (config.listeners.kinesis && !config.upstream.kinesis) {
         log.warn('listeners.kinesis is ignored: the Kinesis listener needs upstream.kinesis');
       } else if (config.listeners.kinesis && config.upstream.kinesis) {
-        gateway.#kinesis = new KinesisListener(config.listeners.kinesis, config.upstream.kinesis, gateway, log, {
-          opened: (l) => gateway.metrics.connectionOpened(l),
-          closed: (l) => gateway.metrics.connectionClosed(l),
-        });
+        gateway.#kinesis = new KinesisListener(
+          config.listeners.kinesis,
+          config.upstream.kinesis,
+          gateway,
+          log,
+          { opened: (l) => gateway.metrics.connectionOpened(l), closed: (l) => gateway.metrics.connectionClosed(l) },
+          // several instances: the SigV4 replay cache lives in the shared state
+          config.state.kind === 'redis' ? gateway.state : undefined,
+        );
         gateway.addresses.kinesis = await gateway.#kinesis.listen();
         log.info({ ...gateway.addresses.kinesis }, 'Kinesis listener ready');
       }
@@ -387,6 +396,10 @@ export class Gateway implements Dispatcher {
     return { subject: t.subject, issuer: t.issuer, groups: t.groups, roles: this.#policy.rolesFor(t), expiresAt: t.expiresAt, claims: t.claims };
   }
 
+  limits(): LimitsConfig {
+    return this.#config.limits;
+  }
+
   permits(identity: Identity, action: Action, resource: Resource): boolean {
     if (scopeRefusal(identity, action, resource)) return false;
     return this.#policy.decide(identity, action, resource.name, resource.kind).allowed;
@@ -466,6 +479,7 @@ export class Gateway implements Dispatcher {
       }, 30_000).unref();
       applied.push('inspection');
     }
+    if (!same(current.limits, next.limits)) applied.push('limits'); // read per use by the quota control and listeners
     if (current.log.level !== next.log.level) {
       setLogLevel(this.log, next.log.level);
       applied.push('log.level');

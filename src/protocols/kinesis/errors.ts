@@ -15,6 +15,7 @@ const BY_KIND: Record<FailureKind, { type: string; status: number }> = {
   'too-large': { type: 'InvalidArgumentException', status: 400 },
   invalid: { type: 'ValidationException', status: 400 },
   'not-found': { type: 'ResourceNotFoundException', status: 400 },
+  throttled: { type: 'ProvisionedThroughputExceededException', status: 400 },
   'upstream-unavailable': { type: 'ServiceUnavailable', status: 503 },
   'upstream-error': { type: 'InternalFailure', status: 500 },
   internal: { type: 'InternalFailure', status: 500 },

@@ -7,6 +7,7 @@ import type { KinesisListenerConfig, KinesisUpstreamConfig } from '../../config/
 import type { Dispatcher } from '../../gateway.ts';
 import { accessKeyIdFor } from '../../jit/access-keys.ts';
 import { GatewayError, type Action, type Operation, type RecordOutcome, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
+import type { StateStore } from '../../state/store.ts';
 import { KinesisUpstream } from '../../upstream/kinesis.ts';
 import { kinesisErrorFor, kinesisRefusal } from './errors.ts';
 import { isSigV4, SigV4Verifier, type SigV4Failure, type VerifiedSignature } from './sigv4.ts';
@@ -78,7 +79,19 @@ export class KinesisListener {
   readonly #sockets = new Set<Socket>();
   readonly #connections: { opened(listener: string): void; closed(listener: string): void } | undefined;
 
-  constructor(config: KinesisListenerConfig, upstream: KinesisUpstreamConfig, dispatcher: Dispatcher, log: Logger, connections?: { opened(listener: string): void; closed(listener: string): void }) {
+  /**
+   * `connections` is told about accepted and closed TCP connections (metrics); `shared`, when
+   * several instances share state (Redis), holds the SigV4 replay cache so a request replayed
+   * to another instance is refused too.
+   */
+  constructor(
+    config: KinesisListenerConfig,
+    upstream: KinesisUpstreamConfig,
+    dispatcher: Dispatcher,
+    log: Logger,
+    connections?: { opened(listener: string): void; closed(listener: string): void },
+    shared?: Pick<StateStore, 'setIfAbsent'>,
+  ) {
     this.#config = config;
     this.#dispatcher = dispatcher;
     this.#log = log;
@@ -86,7 +99,12 @@ export class KinesisListener {
     this.#upstream = new KinesisUpstream(upstream);
     this.#tokens = new TokenBinder(config.iteratorSecret);
     this.#sessions = new KinesisSessions(dispatcher);
-    this.#verifier = new SigV4Verifier({ secretFor: (id) => dispatcher.sigv4Secret?.(id), maxSkewSeconds: config.maxClockSkewSeconds, service: 'kinesis' });
+    this.#verifier = new SigV4Verifier({
+      secretFor: (id) => dispatcher.sigv4Secret?.(id),
+      maxSkewSeconds: config.maxClockSkewSeconds,
+      service: 'kinesis',
+      ...(shared ? { remember: (signature: string, ttlMs: number) => shared.setIfAbsent(`kinesis:sigv4:${signature}`, '1', ttlMs) } : {}),
+    });
     const handler = (req: Req, res: Res) => {
       this.#handle(req, res).catch((err: unknown) => {
         this.#log.error({ err }, 'kinesis request failed');

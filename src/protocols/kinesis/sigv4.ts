@@ -41,6 +41,12 @@ export interface SigV4Options {
   service: string;
   /** bounds the replay cache; beyond it, the oldest entries are forgotten first */
   maxRememberedSignatures?: number;
+  /**
+   * A replay cache shared by several instances (Redis): resolves true when `signature` was
+   * not seen before and is now remembered for `ttlMs`. Without it, each instance remembers
+   * the signatures it verified itself.
+   */
+  remember?: (signature: string, ttlMs: number) => Promise<boolean>;
   now?: () => number;
 }
 
@@ -136,8 +142,14 @@ export class SigV4Verifier {
     }
 
     // a valid signature is accepted once: a copy sent again within the window is a replay
+    const replay = { error: 'InvalidSignatureException', message: 'this signed request was already received (replay)' } as const;
+    if (this.#options.remember) {
+      // remembered until its date leaves the window (and at least a second)
+      if (!(await this.#options.remember(signature, Math.max(1000, signedAt + skewMs - now)))) return replay;
+      return { accessKeyId, sessionToken, region, signature };
+    }
     this.#forgetExpired(now);
-    if (this.#seen.has(signature)) return { error: 'InvalidSignatureException', message: 'this signed request was already received (replay)' };
+    if (this.#seen.has(signature)) return replay;
     this.#seen.set(signature, signedAt + skewMs);
     if (this.#seen.size > this.#maxSeen) this.#seen.delete(this.#seen.keys().next().value!);
     return { accessKeyId, sessionToken, region, signature };
