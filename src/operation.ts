@@ -28,6 +28,11 @@ export interface Session {
   protocol: Protocol;
   client: ClientInfo;
   startedAt: number;
+  /**
+   * Set by listeners whose protocol can slow a client down instead of refusing it (Kafka,
+   * KIP-219): the quota control calls it with the delay the client owes.
+   */
+  throttle?: (ms: number) => void;
 }
 
 export interface Identity {
@@ -135,6 +140,8 @@ export type FailureKind =
   | 'forbidden'
   | 'blocked'
   | 'too-large'
+  /** over a rate limit (limits.rate); the message says when to retry */
+  | 'throttled'
   | 'invalid'
   | 'not-found'
   | 'upstream-unavailable'

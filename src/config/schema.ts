@@ -5,6 +5,7 @@ import { approvalRulesSchema, approvalsSchema } from '../approvals/schema.ts';
 import { credentialsSchema } from '../jit/schema.ts';
 import { stateSchema } from '../state/schema.ts';
 import { recordingSchema } from '../recording/schema.ts';
+import { limitsSchema } from '../limits/schema.ts';
 
 /**
  * The configuration file, schema first: the TypeScript types are inferred from it, so the
@@ -175,6 +176,8 @@ export const configSchema = z.strictObject({
   state: stateSchema.default({ kind: 'memory' }),
   /** just-in-time credentials (POST /v1/token); absent = not issued */
   credentials: credentialsSchema.optional(),
+  /** connection counts, timeouts and per-identity rates (src/limits) */
+  limits: limitsSchema.prefault({}),
   /** approval service settings: public URL, webhook (the rules are policy.approvals) */
   approvals: approvalsSchema.prefault({}),
 });
@@ -186,6 +189,7 @@ export type { InspectionConfig } from '../inspect/schema.ts';
 export type { AuditConfig } from '../audit/schema.ts';
 export type { StateConfig } from '../state/schema.ts';
 export type { CredentialsConfig } from '../jit/schema.ts';
+export type { LimitsConfig } from '../limits/schema.ts';
 export type KafkaUpstreamConfig = z.infer<typeof kafkaUpstream>;
 export type HttpListenerConfig = z.infer<typeof httpListener>;
 export type KafkaListenerConfig = z.infer<typeof kafkaListener>;

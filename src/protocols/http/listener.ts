@@ -5,6 +5,7 @@ import type { HttpListenerConfig } from '../../config/schema.ts';
 import { GatewayError, type FailureKind, type Operation, type Session } from '../../operation.ts';
 import type { Dispatcher } from '../../gateway.ts';
 import { ApprovalRefusal } from '../../controls/approve.ts';
+import { Throttled } from '../../controls/quota.ts';
 import { decodeBatch, decodeRecord, type DecodedRecord } from './records.ts';
 
 /** REST-proxy-style error codes: HTTP status followed by a two-digit detail. */
@@ -15,6 +16,7 @@ const ERRORS: Record<FailureKind, { status: number; code: number }> = {
   'not-found': { status: 404, code: 40403 },
   'too-large': { status: 413, code: 41301 },
   blocked: { status: 422, code: 42201 },
+  throttled: { status: 429, code: 42901 },
   internal: { status: 500, code: 50001 },
   'upstream-error': { status: 502, code: 50201 },
   'upstream-unavailable': { status: 503, code: 50301 },
@@ -59,6 +61,8 @@ export class HttpListener {
         socket.once('close', () => connections.closed('http'));
       });
     }
+    const max = dispatcher.limits?.().connections.max;
+    if (max !== undefined) this.#server.maxConnections = max; // node closes connections over it at accept
     this.#server.on('clientError', (err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       else socket.destroy(err);
@@ -250,6 +254,7 @@ function sendError(res: ServerResponse, err: unknown): void {
   const e = err instanceof GatewayError ? err : new GatewayError('internal', 'internal error');
   const { status, code } = ERRORS[e.kind];
   if (e.kind === 'unauthenticated') res.setHeader('www-authenticate', 'Bearer realm="streamgate"');
+  if (e instanceof Throttled) res.setHeader('retry-after', String(Math.max(1, Math.ceil(e.retryAfterMs / 1000))));
   const body: Record<string, unknown> = { error_code: code, message: e.message };
   if (e.rule) body.rule = e.rule;
   if (e instanceof ApprovalRefusal) body.approval = e.approval;

@@ -75,6 +75,13 @@ export class KafkaListener {
     return { host: this.config.host, port };
   }
 
+  /** Open connections authenticated as `subject` (limits.connections.perIdentity). */
+  connectionsOf(subject: string): number {
+    let n = 0;
+    for (const c of this.#connections) if (c.subject === subject) n++;
+    return n;
+  }
+
   /** Closes (audited) every connection whose authenticated identity matches, e.g. a revoked credential's; returns how many. */
   closeSessions(matches: (identity: Identity) => boolean, reason: string): number {
     let closed = 0;
@@ -90,6 +97,9 @@ export class KafkaListener {
   #serve(target: number | 'bootstrap', port: number): Promise<number> {
     const onConnection = (socket: Socket) => {
       const conn = new Connection(this, socket, target === 'bootstrap' ? undefined : target);
+      const max = this.dispatcher.limits?.().connections.max;
+      // over the limit: audited and closed before anything is read
+      if (max !== undefined && this.#connections.size >= max) return conn.refuseLimit(`too many connections (limits.connections.max = ${max})`);
       this.#connections.add(conn);
       socket.once('close', () => this.#connections.delete(conn));
     };
@@ -211,6 +221,10 @@ class Connection {
   #clientId = '';
   /** a Fetch on this connection named a topic with consume rules for this reader (no cut-through from then on) */
   #fetchInspects = false;
+  /** KIP-219 throttling: no reads before this time; the next answer carries the delay as throttle_time_ms */
+  #mutedUntil = 0;
+  #throttleNextMs = 0;
+  #authTimer: NodeJS.Timeout | undefined;
 
   constructor(listener: KafkaListener, socket: Socket, target: number | undefined) {
     this.#l = listener;
@@ -229,7 +243,44 @@ class Connection {
     socket.on('drain', () => this.#upSocket?.resume());
     socket.on('error', () => {});
     socket.on('close', () => this.destroy());
+    this.#session.throttle = (ms) => this.#mute(ms);
+    const limits = listener.dispatcher.limits?.();
+    if (limits) {
+      // slow-loris and port scans: a connection that never logs in costs one timer, then goes
+      this.#authTimer = setTimeout(() => {
+        if (!this.#identity) this.#violation(`not authenticated within ${limits.authTimeoutMs} ms (limits.authTimeoutMs)`, undefined);
+      }, limits.authTimeoutMs);
+      this.#authTimer.unref();
+      socket.setTimeout(limits.idleTimeoutMs, () => this.destroy());
+    }
     if (listener.config.tls?.clientCa && (socket as TLSSocket).authorized) this.#mtls(socket as TLSSocket);
+  }
+
+  get subject(): string | undefined {
+    return this.#identity?.subject;
+  }
+
+  /** Refused by a connection limit before anything was read: audited, closed. */
+  refuseLimit(message: string): void {
+    this.#closed = true;
+    const op = this.#l.dispatcher.newOperation(this.#session, 'describe', { kind: 'cluster', name: 'kafka' });
+    op.meta.violation = message;
+    void this.#l.dispatcher.refuse(op, new GatewayError('throttled', message, { rule: 'limits.connections' })).catch(() => {});
+    this.destroy();
+  }
+
+  /** KIP-219: the answer goes out now with throttle_time_ms, and nothing more is read for `ms`. */
+  #mute(ms: number): void {
+    this.#mutedUntil = Math.max(this.#mutedUntil, Date.now() + ms);
+    this.#throttleNextMs = Math.max(this.#throttleNextMs, ms);
+    this.#socket.pause();
+    setTimeout(() => this.#resumeReads(), ms + 1).unref();
+  }
+
+  /** Reads again unless muted, the request queue is full, or the broker connection is backed up. */
+  #resumeReads(): void {
+    if (this.#closed || Date.now() < this.#mutedUntil || this.#queued >= MAX_QUEUED_REQUESTS / 2 || this.#upstreamBusy()) return;
+    if (this.#socket.isPaused()) this.#socket.resume();
   }
 
   /**
@@ -278,6 +329,7 @@ class Connection {
     this.#closed = true;
     this.#gone.abort();
     clearTimeout(this.#expiryTimer);
+    clearTimeout(this.#authTimer);
     this.#socket.destroy();
     this.#upSocket?.destroy();
     this.#upstream?.then((s) => s.destroy(), () => {});
@@ -309,7 +361,7 @@ class Connection {
       })
       .finally(() => {
         this.#queued--;
-        if (this.#queued < MAX_QUEUED_REQUESTS / 2 && this.#socket.isPaused() && !this.#upstreamBusy()) this.#socket.resume();
+        this.#resumeReads();
       });
   }
 
@@ -410,10 +462,28 @@ class Connection {
         if (data) setImmediate(() => this.#upFramer?.release(data));
       } else if (s.data && !this.#closed) {
         // backpressure the other way: a client slow to read pauses its broker connection
-        const data = s.data;
+        const data = this.#throttleNextMs > 0 ? this.#withThrottle(s, s.data) : s.data;
         if (!this.#socket.write(data, () => this.#upFramer?.release(data))) this.#upSocket?.pause();
       }
     }
+  }
+
+  /** The answer re-encoded with throttle_time_ms raised to the pending throttle (rare: only after a quota was exceeded). */
+  #withThrottle(slot: Slot, frame: Buffer): Buffer {
+    const reg = this.#l.reg;
+    const codec = reg.responses.get(slot.apiKey);
+    if (!codec) return frame;
+    const headerVersion = slot.apiKey !== API.ApiVersions && codec.isFlexible(slot.version) ? 1 : 0;
+    const { value: header, offset } = reg.responseHeader.decode(frame, 4, headerVersion);
+    const body = codec.decode(frame, offset, slot.version).value;
+    if (!('ThrottleTimeMs' in body)) return frame;
+    body.ThrottleTimeMs = Math.max(Number(body.ThrottleTimeMs), this.#throttleNextMs);
+    this.#throttleNextMs = 0;
+    const w = reg.responseHeader.encode(header, headerVersion);
+    codec.encode(body, slot.version, w);
+    const out = w.finish(true);
+    this.#upFramer?.release(frame);
+    return out;
   }
 
   #encodeResponse(h: Header, body: Struct, version = h.version): Buffer {
@@ -461,9 +531,7 @@ class Connection {
               this.destroy();
             }
           });
-          s.on('drain', () => {
-            if (this.#queued < MAX_QUEUED_REQUESTS) this.#socket.resume();
-          });
+          s.on('drain', () => this.#resumeReads());
           s.on('error', () => {});
           s.on('close', () => this.destroy());
           return s;
@@ -1065,6 +1133,12 @@ class Connection {
     if (this.#identity && this.#identity.subject !== identity.subject) {
       return fail(`re-authentication must keep the principal (${this.#identity.subject}), not switch to ${identity.subject}`);
     }
+    const perIdentity = this.#l.dispatcher.limits?.().connections.perIdentity;
+    if (!this.#identity && perIdentity !== undefined && this.#l.connectionsOf(identity.subject) >= perIdentity) {
+      const message = `${identity.subject} already holds ${perIdentity} connections (limits.connections.perIdentity)`;
+      await this.#l.dispatcher.refuse(op, new GatewayError('throttled', message, { rule: 'limits.connections.perIdentity' })).catch(() => {});
+      return fail(message);
+    }
     this.#identity = identity;
     const now = Date.now();
     const expiresAt = identity.expiresAt !== undefined ? identity.expiresAt * 1000 : now + this.#l.config.maxSessionLifetimeMs;
@@ -1169,6 +1243,8 @@ function kafkaErrorFor(err: GatewayError | undefined): number {
       return ERR.INVALID_REQUEST;
     case 'upstream-unavailable':
       return ERR.REQUEST_TIMED_OUT;
+    case 'throttled':
+      return ERR.THROTTLING_QUOTA_EXCEEDED;
     default:
       return ERR.UNKNOWN_SERVER_ERROR;
   }
