@@ -291,6 +291,22 @@ test('HTTP: a client that hangs up while held is dropped: a later approval does 
   assert.equal((await readTopic(infra.kafka, GONE_TOPIC, 1, 2000)).length, 0, 'nothing was written for the client that left');
 });
 
+test('approval rules reload with the policy: a write refused by default waits once a rule covers it', async () => {
+  const topic = `analytics.reload-${run}`;
+  const before = await httpProduce('alice', topic, { n: 5 });
+  assert.equal(before.status, 403);
+  assert.equal(before.json.rule, 'default-deny');
+  const original = gateway.config;
+  const next = { ...original, policy: { ...original.policy, approvals: [...(original.policy.approvals ?? []), rule('reloaded', ['analytics.reload-*'], { maxWait: 300 })] } };
+  assert.deepEqual((await gateway.reload(next)).applied, ['policy']);
+  const held = await httpProduce('alice', topic, { n: 6 });
+  assert.equal(held.status, 403);
+  assert.equal(held.json.rule, 'approval:reloaded');
+  assert.equal((held.json.approval as { status: string }).status, 'pending');
+  await gateway.reload(original);
+  assert.equal((await httpProduce('alice', topic, { n: 7 })).json.rule, 'default-deny');
+});
+
 test('the approvals page is served with a strict CSP and no inline script', async () => {
   const res = await request(`${adminUrl}/approvals`);
   const html = await res.body.text();
