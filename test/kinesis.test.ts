@@ -75,7 +75,7 @@ before(async () => {
 
 // what each identity asks the token exchange for; items the policy does not allow are dropped
 const SCOPES: Record<string, string> = {
-  ops: `admin:kin-${run}-* admin:${OTHER} produce:kin-${run}-* consume:kin-${run}-* describe:kin-${run}-* describe:${OTHER}`,
+  ops: `admin:kin-${run}-* admin:${OTHER} produce:kin-${run}-* consume:kin-${run}-* describe:kin-${run}-* describe:${OTHER} consume:${OTHER}`,
   alice: `produce:kin-${run}-* consume:kin-${run}-*`,
   bob: `produce:kin-${run}-* consume:kin-${run}-*`,
 };
@@ -163,6 +163,21 @@ test('GetRecords: the raw role reads card numbers as stored, an analyst reads th
   assert.equal(rows.reduce((n, r) => n + r.record_count, 0), 500);
 });
 
+test('an idle GetRecords poll is not audited; a refused one is', async () => {
+  const ops = await as('ops');
+  const shard = (await ops.send(new ListShardsCommand({ StreamName: OTHER }))).Shards![0]!.ShardId!;
+  const it = (await ops.send(new GetShardIteratorCommand({ StreamName: OTHER, ShardId: shard, ShardIteratorType: 'LATEST' }))).ShardIterator!;
+  const before = readAudit(spoolDir).filter((r) => r.meta.api === 'GetRecords' && r.resource === OTHER).length;
+  const polled = await ops.send(new GetRecordsCommand({ ShardIterator: it }));
+  assert.equal(polled.Records!.length, 0);
+  assert.equal(readAudit(spoolDir).filter((r) => r.meta.api === 'GetRecords' && r.resource === OTHER).length, before);
+  // bob may not read OTHER: the iterator ops got does not help him
+  await expectError((await as('bob')).send(new GetRecordsCommand({ ShardIterator: polled.NextShardIterator! })), 'AccessDeniedException');
+  const denied = readAudit(spoolDir).findLast((r) => r.meta.api === 'GetRecords' && r.resource === OTHER);
+  assert.equal(denied?.subject, 'bob');
+  assert.equal(denied?.decision, 'deny');
+});
+
 test('a reader-only identity gets AccessDeniedException on PutRecord, audited, nothing forwarded', async () => {
   const before = upstream.captured.length;
   const err = await expectError((await as('bob')).send(new PutRecordCommand({ StreamName: CARDS, Data: Buffer.from('x'), PartitionKey: 'k' })), 'AccessDeniedException');
@@ -196,6 +211,18 @@ test('PutRecords: an over-limit record and a blocked record fail alone, the rest
   assert.equal(row.meta.failed_records, '2');
   assert.match(row.meta.record_errors!, /^1:limits\.maxRecordBytes,3:secrets\.private-key$/);
   assert.equal(row.offsets[1], '-1:');
+});
+
+test('PutRecords with every record refused: all fail per record, nothing forwarded, audited as a block', async () => {
+  const alice = await as('alice');
+  const before = upstream.captured.length;
+  const res = await alice.send(new PutRecordsCommand({ StreamName: CARDS, Records: [0, 1].map((i) => ({ Data: Buffer.alloc(MAX_RECORD + 10, 'b'), PartitionKey: `all-${i}` })) }));
+  assert.equal(res.FailedRecordCount, 2);
+  assert.ok(res.Records!.every((r) => r.ErrorCode === 'InvalidArgumentException' && /limit is 4096/.test(r.ErrorMessage!)));
+  assert.equal(upstream.captured.length, before);
+  const row = readAudit(spoolDir).findLast((r) => r.action === 'produce' && r.resource === CARDS)!;
+  assert.equal(row.decision, 'block');
+  assert.equal(row.record_count, 2);
 });
 
 test('ListStreams lists only the streams the identity may describe', async () => {

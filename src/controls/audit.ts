@@ -35,7 +35,7 @@ export class Audit implements Control {
     }
     // An allowed read that returned nothing (a consumer's idle poll, every few hundred ms)
     // says nothing an analyst needs; denials and reads with records are always recorded.
-    if (error === undefined && op.action === 'consume' && op.resource.kind === 'topic' && !op.records?.length && op.batch?.records === 0) return result!;
+    if (error === undefined && op.action === 'consume' && (op.resource.kind === 'topic' || op.resource.kind === 'stream') && !op.records?.length && op.batch?.records === 0) return result!;
     // refused operations were never inspected: hash the originals here so every row has them
     if (op.records && !op.inspection) {
       op.inspection = {

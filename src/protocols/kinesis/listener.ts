@@ -436,6 +436,11 @@ export class KinesisListener {
         // records through the chain so the inspect control masks them before delivery
         inspectSeparately = decoded.length > 0 && (this.#dispatcher.inspects?.(bound.stream, 'consume', identity.roles) === true || this.#dispatcher.records?.(bound.stream, 'consume', identity) === true);
         if (inspectSeparately) return {};
+        // an idle poll (no records) is not audited, like an empty Kafka fetch
+        if (decoded.length === 0) {
+          o.batch = { records: 0, bytes: 0, hash: '' };
+          return {};
+        }
         o.records = decoded;
         return { records: outcomes() };
       });
