@@ -20,6 +20,7 @@ import { runKinesisSuite } from './kinesis.ts';
 import { runEngineSuite } from './suites/engine.ts';
 import { runHttpSuite } from './suites/http.ts';
 import { kafkaBenchOptions, runKafkaSuite } from './suites/kafka.ts';
+import { runSoakSuite, soakOptions } from './suites/soak.ts';
 
 interface SuiteContext {
   quick: boolean;
@@ -42,7 +43,10 @@ const SUITES: Record<string, (ctx: SuiteContext) => Promise<Record<string, unkno
   audit: (ctx) => runAuditSuite({ quick: ctx.quick }),
   recording: async (ctx) => ({ ...(await runRecordingSuite({ quick: ctx.quick, reps: ctx.reps })) }),
   kinesis: async (ctx) => ({ ...(await runKinesisSuite({ quick: ctx.quick, reps: ctx.reps })) }),
+  soak: (ctx) => runSoakSuite(soakOptions(ctx.quick)),
 };
+/** Suites that run only when named: the soak takes 10 minutes and measures drift, not overhead. */
+const ON_REQUEST = new Set(['soak']);
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -64,7 +68,7 @@ if (unknown.length > 0) {
   console.error(`unknown suite(s): ${unknown.join(', ')} (suites: ${Object.keys(SUITES).join(', ')})`);
   process.exit(2);
 }
-const suites = positionals.length > 0 ? positionals : Object.keys(SUITES);
+const suites = positionals.length > 0 ? positionals : Object.keys(SUITES).filter((s) => !ON_REQUEST.has(s));
 const quick = values.quick;
 const reps = values.reps ? Number(values.reps) : quick ? 1 : 3;
 if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer');

@@ -21,14 +21,14 @@ before(async () => {
   infra = await getInfra();
   const made = testConfig(
     infra,
-    (y) => `${y}
-limits:
-  connections: { max: 6, perIdentity: 2 }
-  authTimeoutMs: 700
-  rate: { requestsPerSecond: 10, bytesPerSecond: 4000, burstSeconds: 1 }
-`,
+    (y) =>
+      y
+        .replace(/connections:\n    max: 10000 .*\n    perIdentity: 1000 .*\n/, 'connections: { max: 6, perIdentity: 2 }\n')
+        .replace(/authTimeoutMs: 10000 .*\n/, 'authTimeoutMs: 700\n')
+        .replace('rate: { requestsPerSecond: 0, bytesPerSecond: 0, burstSeconds: 1 }', 'rate: { requestsPerSecond: 10, bytesPerSecond: 4000, burstSeconds: 1 }'),
   );
   spoolDir = made.spoolDir;
+  assert.deepEqual(made.config.limits, { connections: { max: 6, perIdentity: 2 }, authTimeoutMs: 700, idleTimeoutMs: 600_000, rate: { requestsPerSecond: 10, bytesPerSecond: 4000, burstSeconds: 1 } });
   gateway = await startGateway(made.config);
 });
 
