@@ -18,6 +18,7 @@ import { Metrics } from './controls/metrics.ts';
 import { Quota } from './controls/quota.ts';
 import { Recording } from './controls/record.ts';
 import { Recorder } from './recording/recorder.ts';
+import { sessionRoutes } from './recording/api.ts';
 import { AdminListener, withTimeout, type Check } from './ops/admin.ts';
 import { GatewayMetrics } from './ops/metrics.ts';
 import { OidcVerifier } from './identity/oidc.ts';
@@ -230,12 +231,12 @@ export class Gateway implements Dispatcher {
       if (config.credentials) await gateway.#startCredentials(config.credentials);
       await gateway.#inspector.warmUp();
       gateway.#wasmReady = true;
-      await gateway.approvals.start();
+      await gateway.approvals.start(gateway.metrics.registry);
       if (config.listeners.admin && options.admin !== false) {
         gateway.#admin = new AdminListener(config.listeners.admin, {
           metrics: async () => ({ contentType: gateway.metrics.registry.contentType, body: await gateway.metrics.render() }),
           readiness: () => gateway.readiness(),
-          routes: [approvalRoutes(gateway.approvals, (token) => gateway.identify(token), log), ...(gateway.#credentialEndpoints ? [gateway.#credentialEndpoints.adminRoute()] : [])],
+          routes: [approvalRoutes(gateway.approvals, (token) => gateway.identify(token), log), ...(gateway.#credentialEndpoints ? [gateway.#credentialEndpoints.adminRoute()] : []), ...(gateway.#recorder ? [gateway.#sessionRoutes(gateway.#recorder.dir)] : [])],
         }, log);
         gateway.addresses.admin = await gateway.#admin.listen();
         log.info({ ...gateway.addresses.admin }, 'admin listener ready (/metrics, /livez, /readyz)');
@@ -375,6 +376,19 @@ export class Gateway implements Dispatcher {
 
   sigv4Secret(accessKeyId: string): string | undefined {
     return this.#accessKeys?.secretFor(accessKeyId);
+  }
+
+  /** GET /v1/sessions[/{id}/records] on the admin listener (src/recording/api.ts) */
+  #sessionRoutes(dir: string): (req: IncomingMessage, res: ServerResponse) => boolean {
+    return sessionRoutes({
+      dir,
+      identify: (token) => this.identify(token),
+      permits: (identity, action, resource) => this.permits(identity, action, resource),
+      newSession: (protocol, client) => this.newSession(protocol, client),
+      newOperation: (session, action, resource) => this.newOperation(session, action, resource),
+      run: (op, forward) => this.run(op, forward),
+      endSession: (session) => this.endSession(session),
+    }, this.log);
   }
 
   records(topic: string, side: 'produce' | 'consume', identity: Identity): boolean {

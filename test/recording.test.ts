@@ -285,3 +285,30 @@ test('the replay CLI checks every payload against its recorded hash: a tampered 
   const got = await readTopic(infra.kafka, target, rows.length - 1);
   assert.deepEqual(got.map((g) => sha256(g.value!)), rows.filter((_, i) => i !== 2).map((x) => x.hash));
 });
+
+test('the sessions API on the admin listener: reading a recording is an authorized, audited consume', async () => {
+  const admin = `http://127.0.0.1:${gateway.addresses.admin!.port}`;
+  const session = sessionOf('alice', HTTP_SRC, 'produce');
+  const get = async (path: string, who?: string) => {
+    const res = await fetch(`${admin}${path}`, { headers: who ? { authorization: `Bearer ${await infra.idp.token(who)}` } : {} });
+    return { status: res.status, text: await res.text(), withheld: res.headers.get('x-streamgate-withheld') };
+  };
+  assert.equal((await get(`/v1/sessions/${session}/records`)).status, 401);
+  assert.equal((await get(`/v1/sessions/${session}/records`, 'mallory')).status, 403, 'no consume grant on the topic');
+  const bob = await get(`/v1/sessions/${session}/records`, 'bob');
+  assert.equal(bob.status, 200, bob.text);
+  assert.equal(bob.withheld, '0');
+  const rows = bob.text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(rows.map((r) => r.seq), [0, 1, 2, 3, 4, 5]);
+  assert.ok(rows.every((r) => !('raw' in r)), 'raw payloads never leave through the API');
+  assert.ok(!bob.text.includes(Buffer.from(CARD).toString('base64').slice(0, 12)));
+  const audited = readAudit(spoolDir).filter((r) => r.event === 'operation' && r.subject === 'bob' && r.meta.recorded_session === session);
+  assert.equal(audited.length, 1);
+  assert.equal(audited[0]!.resource, HTTP_SRC);
+  assert.equal(audited[0]!.record_count, 6);
+  const list = await get('/v1/sessions?identity=alice', 'bob');
+  assert.equal(list.status, 200);
+  const sessions = (JSON.parse(list.text) as { sessions: Array<{ session_id: string; records: number }> }).sessions;
+  assert.equal(sessions.find((s) => s.session_id === session)?.records, 6);
+  assert.equal((await get('/v1/sessions/00000000-0000-0000-0000-000000000000/records', 'bob')).status, 404);
+});
