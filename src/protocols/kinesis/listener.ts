@@ -180,7 +180,12 @@ export class KinesisListener {
     const target = String(req.headers['x-amz-target'] ?? '');
     const api = target.startsWith(TARGET_PREFIX) ? target.slice(TARGET_PREFIX.length) : '';
     const action: Action = ACTIONS[api] ?? 'describe';
-    const fail = (err: GatewayError, credentialToken?: string) => this.#refuse(session, api, action, err, credentialToken);
+    // the token the caller presented (bearer, or the SigV4 session token): refusals are audited
+    // under the identity it proves, when it proves one
+    const authorization = req.headers.authorization;
+    const securityToken = req.headers['x-amz-security-token'];
+    const presented = authorization?.startsWith('Bearer ') ? authorization.slice('Bearer '.length).trim() : typeof securityToken === 'string' ? securityToken : undefined;
+    const fail = (err: GatewayError) => this.#refuse(session, api, action, err, presented);
 
     const body = await readBody(req, this.#config.maxBodyBytes);
     if (body === undefined) {
@@ -197,14 +202,12 @@ export class KinesisListener {
     }
 
     // who is calling: SigV4 over a just-in-time key, or a bearer JWT
-    const authorization = req.headers.authorization;
     let signature: VerifiedSignature | undefined;
     let token: string;
     if (isSigV4(authorization)) {
       const headers = req.headers as Record<string, string | string[] | undefined>;
       const verified = await this.#verifier.verify({ method: req.method ?? 'POST', path: req.url ?? '/', headers, body });
-      const sessionToken = typeof headers['x-amz-security-token'] === 'string' ? headers['x-amz-security-token'] : undefined;
-      if ('error' in verified) return send(res, await fail(sigv4Refusal(verified), sessionToken));
+      if ('error' in verified) return send(res, await fail(sigv4Refusal(verified)));
       if (!verified.sessionToken) {
         return send(res, await fail(kinesisRefusal('unauthenticated', 'UnrecognizedClientException', 'a just-in-time access key needs its session token (X-Amz-Security-Token)')));
       }
@@ -222,7 +225,7 @@ export class KinesisListener {
       if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not an object');
       parsed = value as Body;
     } catch {
-      return send(res, await fail(kinesisRefusal('invalid', 'SerializationException', 'the request body is not a JSON object'), token));
+      return send(res, await fail(kinesisRefusal('invalid', 'SerializationException', 'the request body is not a JSON object')));
     }
 
     const call: Call = { session, api, body: parsed, signature };
