@@ -307,6 +307,18 @@ test('approval rules reload with the policy: a write refused by default waits on
   assert.equal((await httpProduce('alice', topic, { n: 7 })).json.rule, 'default-deny');
 });
 
+test('approval metrics: steps by kind', async () => {
+  const res = await request(`${adminUrl}/metrics`);
+  const text = await res.body.text();
+  const count = (step: string) => Number(new RegExp(`^streamgate_approval_steps_total\\{step="${step}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  assert.ok(count('requested') >= 6, text.slice(0, 200));
+  assert.ok(count('approved') >= 3);
+  assert.ok(count('denied') >= 1);
+  assert.ok(count('self-approval') >= 1);
+  assert.ok(count('expired') >= 1);
+  assert.match(text, /^streamgate_approval_held_operations 0$/m);
+});
+
 test('the approvals page is served with a strict CSP and no inline script', async () => {
   const res = await request(`${adminUrl}/approvals`);
   const html = await res.body.text();

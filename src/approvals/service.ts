@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { v7 as uuidv7 } from 'uuid';
 import type { AuditEvent, AuditRow } from '../audit/row.ts';
 import type { Action, Identity, Operation, ResourceKind } from '../operation.ts';
@@ -106,13 +107,20 @@ export class ApprovalService {
   #unsubscribe: (() => Promise<void>) | undefined;
   #sweeper: NodeJS.Timeout | undefined;
   #sweeping = false;
+  #steps: Counter<'step'> | undefined;
+  #held: Gauge | undefined;
 
   constructor(options: ApprovalServiceOptions) {
     this.#o = options;
     this.#webhook = new Webhook(() => options.config().webhook, options.log);
   }
 
-  async start(): Promise<void> {
+  /** `registry`: where the approval metrics go (the gateway's Prometheus registry) */
+  async start(registry?: Registry): Promise<void> {
+    if (registry) {
+      this.#steps = new Counter({ name: 'streamgate_approval_steps_total', help: 'Approval steps recorded by this instance: requested, approved, denied, expired, self-approval and not-approver refusals', labelNames: ['step'], registers: [registry] });
+      this.#held = new Gauge({ name: 'streamgate_approval_held_operations', help: 'Operations this instance holds waiting for an approval decision', registers: [registry] });
+    }
     this.#unsubscribe = await this.#o.store.subscribe(CHANNEL, (message) => {
       let id: string | undefined;
       try {
@@ -175,6 +183,7 @@ export class ApprovalService {
           expiresAt: now + rule.expiresAfter,
         };
         await store.set(REQUEST + id, JSON.stringify(request), this.#retention(request));
+        this.#steps?.inc({ step: 'requested' });
         await this.#o.record('approval-request', {
           ...this.#opFields(op),
           decision: 'pending',
@@ -221,6 +230,7 @@ export class ApprovalService {
    * Woken by the store's channel (decisions on any instance), re-checked every few seconds.
    */
   waitForDecision(id: string, ms: number, signal?: AbortSignal): Promise<ApprovalRequest | undefined> {
+    this.#held?.inc();
     return new Promise((resolve) => {
       let done = false;
       let waiters = this.#waiters.get(id);
@@ -229,6 +239,7 @@ export class ApprovalService {
       const finish = (request: ApprovalRequest | undefined) => {
         if (done) return;
         done = true;
+        this.#held?.dec();
         clearTimeout(timer);
         clearInterval(poll);
         signal?.removeEventListener('abort', onAbort);
@@ -353,6 +364,7 @@ export class ApprovalService {
 
   /** A decision row: the decider as subject (none for an expiry), the request's action and resource, the requester in meta. */
   #record(event: 'approval-decision', request: ApprovalRequest, decider: Identity | undefined, fields: Partial<AuditRow> & { meta: Record<string, string> }): Promise<void> {
+    if (fields.meta.step) this.#steps?.inc({ step: fields.meta.step });
     return this.#o.record(event, {
       subject: decider?.subject ?? '',
       issuer: decider?.issuer ?? '',
