@@ -137,6 +137,7 @@ export class Gateway implements Dispatcher {
   readonly #retired = new Set<Inspector>();
   #wasmReady = false;
   #admin: AdminListener | undefined;
+  #adminRoutesPort: number | undefined;
   readonly #upstream: Upstream;
   readonly #chain: Next;
   readonly #refuseChain: (op: Operation, error: unknown) => Promise<UpstreamResult>;
@@ -218,11 +219,16 @@ export class Gateway implements Dispatcher {
     return this.#config;
   }
 
+  /** A cluster worker's loopback port for the admin routes (approvals, credentials, sessions), which the primary forwards to. */
+  get adminRoutesPort(): number | undefined {
+    return this.#adminRoutesPort;
+  }
+
   /**
    * `admin: false` leaves the admin listener to someone else (the cluster primary serves
    * it for all workers with their metrics aggregated).
    */
-  static async start(config: Config, log: Logger, options: { admin?: boolean } = {}): Promise<Gateway> {
+  static async start(config: Config, log: Logger, options: { admin?: boolean | 'routes' } = {}): Promise<Gateway> {
     const gateway = new Gateway(config, log);
     try {
       // ships what earlier runs left in the spool too; never waits for ClickHouse
@@ -233,13 +239,21 @@ export class Gateway implements Dispatcher {
       gateway.#wasmReady = true;
       await gateway.approvals.start(gateway.metrics.registry);
       if (config.listeners.admin && options.admin !== false) {
-        gateway.#admin = new AdminListener(config.listeners.admin, {
+        // a cluster worker serves the control-plane routes on a loopback port of its own; the primary forwards to it
+        const routesOnly = options.admin === 'routes';
+        gateway.#admin = new AdminListener(routesOnly ? { host: '127.0.0.1', port: 0 } : config.listeners.admin, {
           metrics: async () => ({ contentType: gateway.metrics.registry.contentType, body: await gateway.metrics.render() }),
           readiness: () => gateway.readiness(),
           routes: [approvalRoutes(gateway.approvals, (token) => gateway.identify(token), log), ...(gateway.#credentialEndpoints ? [gateway.#credentialEndpoints.adminRoute()] : []), ...(gateway.#recorder ? [gateway.#sessionRoutes(gateway.#recorder.dir)] : [])],
         }, log);
-        gateway.addresses.admin = await gateway.#admin.listen();
-        log.info({ ...gateway.addresses.admin }, 'admin listener ready (/metrics, /livez, /readyz)');
+        const address = await gateway.#admin.listen();
+        if (routesOnly) {
+          gateway.#adminRoutesPort = address.port;
+          log.info(address, 'worker admin routes ready (the primary forwards to them)');
+        } else {
+          gateway.addresses.admin = address;
+          log.info({ ...gateway.addresses.admin }, 'admin listener ready (/metrics, /livez, /readyz)');
+        }
       }
       // an issuer that cannot be reached yet is retried on the first token; say so, do not die
       await gateway.#verifier.warmUp().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'identity provider not reachable yet'));
@@ -460,7 +474,9 @@ export class Gateway implements Dispatcher {
    */
   async reload(next: Config): Promise<ReloadResult> {
     const current = this.#config;
-    const restartNeeded: string[] = RESTART_SECTIONS.filter((k) => !same(current[k], next[k]));
+    // which sessions are recorded is policy: it reloads; the rest of `recording` (files, keys) needs a restart
+    const recordingSessions = current.recording && next.recording && !same(current.recording.sessions, next.recording.sessions) && same({ ...current.recording, sessions: null }, { ...next.recording, sessions: null }) ? next.recording.sessions : undefined;
+    const restartNeeded: string[] = RESTART_SECTIONS.filter((k) => !same(current[k], next[k]) && !(k === 'recording' && recordingSessions));
     let rules: RuleBook | undefined;
     let inspector: Inspector | undefined;
     if (!same(current.inspection, next.inspection)) {
@@ -494,11 +510,16 @@ export class Gateway implements Dispatcher {
       applied.push('inspection');
     }
     if (!same(current.limits, next.limits)) applied.push('limits'); // read per use by the quota control and listeners
+    if (recordingSessions) {
+      this.#recorder?.setSessions(recordingSessions);
+      applied.push('recording.sessions');
+    }
     if (current.log.level !== next.log.level) {
       setLogLevel(this.log, next.log.level);
       applied.push('log.level');
     }
     const kept = Object.fromEntries(RESTART_SECTIONS.map((k) => [k, current[k]]));
+    if (recordingSessions) kept.recording = { ...current.recording!, sessions: recordingSessions };
     this.#config = { ...next, ...kept } as Config;
     this.metrics.reloaded('applied');
     return { applied, restartNeeded, policyVersion: this.#policy.version };

@@ -312,3 +312,25 @@ test('the sessions API on the admin listener: reading a recording is an authoriz
   assert.equal(sessions.find((s) => s.session_id === session)?.records, 6);
   assert.equal((await get('/v1/sessions/00000000-0000-0000-0000-000000000000/records', 'bob')).status, 404);
 });
+
+test('which sessions are recorded reloads with the config; the rest of the recording section needs a restart', async () => {
+  const topic = `payments.reload-${run}`; // not recorded by the selector above
+  await createTopics(infra.kafka, [topic], 1);
+  const before = gateway.config.recording!;
+  const r = await gateway.reload({ ...gateway.config, recording: { ...before, sessions: [{ topics: ['payments.rec-*'] }, { subjects: ['alice'], topics: [topic], actions: ['produce'] }] } });
+  assert.ok(r.applied.includes('recording.sessions'), JSON.stringify(r));
+  assert.ok(!r.restartNeeded.includes('recording'));
+  const token = await infra.idp.token('alice');
+  const value = { reloaded: run };
+  const res = await fetch(`${httpBase}/v3/clusters/local/topics/${topic}/records`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ value: { type: 'JSON', data: value } }) });
+  assert.equal(res.status, 200, await res.text());
+  const row = readAudit(spoolDir).findLast((a) => a.event === 'operation' && a.resource === topic && a.subject === 'alice')!;
+  const rows = await until('the recording', () => {
+    const got = readSession(recDir, row.session_id).filter((x) => x.topic === topic);
+    return got.length > 0 ? got : undefined;
+  });
+  assert.equal(Buffer.from(rows[0]!.value!, 'base64').toString(), JSON.stringify(value));
+  const moved = await gateway.reload({ ...gateway.config, recording: { ...gateway.config.recording!, dir: join(recDir, 'elsewhere') } });
+  assert.ok(moved.restartNeeded.includes('recording'));
+  assert.ok(!moved.applied.includes('recording.sessions'));
+});

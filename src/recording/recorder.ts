@@ -137,7 +137,7 @@ export interface RecorderOptions {
  */
 export class Recorder {
   readonly #config: RecordingConfig;
-  readonly #policy: RecordingPolicy;
+  #policy: RecordingPolicy;
   readonly #writer: SegmentWriter;
   readonly #sealer: RawSealer | undefined;
   readonly #options: RecorderOptions;
@@ -180,6 +180,11 @@ export class Recorder {
 
   get stats(): { recorded: number; dropped: number; writeFailures: number; queuedBytes: number; totalBytes: number; clickhouse?: RecordingShipper['stats'] } {
     return { recorded: this.#recorded, dropped: this.#dropped, writeFailures: this.#writeFailures, queuedBytes: this.#queuedBytes, totalBytes: this.#writer.totalBytes, ...(this.#shipper ? { clickhouse: this.#shipper.stats } : {}) };
+  }
+
+  /** Hot reload: which sessions are recorded from the next operation on (sessions already stopped at a bound stay stopped). */
+  setSessions(sessions: RecordingConfig['sessions']): void {
+    this.#policy = new RecordingPolicy(sessions);
   }
 
   /** Whether records of `topic` on `side` by `identity` are recorded (listeners decode such records). */
