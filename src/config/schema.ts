@@ -92,7 +92,7 @@ const kafkaUpstream = z.strictObject({
     .strictObject({
       /** TLS to the brokers; `ca` is a PEM file path (default: the system CAs) */
       tls: z.strictObject({ ca: z.string().min(1).optional(), serverName: z.string().optional() }).optional(),
-      sasl: z.strictObject({ mechanism: z.literal('PLAIN'), username: z.string().min(1), password: z.string().min(1) }).optional(),
+      sasl: z.strictObject({ mechanism: z.enum(['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512']), username: z.string().min(1), password: z.string().min(1) }).optional(),
     })
     .optional(),
 });

@@ -30,6 +30,8 @@ export interface KafkaOptions {
   jvmOpts?: string[];
   /** Keep an auto-created temp dataDir after stop() (default false). */
   keepDataDir?: boolean;
+  /** Extra arguments of the storage format step, e.g. `--add-scram SCRAM-SHA-256=[name=u,password=p]` (KRaft SCRAM users). */
+  formatArgs?: string[];
 }
 
 export interface RunningKafka {
@@ -348,7 +350,7 @@ async function launch(java: string, classpath: string, dataDir: string, autoData
   await writeFile(log4jFile, brokerLog4jConfig(logFile));
 
   if (!existsSync(join(metaDir, 'meta.properties'))) {
-    const fmt = await runKafkaTool('kafka.tools.StorageTool', ['format', '-t', randomClusterId(), '-c', propsFile], {
+    const fmt = await runKafkaTool('kafka.tools.StorageTool', ['format', '-t', randomClusterId(), '-c', propsFile, ...(opts.formatArgs ?? [])], {
       timeoutMs: 60_000,
     });
     if (fmt.code !== 0) {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { compatibilityPartitioner, findErrorBy, NetworkError, Producer, stringSerializer, TimeoutError, type GenericError } from '@platformatic/kafka';
 import type { KafkaUpstreamConfig } from '../config/schema.ts';
 import { GatewayError, type Operation, type RecordOutcome, type Upstream, type UpstreamResult } from '../operation.ts';
@@ -29,6 +30,9 @@ export class KafkaUpstream implements Upstream {
       strict: false,
       // header names are strings; without a serializer the client sends them as they are and fails
       serializers: { headerKey: stringSerializer },
+      // the gateway's own credentials and TLS to the brokers (client credentials never reach them)
+      ...(config.security?.sasl ? { sasl: { ...config.security.sasl } } : {}),
+      ...(config.security?.tls ? { tls: { servername: config.security.tls.serverName, ...(config.security.tls.ca ? { ca: readFileSync(config.security.tls.ca) } : {}) } } : {}),
     });
   }
 

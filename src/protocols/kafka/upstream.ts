@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { saslScramSha } from '@platformatic/kafka';
 import type { KafkaUpstreamConfig } from '../../config/schema.ts';
 import { API } from './apis.ts';
 import type { Struct } from './codec.ts';
@@ -96,15 +97,40 @@ export async function connectUpstream(reg: MessageRegistry, config: KafkaUpstrea
     try {
       const hs = decodeResponse(reg, API.SaslHandshake, 1, await exchange(socket, encodeRequest(reg, API.SaslHandshake, 1, -1, { Mechanism: sasl.mechanism })));
       if (hs.ErrorCode !== 0) throw new Error(`the broker refused SASL ${sasl.mechanism} (error ${String(hs.ErrorCode)})`);
-      const auth = Buffer.from(`\0${sasl.username}\0${sasl.password}`);
-      const res = decodeResponse(reg, API.SaslAuthenticate, 1, await exchange(socket, encodeRequest(reg, API.SaslAuthenticate, 1, -2, { AuthBytes: auth })));
-      if (res.ErrorCode !== 0) throw new Error(`the broker rejected the gateway's credentials: ${String(res.ErrorMessage ?? res.ErrorCode)}`);
+      let correlation = -2;
+      const step = async (bytes: Buffer): Promise<Buffer> => {
+        const res = decodeResponse(reg, API.SaslAuthenticate, 1, await exchange(socket, encodeRequest(reg, API.SaslAuthenticate, 1, correlation--, { AuthBytes: bytes })));
+        if (res.ErrorCode !== 0) throw new Error(`the broker rejected the gateway's credentials: ${String(res.ErrorMessage ?? res.ErrorCode)}`);
+        return Buffer.from(res.AuthBytes as Uint8Array);
+      };
+      if (sasl.mechanism === 'PLAIN') await step(Buffer.from(`\0${sasl.username}\0${sasl.password}`));
+      else await scram(sasl.mechanism === 'SCRAM-SHA-256' ? 'SHA-256' : 'SHA-512', sasl.username, sasl.password, step);
     } catch (err) {
       socket.destroy();
       throw err;
     }
   }
   return socket;
+}
+
+/**
+ * SCRAM (RFC 5802) as the gateway's own login to the broker: the exchange and the proofs are
+ * @platformatic/kafka's (the client the gateway already uses), driven over this socket.
+ */
+async function scram(algorithm: 'SHA-256' | 'SHA-512', username: string, password: string, step: (bytes: Buffer) => Promise<Buffer>): Promise<void> {
+  const api = (_connection: unknown, bytes: Buffer, callback: (error: Error | null, response?: { authBytes: Buffer }) => void) => {
+    step(bytes).then(
+      (authBytes) => callback(null, { authBytes }),
+      (err: unknown) => callback(err as Error),
+    );
+  };
+  try {
+    await saslScramSha.authenticate(api as never, undefined as never, algorithm, username, password);
+  } catch (err) {
+    // the library wraps the broker's answer; say what the broker said
+    const cause = (err as { cause?: Error }).cause;
+    throw new Error(cause?.message ?? (err as Error).message);
+  }
 }
 
 /** The brokers of the cluster, asked directly (used when a broker port is hit before any Metadata passed through). */
