@@ -66,6 +66,8 @@ const kinesisListener = z.strictObject({
   /** HMAC key binding shard iterators and ListShards tokens to their stream; instances behind one balancer need the same (default: random per start) */
   iteratorSecret: z.string().min(32).optional(),
   requestTimeoutMs: z.int().positive().default(30_000),
+  /** TLS (PEM file paths): HTTP/2 or HTTP/1.1 by ALPN, what SDKs use against https:// endpoints */
+  tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
 });
 
 /** Operations endpoints (metrics, liveness, readiness) on their own port, never on a data port. */

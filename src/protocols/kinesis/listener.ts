@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { readFileSync } from 'node:fs';
+import { createSecureServer, createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { KinesisListenerConfig, KinesisUpstreamConfig } from '../../config/schema.ts';
@@ -111,17 +112,10 @@ export class KinesisListener {
         if (!res.headersSent) send(res, { status: 500, error: { type: 'InternalFailure', message: 'internal error' }, requestId: '' });
       });
     };
-    const h1 = createHttp1Server({ requestTimeout: config.requestTimeoutMs }, handler);
     // HTTP/2's default 64 KiB flow-control windows would stall a PutRecords body of a few
     // hundred KiB on WINDOW_UPDATE round trips: open them to the body limit up front
     const window = Math.min(2 ** 31 - 1, Math.max(65_535, config.maxBodyBytes));
-    const h2 = createHttp2Server({ settings: { initialWindowSize: window } }, handler);
-    h2.on('session', (h2session) => h2session.setLocalWindowSize(window));
-    h2.on('sessionError', () => {});
-    // Node's cleartext HTTP/2 server cannot also speak HTTP/1.1 (allowHTTP1 is TLS-only), so
-    // the first bytes decide: the HTTP/2 connection preface goes to the h2 server, anything
-    // else to the HTTP/1.1 one.
-    this.#server = createNetServer({ noDelay: true, keepAlive: true }, (socket) => {
+    const track = (socket: Socket) => {
       this.#sockets.add(socket);
       this.#connections?.opened('kinesis');
       socket.on('error', () => {});
@@ -129,6 +123,28 @@ export class KinesisListener {
         this.#sockets.delete(socket);
         this.#connections?.closed('kinesis');
       });
+    };
+    if (config.tls) {
+      // TLS: ALPN picks HTTP/2 or HTTP/1.1, one server answers both
+      const secure = createSecureServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), allowHTTP1: true, settings: { initialWindowSize: window } }, handler);
+      secure.on('session', (h2session) => h2session.setLocalWindowSize(window));
+      secure.on('sessionError', () => {});
+      secure.on('connection', (socket: Socket) => {
+        socket.setNoDelay(true);
+        track(socket);
+      });
+      this.#server = secure;
+      return;
+    }
+    const h1 = createHttp1Server({ requestTimeout: config.requestTimeoutMs }, handler);
+    const h2 = createHttp2Server({ settings: { initialWindowSize: window } }, handler);
+    h2.on('session', (h2session) => h2session.setLocalWindowSize(window));
+    h2.on('sessionError', () => {});
+    // Node's cleartext HTTP/2 server cannot also speak HTTP/1.1 (allowHTTP1 is TLS-only), so
+    // the first bytes decide: the HTTP/2 connection preface goes to the h2 server, anything
+    // else to the HTTP/1.1 one.
+    this.#server = createNetServer({ noDelay: true, keepAlive: true }, (socket) => {
+      track(socket);
       let head = Buffer.alloc(0);
       const sniff = (chunk: Buffer) => {
         head = Buffer.concat([head, chunk]);
