@@ -19,6 +19,7 @@ import { Quota } from './controls/quota.ts';
 import { Recording } from './controls/record.ts';
 import { Recorder } from './recording/recorder.ts';
 import { sessionRoutes } from './recording/api.ts';
+import { registerRecordingMetrics } from './recording/metrics.ts';
 import { AdminListener, withTimeout, type Check } from './ops/admin.ts';
 import { GatewayMetrics } from './ops/metrics.ts';
 import { OidcVerifier } from './identity/oidc.ts';
@@ -187,6 +188,8 @@ export class Gateway implements Dispatcher {
       }),
     });
 
+    const recorder = this.#recorder;
+    if (recorder) registerRecordingMetrics(this.metrics.registry, () => recorder.stats);
     const policy = () => this.#policy;
     const metrics = new Metrics(this.metrics, log);
     const audit = new Audit(this.#spool, this.#rowContext, log);
@@ -226,7 +229,8 @@ export class Gateway implements Dispatcher {
 
   /**
    * `admin: false` leaves the admin listener to someone else (the cluster primary serves
-   * it for all workers with their metrics aggregated).
+   * it for all workers with their metrics aggregated); `admin: 'routes'` (cluster workers)
+   * serves the admin routes on a loopback port the primary forwards to.
    */
   static async start(config: Config, log: Logger, options: { admin?: boolean | 'routes' } = {}): Promise<Gateway> {
     const gateway = new Gateway(config, log);

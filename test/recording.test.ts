@@ -311,6 +311,10 @@ test('the sessions API on the admin listener: reading a recording is an authoriz
   const sessions = (JSON.parse(list.text) as { sessions: Array<{ session_id: string; records: number }> }).sessions;
   assert.equal(sessions.find((s) => s.session_id === session)?.records, 6);
   assert.equal((await get('/v1/sessions/00000000-0000-0000-0000-000000000000/records', 'bob')).status, 404);
+  const metrics = await (await fetch(`${admin}/metrics`)).text();
+  const recorded = Number(/^streamgate_recording_records_total (\d+)/m.exec(metrics)?.[1]);
+  assert.ok(recorded >= 6 + 25 + 8, `streamgate_recording_records_total ${recorded}`);
+  assert.match(metrics, /^streamgate_recording_stops_total 0$/m);
 });
 
 test('which sessions are recorded reloads with the config; the rest of the recording section needs a restart', async () => {
