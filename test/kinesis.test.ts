@@ -225,6 +225,23 @@ test('PutRecords with every record refused: all fail per record, nothing forward
   assert.equal(row.record_count, 2);
 });
 
+test('3 MiB of records in two PutRecords over HTTP/2, and their GetRecords, come through whole', async () => {
+  const ops = await as('ops');
+  const big = `kin-${run}-big`;
+  await ops.send(new CreateStreamCommand({ StreamName: big, ShardCount: 1 }));
+  await waitActive(ops, big);
+  // under the test limit of 4 KiB per record: 800 records of ~4,000 bytes in two calls
+  const value = (i: number) => JSON.stringify({ i, card: '4111 1111 1111 1111', pad: 'x'.repeat(3900) });
+  for (const half of [0, 1]) {
+    const res = await ops.send(new PutRecordsCommand({ StreamName: big, Records: Array.from({ length: 400 }, (_v, k) => ({ Data: Buffer.from(value(half * 400 + k)), PartitionKey: `p${k}` })) }));
+    assert.equal(res.FailedRecordCount, 0);
+  }
+  const read = await readAll(await as('ops'), big, 800);
+  assert.deepEqual(new Set(read.map((r) => (JSON.parse(r.data) as { i: number }).i)).size, 800);
+  const masked = await readAll(await as('bob'), big, 800);
+  assert.ok(masked.every((r) => r.data.includes('**** **** **** 1111')));
+});
+
 test('ListStreams lists only the streams the identity may describe', async () => {
   // mallory may not be issued any scope: listed with her identity-provider token (bearer)
   const names = async (user: string) => (await (user === 'mallory' ? bearerClient(endpoint, await idp.token(user)) : await as(user)).send(new ListStreamsCommand({}))).StreamNames ?? [];
