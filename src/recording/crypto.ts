@@ -29,6 +29,10 @@ function secretKey(value: string): Uint8Array {
   return bytes;
 }
 
+function aesKey(bytes: Uint8Array): Promise<Key> {
+  return crypto.subtle.importKey('raw', bytes, 'AES-GCM', false, ['encrypt', 'decrypt']);
+}
+
 export class RawSealer {
   readonly kid: string;
   readonly alg: 'dir' | 'ECDH-ES';
@@ -37,8 +41,9 @@ export class RawSealer {
   constructor(config: RawRecordingConfig) {
     this.kid = config.kid;
     this.alg = config.alg;
-    // errors surface at start (warmUp), not at the first record
-    this.#key = config.alg === 'dir' ? Promise.resolve(secretKey(config.key)) : importSPKI(pemText(config.key), 'ECDH-ES');
+    // errors surface at start (warmUp), not at the first record; the AES key is imported once
+    // (jose would import raw bytes again for every payload: ~30% of the cost of a seal)
+    this.#key = config.alg === 'dir' ? aesKey(secretKey(config.key)) : importSPKI(pemText(config.key), 'ECDH-ES');
   }
 
   async warmUp(): Promise<void> {
