@@ -339,6 +339,16 @@ test('every call above was SigV4 with just-in-time keys except the bearer ones',
   assert.ok(rows.every((r) => String(r.meta.access_key).startsWith('SGJ')));
 });
 
+test('metrics count Kinesis operations like any listener\'s', async () => {
+  const text = await (await fetch(`http://127.0.0.1:${gateway.addresses.admin!.port}/metrics`)).text();
+  const series = (name: string, labels: RegExp) => text.split('\n').filter((l) => l.startsWith(name) && labels.test(l));
+  const ok = series('streamgate_operations_total', /listener="kinesis".*action="produce".*outcome="ok"/);
+  assert.equal(ok.length, 1);
+  assert.ok(Number(ok[0]!.split(' ').at(-1)) >= 3);
+  assert.equal(series('streamgate_operations_total', /listener="kinesis".*action="produce".*outcome="forbidden"/).length, 1);
+  assert.ok(series('streamgate_upstream_duration_seconds_count', /listener="kinesis"/).length > 0);
+});
+
 test('readiness asks the Kinesis endpoint; raw garbage on the port is survived', async () => {
   assert.deepEqual((await gateway.readiness()).kinesis, { ok: true });
   const { connect } = await import('node:net');
