@@ -5,14 +5,19 @@
 // The instant (ack) upstream isolates the gateway's own cost: every request's 1 KiB record
 // has a card number, so masking changes every value and raw recording seals every one.
 // Metrics: saturation throughput ratio on/off and raw/off, p99 added at a fixed rate.
-// Standalone: node bench/recording.ts [--quick]
+// Kafka group: the same off/on pair behind the Kafka listener (its own broker), 1 KiB records
+// in 100-record batches to a topic without inspection rules, so "off" is the passthrough fast
+// path and "on" decodes every batch to record it; records/s at saturation and CPU per record.
+// Standalone: node bench/recording.ts [--quick] [--only http|kafka]
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { Admin, Producer } from '@platformatic/kafka';
 import { startIdp } from '../src/dev/idp.ts';
+import { startKafka } from '../src/dev/kafka.ts';
 import { listRecordingSegments, readSegmentLines } from '../src/recording/segments.ts';
 import { ROOT } from './lib/env.ts';
 import { cpuSnapshot, cpuUsage } from './lib/cpu.ts';
@@ -22,6 +27,7 @@ import { freePort, onCleanup, spawnNode, stopAll, waitHealthy, type Proc } from 
 import { printTable } from './lib/table.ts';
 
 const TOPIC = 'payments.cards';
+const KAFKA_TOPIC = 'orders'; // no inspection rules in the example config: the passthrough path when not recorded
 const VALUE_BYTES = 1024;
 type TargetId = 'off' | 'on' | 'raw';
 const TARGETS: TargetId[] = ['off', 'on', 'raw'];
@@ -35,6 +41,7 @@ interface Running {
 
 export interface RecordingSuiteResult {
   settings: Record<string, unknown>;
+  kafka?: Record<string, { recordsPerSecond: number[]; cpuUsPerRecord: number[]; recorded: number }>;
   targets: Record<string, { saturation: RunResult[]; fixed: RunResult[]; cpuUsPerRequest: number[]; recorded: number; median: { rps: number; p50: number; p99: number; cpuUsPerRequest: number } }>;
   metrics: Record<string, number>;
   warnings: string[];
@@ -63,7 +70,20 @@ function gatewayConfig(example: Record<string, unknown>, id: TargetId, port: num
   return { config: c, recDir };
 }
 
-export async function runRecordingSuite(opts: { quick: boolean; reps: number }): Promise<RecordingSuiteResult> {
+export async function runRecordingSuite(opts: { quick: boolean; reps: number; only?: string[] | undefined }): Promise<RecordingSuiteResult> {
+  const http = !opts.only || opts.only.includes('http');
+  const kafka = !opts.only || opts.only.includes('kafka');
+  const result: RecordingSuiteResult = http ? await runHttpGroup(opts) : { settings: {}, targets: {}, metrics: {}, warnings: [] };
+  if (kafka) {
+    const k = await runKafkaGroup(opts);
+    result.kafka = k.targets;
+    Object.assign(result.metrics, k.metrics);
+    result.settings.kafka = k.settings;
+  }
+  return result;
+}
+
+async function runHttpGroup(opts: { quick: boolean; reps: number }): Promise<RecordingSuiteResult> {
   const settings = settingsFor(opts.quick, opts.reps);
   const work = mkdtempSync(join(tmpdir(), 'streamgate-bench-recording-'));
   onCleanup(async () => rmSync(work, { recursive: true, force: true }));
@@ -155,9 +175,9 @@ export async function runRecordingSuite(opts: { quick: boolean; reps: number }):
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, reps: { type: 'string' } } });
+  const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, reps: { type: 'string' }, only: { type: 'string' } } });
   try {
-    const r = await runRecordingSuite({ quick: values.quick, reps: values.reps ? Number(values.reps) : values.quick ? 1 : 3 });
+    const r = await runRecordingSuite({ quick: values.quick, reps: values.reps ? Number(values.reps) : values.quick ? 1 : 3, only: values.only?.split(',') });
     console.log(JSON.stringify(r.metrics, null, 2));
     await stopAll();
   } catch (err) {
@@ -165,4 +185,98 @@ if (import.meta.main) {
     await stopAll();
     process.exit(1);
   }
+}
+
+
+/** off/on behind the Kafka listener: the cost of decoding and recording what passthrough would forward untouched. */
+async function runKafkaGroup(opts: { quick: boolean; reps: number }): Promise<{ settings: Record<string, unknown>; targets: Record<string, { recordsPerSecond: number[]; cpuUsPerRecord: number[]; recorded: number }>; metrics: Record<string, number> }> {
+  const seconds = opts.quick ? 1.5 : 5;
+  const fixedRate = 5000; // records/s in 100-record batches
+  const work = mkdtempSync(join(tmpdir(), 'streamgate-bench-recording-kafka-'));
+  onCleanup(async () => rmSync(work, { recursive: true, force: true }));
+  console.log('\nstarting Kafka for the recording suite...');
+  const broker = await startKafka({ jvmOpts: ['-Xms256m', '-Xmx768m'] });
+  onCleanup(() => broker.stop());
+  const admin = new Admin({ clientId: 'bench', bootstrapBrokers: [broker.bootstrap] });
+  await admin.createTopics({ topics: [KAFKA_TOPIC], partitions: 1, replicas: 1 }).catch(() => {});
+  await admin.close();
+  const idp = await startIdp({ port: 0 });
+  onCleanup(() => idp.stop());
+  const token = await idp.token('alice');
+  const example = parseYaml(readFileSync(join(ROOT, 'streamgate.example.yaml'), 'utf8')) as Record<string, unknown>;
+  const running: Array<{ id: 'off' | 'on'; proc: Proc; bootstrap: string; recDir: string }> = [];
+  for (const id of ['off', 'on'] as const) {
+    const { config, recDir } = gatewayConfig(example, id, await freePort(), idp.issuer, work);
+    const listeners = config.listeners as Record<string, Record<string, unknown>>;
+    const kafkaPort = await freePort();
+    config.listeners = { ...listeners, kafka: { host: '127.0.0.1', port: kafkaPort, brokerPortBase: 0 } };
+    config.upstream = { kafka: { bootstrap: [broker.bootstrap] } };
+    const file = join(work, `${id}.yaml`);
+    writeFileSync(file, toYaml(config));
+    const proc = spawnNode(`recording.kafka.${id}`, 'src/cli/main.ts', ['serve', '--config', file], { logFile: join(work, `${id}.log`), cwd: ROOT });
+    await waitHealthy(proc, `http://127.0.0.1:${(listeners.http as { port: number }).port}`);
+    running.push({ id, proc, bootstrap: `127.0.0.1:${kafkaPort}`, recDir });
+  }
+  const value = Buffer.from(produceBody(VALUE_BYTES));
+  const batch = Array.from({ length: 100 }, (_, i) => ({ topic: KAFKA_TOPIC, partition: 0, key: Buffer.from(`k${i}`), value }));
+  const targets: Record<string, { recordsPerSecond: number[]; cpuUsPerRecord: number[]; recorded: number }> = {};
+  try {
+    for (const r of running) targets[r.id] = { recordsPerSecond: [], cpuUsPerRecord: [], recorded: 0 };
+    const producers = new Map(running.map((r) => [r.id, Array.from({ length: 4 }, (_, n) => new Producer({ clientId: `bench-${r.id}-${n}`, bootstrapBrokers: [r.bootstrap], acks: 1, sasl: { mechanism: 'OAUTHBEARER' as const, token } }))]));
+    for (const r of running) for (const p of producers.get(r.id)!) await p.send({ messages: batch.slice(0, 1) }); // connect + metadata
+    for (let rep = 0; rep < opts.reps; rep++) {
+      for (const r of rep % 2 === 0 ? running : [...running].reverse()) {
+        const ps = producers.get(r.id)!;
+        // fixed rate, one producer: the gateway's CPU per record
+        const before = cpuSnapshot([r.proc.child.pid ?? 0]);
+        let sent = 0;
+        const start = performance.now();
+        while (performance.now() - start < seconds * 1000) {
+          await ps[0]!.send({ messages: batch });
+          sent += batch.length;
+          const wait = (sent / fixedRate) * 1000 - (performance.now() - start);
+          if (wait > 0) await new Promise((done) => setTimeout(done, wait));
+        }
+        await new Promise((done) => setTimeout(done, 300));
+        const cpu = cpuUsage(before, cpuSnapshot([r.proc.child.pid ?? 0]));
+        if (cpu) targets[r.id]!.cpuUsPerRecord.push(Math.round(((cpu.benchCores * (performance.now() - start)) / 1000) * 1e6 / sent * 10) / 10);
+        // saturation: 4 producers, each one batch in flight
+        let total = 0;
+        const t0 = performance.now();
+        await Promise.all(ps.map(async (p) => {
+          while (performance.now() - t0 < seconds * 1000) {
+            await p.send({ messages: batch });
+            total += batch.length;
+          }
+        }));
+        const rps = Math.round(total / ((performance.now() - t0) / 1000));
+        targets[r.id]!.recordsPerSecond.push(rps);
+        console.log(`  kafka rep ${rep + 1} ${r.id.padEnd(3)} saturation ${rps} records/s; at ${fixedRate}/s gateway cpu ${targets[r.id]!.cpuUsPerRecord.at(-1)} us/record`);
+        await new Promise((done) => setTimeout(done, 1000));
+      }
+    }
+    for (const ps of producers.values()) for (const p of ps) await p.close();
+  } finally {
+    await Promise.all(running.map((r) => r.proc.stop()));
+  }
+  for (const r of running) for (const s of listRecordingSegments(r.recDir)) targets[r.id]!.recorded += readSegmentLines(s).length;
+  const off = { rps: median(targets.off!.recordsPerSecond), cpu: median(targets.off!.cpuUsPerRecord) };
+  const on = { rps: median(targets.on!.recordsPerSecond), cpu: median(targets.on!.cpuUsPerRecord) };
+  console.log('\n== recording: Kafka listener, 1 KiB records in 100-record batches, topic without inspection rules ==');
+  printTable([
+    ['target', 'records/s (saturation)', 'ratio', `cpu/record @${fixedRate}/s`, 'recorded'],
+    ['off (passthrough)', String(off.rps), '1.00', `${off.cpu} us`, String(targets.off!.recorded)],
+    ['on (decoded, recorded)', String(on.rps), (on.rps / off.rps).toFixed(2), `${on.cpu} us`, String(targets.on!.recorded)],
+  ]);
+  return {
+    settings: { topic: KAFKA_TOPIC, valueBytes: VALUE_BYTES, batchRecords: batch.length, seconds, fixedRate, producersAtSaturation: 4, acks: 1 },
+    targets,
+    metrics: {
+      'recording.kafka.off.records_per_s': off.rps,
+      'recording.kafka.on.records_per_s': on.rps,
+      'recording.kafka.on.throughput_ratio': Math.round((on.rps / off.rps) * 1000) / 1000,
+      'recording.kafka.off.cpu_us_per_record': off.cpu,
+      'recording.kafka.on.cpu_us_added_per_record': Math.round((on.cpu - off.cpu) * 10) / 10,
+    },
+  };
 }

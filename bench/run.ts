@@ -41,7 +41,7 @@ const SUITES: Record<string, (ctx: SuiteContext) => Promise<Record<string, unkno
   engine: async (ctx) => ({ ...(await runEngineSuite({ quick: ctx.quick, work: ctx.work })) }),
   kafka: (ctx) => runKafkaSuite(kafkaBenchOptions(ctx.quick)),
   audit: (ctx) => runAuditSuite({ quick: ctx.quick }),
-  recording: async (ctx) => ({ ...(await runRecordingSuite({ quick: ctx.quick, reps: ctx.reps })) }),
+  recording: async (ctx) => ({ ...(await runRecordingSuite({ quick: ctx.quick, reps: ctx.reps, only: ctx.only })) }),
   kinesis: async (ctx) => ({ ...(await runKinesisSuite({ quick: ctx.quick, reps: ctx.reps })) }),
   soak: (ctx) => runSoakSuite(soakOptions(ctx.quick)),
 };
