@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { request } from 'undici';
 import { createTopics, getInfra, readAudit, readTopic, testConfig, type Infra } from './helpers/infra.ts';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process.ts';
-import { api, pendingFor } from './helpers/approvals.ts';
+import { api, pendingFor, sleep } from './helpers/approvals.ts';
 
 // Two gateway processes sharing the real Redis (state.kind: redis, one prefix for this run),
 // with the example policy's payouts-writes rule: a write held on one is released by an
@@ -79,4 +79,42 @@ test('an approval given on one gateway process releases the write held on the ot
   assert.ok(rowsB.some((r) => r.decision === 'allow' && r.approval_id === pending.id && r.meta.approval_outcome === 'released'));
   assert.ok(rowsB.some((r) => r.decision === 'allow' && r.approval_id === pending.id && r.meta.approval_outcome === undefined && r.rule === 'approval:payouts-writes'));
   assert.ok(readAudit(spoolB).some((r) => r.event === 'approval-request' && r.approval_id === pending.id), 'the request was opened (and audited) where the write arrived');
+});
+
+test('serve --processes 2 on Redis: the primary forwards the approvals API to a worker; the grant holds on both workers', async (t) => {
+  const topic = `payouts.cluster-${run}`;
+  await createTopics(infra.kafka, [topic]);
+  const { yaml } = yamlFor(infra);
+  const clustered = await spawnGateway(yaml, { wait: ['http', 'admin'], args: ['--processes', '2'] });
+  t.after(() => clustered.stop());
+  const adminUrl = `http://127.0.0.1:${clustered.admin}`;
+  const carol = await infra.idp.token('carol');
+  // a new connection per write: the primary hands connections to the workers in turn
+  const write = async (n: number) => {
+    const res = await request(`http://127.0.0.1:${clustered.http}/v3/clusters/local/topics/${topic}/records`, {
+      method: 'POST',
+      reset: true,
+      headers: { authorization: `Bearer ${await infra.idp.token('alice')}`, 'content-type': 'application/json', 'prefer': 'respond-async', connection: 'close' },
+      body: JSON.stringify({ value: { type: 'JSON', data: { n } } }),
+    });
+    return { status: res.statusCode, location: res.headers.location as string | undefined, body: await res.body.text() };
+  };
+  const accepted = await write(1);
+  assert.equal(accepted.status, 202, accepted.body);
+  assert.match(accepted.location!, new RegExp(`^${adminUrl}/v1/approvals/[0-9a-f-]{36}$`), `the URL names the primary's admin listener: ${accepted.location}`);
+  // the workers' admin routes are announced once each worker has started completely
+  for (let status = 0; status !== 200; ) {
+    const page = await request(`${adminUrl}/approvals`);
+    status = page.statusCode;
+    await page.body.dump();
+    if (status !== 200) {
+      assert.equal(status, 503, 'not ready yet, or the page');
+      await sleep(100);
+    }
+  }
+  const pending = await pendingFor(adminUrl, carol, topic);
+  assert.equal((await api(adminUrl, carol, 'POST', `/v1/approvals/${pending.id}/approve`, {})).status, 200);
+  // the grant is in Redis: writes through either worker pass now
+  for (const n of [2, 3, 4]) assert.equal((await write(n)).status, 200);
+  assert.equal((await readTopic(infra.kafka, topic, 3)).length, 3);
 });

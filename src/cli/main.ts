@@ -33,7 +33,7 @@ program
     const adjust = (c: Config) => forWorker(c, index);
     const config = adjust(loadConfig(opts.config));
     const log = createLogger(config.log.level);
-    const gateway = await Gateway.start(config, log, { admin: index === undefined });
+    const gateway = await Gateway.start(config, log, { admin: index === undefined ? true : 'routes' });
     if (index !== undefined) serveWorker(gateway);
     // the policy file is watched (and SIGHUP reloads it); an invalid file keeps the running policy
     const stopReloads = serveReloads(gateway, opts.config, log, adjust);

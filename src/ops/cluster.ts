@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AggregatorRegistry } from 'prom-client';
@@ -19,6 +20,12 @@ import { AdminListener, withTimeout, type Check } from './admin.ts';
 
 const WORKER_ENV = 'STREAMGATE_WORKER';
 const READYZ = 'streamgate:readyz';
+/** worker -> primary: the loopback port of its admin routes */
+const ADMIN_ROUTES = 'streamgate:admin-routes';
+/** primary -> worker (environment): the admin listener's URL, which workers name in links (approval URLs) */
+const ADMIN_URL_ENV = 'STREAMGATE_ADMIN_URL';
+/** the primary answers these itself; every other admin path is forwarded to a worker */
+const PRIMARY_PATHS = new Set(['/metrics', '/livez', '/readyz']);
 
 /** The worker number (1..N) of this process, or undefined outside a cluster. */
 export function workerIndex(): number | undefined {
@@ -33,6 +40,8 @@ export function forWorker(config: Config, index: number | undefined): Config {
     ...config,
     instance: `${config.instance ?? hostname()}-${index}`,
     audit: { ...config.audit, spool: { ...config.audit.spool, dir: join(config.audit.spool.dir, String(index)) } },
+    // links workers hand out (approval URLs) name the primary's admin listener, not the worker's loopback routes
+    approvals: { ...config.approvals, publicUrl: config.approvals.publicUrl ?? process.env[ADMIN_URL_ENV] },
   };
 }
 
@@ -41,6 +50,7 @@ export function serveWorker(gateway: Gateway): void {
   AggregatorRegistry.setRegistries([gateway.metrics.registry]);
   // constructing one is what makes prom-client answer the primary's metric requests in a worker
   new AggregatorRegistry();
+  if (gateway.adminRoutesPort !== undefined) process.send?.({ type: ADMIN_ROUTES, port: gateway.adminRoutesPort });
   process.on('message', (msg: { type?: string; id?: number }) => {
     if (msg?.type !== READYZ) return;
     gateway.readiness().then(
@@ -56,7 +66,7 @@ export async function runPrimary(file: string, processes: number): Promise<void>
   const workers = new Map<number, Worker>();
   let stopping = false;
   const fork = (index: number) => {
-    const worker = cluster.fork({ [WORKER_ENV]: String(index) });
+    const worker = cluster.fork({ [WORKER_ENV]: String(index), ...(adminUrl ? { [ADMIN_URL_ENV]: adminUrl } : {}) });
     workers.set(index, worker);
     worker.on('exit', (code, signal) => {
       if (workers.get(index) === worker) workers.delete(index);
@@ -65,10 +75,40 @@ export async function runPrimary(file: string, processes: number): Promise<void>
       setTimeout(() => fork(index), 1000).unref();
     });
   };
-  for (let i = 1; i <= processes; i++) fork(i);
-  log.info({ processes }, 'gateway workers started (they share the listening ports)');
 
   let admin: AdminListener | undefined;
+  let adminUrl: string | undefined;
+  /** worker index -> loopback port of its admin routes (approvals, credentials, sessions) */
+  const routePorts = new Map<number, number>();
+  cluster.on('message', (worker, msg: { type?: string; port?: number }) => {
+    if (msg?.type !== ADMIN_ROUTES || !msg.port) return;
+    for (const [index, w] of workers) if (w === worker) routePorts.set(index, msg.port);
+  });
+  cluster.on('exit', (worker) => {
+    for (const [index, w] of workers) if (w === worker) routePorts.delete(index);
+  });
+  let nextRoute = 0;
+  // the workers own the state behind the admin routes: pass such requests to one of them, in turn
+  const forward = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (PRIMARY_PATHS.has((req.url ?? '/').split('?')[0]!)) return false;
+    const ports = [...routePorts.values()];
+    if (ports.length === 0) {
+      res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end(JSON.stringify({ error: 'no gateway worker is ready yet' }));
+      return true;
+    }
+    const port = ports[nextRoute++ % ports.length]!;
+    const upstream = httpRequest({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', (err) => {
+      log.warn({ err: err.message, port }, 'forwarding an admin request to a worker failed');
+      if (res.headersSent) return void res.destroy();
+      res.writeHead(502, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'the worker did not answer' }));
+    });
+    req.pipe(upstream);
+    return true;
+  };
   if (config.listeners.admin) {
     const aggregator = new AggregatorRegistry();
     let nextId = 0;
@@ -84,6 +124,7 @@ export async function runPrimary(file: string, processes: number): Promise<void>
         worker.send({ type: READYZ, id });
       });
     admin = new AdminListener(config.listeners.admin, {
+      routes: [forward],
       metrics: async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }),
       readiness: async () => {
         const out: Record<string, Check> = {};
@@ -107,8 +148,13 @@ export async function runPrimary(file: string, processes: number): Promise<void>
       },
     }, log);
     const addr = await admin.listen();
-    log.info(addr, 'admin listener ready (/metrics summed over workers, /livez, /readyz)');
+    adminUrl = `http://${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;
+    log.info(addr, 'admin listener ready (/metrics summed over workers, /livez, /readyz; other routes forwarded to the workers)');
   }
+
+  // forked once the admin listener is up, so workers know its URL from the start
+  for (let i = 1; i <= processes; i++) fork(i);
+  log.info({ processes }, 'gateway workers started (they share the listening ports)');
 
   process.on('SIGHUP', () => {
     log.info('SIGHUP: asking every worker to reload the configuration');

@@ -35,11 +35,11 @@ after(async () => {
 });
 
 /** Starts `streamgate serve` with `yaml` and waits for the `wait` listeners (default http); log level info, the ready lines carry the ports. */
-export async function spawnGateway(yaml: string, opts: { env?: Record<string, string>; timeoutMs?: number; wait?: Array<'http' | 'kafka' | 'admin'> } = {}): Promise<GatewayProcess> {
+export async function spawnGateway(yaml: string, opts: { env?: Record<string, string>; timeoutMs?: number; wait?: Array<'http' | 'kafka' | 'admin'>; args?: string[] } = {}): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'sg-gwproc-'));
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, yaml.replace(/level: silent/, 'level: info'));
-  const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', file], {
+  const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', file, ...(opts.args ?? [])], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...opts.env },
