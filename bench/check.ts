@@ -37,7 +37,9 @@ const { values } = parseArgs({
 });
 
 function load(path: string): Results {
-  return JSON.parse(readFileSync(path, 'utf8')) as Results;
+  const r = JSON.parse(readFileSync(path, 'utf8')) as Partial<Results>;
+  // a results file from before its suite reported flat metrics: every budget of it is "missing", not a crash
+  return { ...r, metrics: r.metrics ?? {} } as Results;
 }
 
 /** Newest untagged results file of a suite (tagged ones are quick/profile/partial runs). */
