@@ -63,6 +63,9 @@ export function serveWorker(gateway: Gateway): void {
 export async function runPrimary(file: string, processes: number): Promise<void> {
   const config = loadConfig(file);
   const log: Logger = createLogger(config.log.level).child({ role: 'primary' });
+  if (config.state.kind === 'memory' && (config.policy.approvals?.length ?? 0) > 0) {
+    log.warn('policy.approvals with state.kind: memory and several processes: each worker keeps its own approval requests and grants; use state.kind: redis');
+  }
   const workers = new Map<number, Worker>();
   let stopping = false;
   const fork = (index: number) => {
