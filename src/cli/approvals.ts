@@ -21,28 +21,40 @@ export function registerApprovalsCommands(program: Command): void {
 
   common(approvals.command('list').description('requests you may decide or made (default: pending)'))
     .option('--status <status>', 'pending | approved | denied | expired | all', 'pending')
-    .action(async (opts: Common & { status: string }) => {
+    .action(cleanErrors(async (opts: Common & { status: string }) => {
       const query = opts.status === 'all' ? '' : `?status=${encodeURIComponent(opts.status)}`;
       const { approvals: list } = (await call(opts, 'GET', `/v1/approvals${query}`)) as { approvals: Listed[] };
       if (opts.json) return console.log(JSON.stringify(list, null, 2));
       if (list.length === 0) return console.log(`no ${opts.status === 'all' ? '' : `${opts.status} `}approval requests`);
       for (const a of list) console.log(line(a));
-    });
+    }));
 
-  common(approvals.command('show').description('one request').argument('<id>', 'approval id')).action(async (id: string, opts: Common) => {
+  common(approvals.command('show').description('one request').argument('<id>', 'approval id')).action(cleanErrors(async (id: string, opts: Common) => {
     const a = (await call(opts, 'GET', `/v1/approvals/${encodeURIComponent(id)}`)) as Listed;
     console.log(opts.json ? JSON.stringify(a, null, 2) : line(a));
-  });
+  }));
 
   for (const verb of ['approve', 'deny'] as const) {
     common(approvals.command(verb).description(verb === 'approve' ? 'approve a pending request: the requester gets a time-boxed grant' : 'deny a pending request (final for that request)').argument('<id>', 'approval id'))
       .option('--reason <text>', verb === 'approve' ? 'why (audited)' : 'why (required, audited, shown to the requester)')
-      .action(async (id: string, opts: Common & { reason?: string }) => {
+      .action(cleanErrors(async (id: string, opts: Common & { reason?: string }) => {
         const a = (await call(opts, 'POST', `/v1/approvals/${encodeURIComponent(id)}/${verb}`, { reason: opts.reason ?? '' })) as Listed;
         if (opts.json) return console.log(JSON.stringify(a, null, 2));
         console.log(verb === 'approve' ? `approved ${a.id}: ${a.subject} may ${a.action} ${a.resource.name} until ${new Date(a.grantExpiresAt!).toISOString()}` : `denied ${a.id}`);
-      });
+      }));
   }
+}
+
+/** A refusal (403, 409, ...) or an unreachable gateway is one line on stderr and exit code 1, not a stack trace. */
+function cleanErrors<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args) => {
+    try {
+      await action(...args);
+    } catch (err) {
+      console.error(`streamgate approvals: ${(err as Error).message}`);
+      process.exitCode = 1;
+    }
+  };
 }
 
 function line(a: Listed): string {
