@@ -78,8 +78,8 @@ interface Completed {
 }
 
 const EMPTY = new Uint8Array(0);
-/** a write is due once this much JSON waits (or after flushIntervalMs) */
-const WRITE_BATCH_CHARS = 1024 * 1024;
+/** a write is due once this many payload bytes wait (or after flushIntervalMs) */
+const WRITE_BATCH_BYTES = 512 * 1024;
 const b64 = (b: Uint8Array | null): string | null => (b === null ? null : Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64'));
 
 interface CompiledSelector {
@@ -147,9 +147,10 @@ export class Recorder {
   #scheduled = false;
   #queuedBytes = 0;
   #tail: Promise<void> = Promise.resolve();
-  /** serialized rows waiting for the next write */
+  /** rows waiting for the next write (serialized in #out already unless raw payloads are still to be sealed) */
   #out = '';
   #outRows: RecordingRow[] = [];
+  #outSeal: Array<[RecordingRow, Uint8Array]> = [];
   #outBytes = 0;
   #writeTimer: NodeJS.Timeout | undefined;
   #full = false;
@@ -346,47 +347,51 @@ export class Recorder {
       // the operation's views are not needed any more
       capture.records.length = 0;
     }
-    const sealer = this.#sealer;
-    this.#tail = this.#tail.then(async () => {
-      if (sealer) {
-        try {
-          const sealed = await Promise.all(seal.map(([, v]) => sealer.seal(v)));
-          seal.forEach(([at], k) => {
-            rows[at]!.raw = sealed[k]!;
-            rows[at]!.kid = sealer.kid;
-          });
-        } catch (err) {
-          // never a raw payload in plaintext: without its JWE the row keeps only the masked value
-          this.#options.log.error({ err }, 'recording: raw payloads could not be encrypted; recorded without them');
-        }
-      }
-      for (const row of rows) this.#out += JSON.stringify(row) + '\n';
-      for (const row of rows) this.#outRows.push(row);
-      this.#outBytes += bytes;
-      if (this.#out.length >= WRITE_BATCH_CHARS) await this.#writeOut();
-      else this.#writeTimer ??= setTimeout(() => (this.#tail = this.#tail.then(() => this.#writeOut())), this.#config.flushIntervalMs);
-    }).catch((err: unknown) => {
-      // keeps the chain alive for later batches
-      this.#queuedBytes -= bytes;
-      this.#options.log.error({ err, rows: rows.length }, 'recording: a batch could not be serialized; not recorded');
-    });
+    for (const row of rows) this.#outRows.push(row);
+    for (const [at, value] of seal) this.#outSeal.push([rows[at]!, value]);
+    // without raw payloads the rows are final now: serialize them a turn at a time
+    if (!this.#sealer) for (const row of rows) this.#out += JSON.stringify(row) + '\n';
+    this.#outBytes += bytes;
+    if (this.#outBytes >= WRITE_BATCH_BYTES) this.#queueWrite();
+    else this.#writeTimer ??= setTimeout(() => this.#queueWrite(), this.#config.flushIntervalMs);
+  }
+
+  #queueWrite(): void {
+    clearTimeout(this.#writeTimer);
+    this.#writeTimer = undefined;
+    this.#tail = this.#tail.then(() => this.#writeOut()).catch((err: unknown) => this.#options.log.error({ err }, 'recording: a batch could not be written'));
   }
 
   /**
    * One gzip member per write: each costs a zlib stream set-up and a write(2), so writes are
-   * batched per flushIntervalMs (or WRITE_BATCH_CHARS), not per event-loop turn.
+   * batched per flushIntervalMs (or WRITE_BATCH_BYTES), not per event-loop turn.
    */
   async #writeOut(): Promise<void> {
-    clearTimeout(this.#writeTimer);
-    this.#writeTimer = undefined;
-    const text = this.#out;
+    let text = this.#out;
     const rows = this.#outRows;
+    const seals = this.#outSeal;
     const bytes = this.#outBytes;
     this.#out = '';
     this.#outRows = [];
+    this.#outSeal = [];
     this.#outBytes = 0;
     if (rows.length === 0) return;
     try {
+      const sealer = this.#sealer;
+      if (sealer) {
+        // a batch of seals at once: WebCrypto calls in parallel cost about half as much each
+        try {
+          const sealed = await Promise.all(seals.map(([, v]) => sealer.seal(v)));
+          seals.forEach(([row], k) => {
+            row.raw = sealed[k]!;
+            row.kid = sealer.kid;
+          });
+        } catch (err) {
+          // never a raw payload in plaintext: without its JWE a row keeps only the masked value
+          this.#options.log.error({ err }, 'recording: raw payloads could not be encrypted; recorded without them');
+        }
+        for (const row of rows) text += JSON.stringify(row) + '\n';
+      }
       await this.#writer.append(text);
       this.#recorded += rows.length;
       this.#shipper?.push(rows);
@@ -402,6 +407,7 @@ export class Recorder {
   /** Writes what is queued, then closes the segment. */
   async close(): Promise<void> {
     if (this.#pending.length > 0) this.#flush();
+    clearTimeout(this.#writeTimer);
     await this.#tail;
     await this.#writeOut();
     await this.#writer.close();
