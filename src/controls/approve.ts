@@ -43,7 +43,25 @@ export class Approve implements Control {
     this.#service = service;
   }
 
-  async handle(op: Operation, next: Next): Promise<UpstreamResult> {
+  handle(op: Operation, next: Next): Promise<UpstreamResult> {
+    // the common case costs nothing: no approval rules at all
+    if (this.#rules().size === 0 && op.meta.baseline !== BEYOND_BASELINE) return next(op);
+    return this.#gate(op, next);
+  }
+
+  async #gate(op: Operation, next: Next): Promise<UpstreamResult> {
+    try {
+      await this.#admit(op);
+    } catch (err) {
+      // fail closed, and say why: an unreachable state store (Redis) refuses with 503, never lets the operation through
+      if (err instanceof GatewayError) throw err;
+      throw new GatewayError('upstream-unavailable', `approval state is unavailable: ${(err as Error).message}`, { cause: err });
+    }
+    return next(op);
+  }
+
+  /** Resolves when the operation may go on (no rule, an active grant, or released by an approval); throws a refusal otherwise. */
+  async #admit(op: Operation): Promise<void> {
     const identity = op.identity;
     if (!identity) throw new GatewayError('unauthenticated', 'no identity: authenticate must run before approve');
     const beyond = op.meta.baseline === BEYOND_BASELINE;
@@ -51,7 +69,7 @@ export class Approve implements Control {
     if (!rule) {
       // fail closed: authorize let it through for an approval rule that is gone (policy reloaded in between)
       if (beyond) throw new GatewayError('forbidden', `${identity.subject} may not ${VERB[op.action]} ${op.resource.kind} "${op.resource.name}"`, { rule: 'default-deny' });
-      return next(op);
+      return;
     }
     const what = `${VERB[op.action]} ${op.resource.kind} "${op.resource.name}"`;
     const grant = await this.#service.activeGrant(identity, op.action, op.resource);
@@ -59,7 +77,7 @@ export class Approve implements Control {
       op.meta.approval = grant.id;
       op.meta.grant = `approval:${grant.rule}`;
       op.meta.grant_expires_at = new Date(grant.expiresAt).toISOString();
-      return next(op);
+      return;
     }
     const { request } = await this.#service.open(op, rule, sampleHash(op));
     op.meta.approval = request.id;
@@ -78,7 +96,7 @@ export class Approve implements Control {
       op.meta.approval_outcome = 'released';
       op.meta.grant = `approval:${rule.id}`;
       op.meta.grant_expires_at = new Date(decided!.grantExpiresAt!).toISOString();
-      return next(op);
+      return;
     }
     op.meta.approval_outcome = status;
     throw new ApprovalRefusal(refusalMessage(identity.subject, what, rule.id, decided ?? request, status, url), rule.id, { id: request.id, url, status });
