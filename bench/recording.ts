@@ -66,7 +66,8 @@ function gatewayConfig(example: Record<string, unknown>, id: TargetId, port: num
   c.identity.issuers[0] = { ...c.identity.issuers[0], issuer };
   c.audit = { ...c.audit, spool: { ...(c.audit?.spool as Record<string, unknown>), dir: join(work, `${id}.audit`) } };
   delete c.recording;
-  if (id !== 'off') c.recording = { dir: recDir, sessions: 'all', ...(id === 'raw' ? { raw: { alg: 'dir', key: randomBytes(32).toString('base64url'), kid: 'bench' } } : {}) };
+  // sessions here outlast the default per-session bound (64 MiB): it would stop the recording mid-run
+  if (id !== 'off') c.recording = { dir: recDir, sessions: 'all', maxSessionBytes: 1e12, ...(id === 'raw' ? { raw: { alg: 'dir', key: randomBytes(32).toString('base64url'), kid: 'bench' } } : {}) };
   return { config: c, recDir };
 }
 
@@ -220,6 +221,7 @@ async function runKafkaGroup(opts: { quick: boolean; reps: number }): Promise<{ 
   const value = Buffer.from(produceBody(VALUE_BYTES));
   const batch = Array.from({ length: 100 }, (_, i) => ({ topic: KAFKA_TOPIC, partition: 0, key: Buffer.from(`k${i}`), value }));
   const targets: Record<string, { recordsPerSecond: number[]; cpuUsPerRecord: number[]; recorded: number }> = {};
+  const acknowledged = new Map<string, number>();
   try {
     for (const r of running) targets[r.id] = { recordsPerSecond: [], cpuUsPerRecord: [], recorded: 0 };
     const producers = new Map(running.map((r) => [r.id, Array.from({ length: 4 }, (_, n) => new Producer({ clientId: `bench-${r.id}-${n}`, bootstrapBrokers: [r.bootstrap], acks: 1, sasl: { mechanism: 'OAUTHBEARER' as const, token } }))]));
@@ -239,6 +241,7 @@ async function runKafkaGroup(opts: { quick: boolean; reps: number }): Promise<{ 
         }
         await new Promise((done) => setTimeout(done, 300));
         const cpu = cpuUsage(before, cpuSnapshot([r.proc.child.pid ?? 0]));
+        acknowledged.set(r.id, (acknowledged.get(r.id) ?? 0) + sent);
         if (cpu) targets[r.id]!.cpuUsPerRecord.push(Math.round(((cpu.benchCores * (performance.now() - start)) / 1000) * 1e6 / sent * 10) / 10);
         // saturation: 4 producers, each one batch in flight
         let total = 0;
@@ -250,6 +253,7 @@ async function runKafkaGroup(opts: { quick: boolean; reps: number }): Promise<{ 
           }
         }));
         const rps = Math.round(total / ((performance.now() - t0) / 1000));
+        acknowledged.set(r.id, (acknowledged.get(r.id) ?? 0) + total);
         targets[r.id]!.recordsPerSecond.push(rps);
         console.log(`  kafka rep ${rep + 1} ${r.id.padEnd(3)} saturation ${rps} records/s; at ${fixedRate}/s gateway cpu ${targets[r.id]!.cpuUsPerRecord.at(-1)} us/record`);
         await new Promise((done) => setTimeout(done, 1000));
@@ -260,6 +264,8 @@ async function runKafkaGroup(opts: { quick: boolean; reps: number }): Promise<{ 
     await Promise.all(running.map((r) => r.proc.stop()));
   }
   for (const r of running) for (const s of listRecordingSegments(r.recDir)) targets[r.id]!.recorded += readSegmentLines(s).length;
+  // a recording that stopped at a bound would make "on" look cheaper than it is
+  if (targets.on!.recorded < (acknowledged.get('on') ?? 0)) throw new Error(`recording.kafka on: ${targets.on!.recorded} records recorded of ${acknowledged.get('on')} acknowledged: the recording stopped at a bound, the measurement is void`);
   const off = { rps: median(targets.off!.recordsPerSecond), cpu: median(targets.off!.cpuUsPerRecord) };
   const on = { rps: median(targets.on!.recordsPerSecond), cpu: median(targets.on!.cpuUsPerRecord) };
   console.log('\n== recording: Kafka listener, 1 KiB records in 100-record batches, topic without inspection rules ==');
