@@ -11,7 +11,7 @@ import { eventRow, type AuditRow, type RowContext } from '../src/audit/row.ts';
 import { AuditSpool, listSegments } from '../src/audit/spool.ts';
 import { ClickHouseShipper } from '../src/audit/shipper.ts';
 import { connect, migrate, installedSchema } from '../src/audit/migrate.ts';
-import { fileStructure, schemaStatements } from '../src/audit/ddl.ts';
+import { fileStructure, schemaStatements, SCHEMA_VERSION } from '../src/audit/ddl.ts';
 import { SpoolQuery } from '../src/audit/query.ts';
 import { clickhouseSchema } from '../src/audit/schema.ts';
 import { createLogger } from '../src/log.ts';
@@ -117,7 +117,7 @@ after(async () => {
 test('migrate picks the legacy variant on ClickHouse 18.16, records its version, and is idempotent', async () => {
   assert.match(server.version, /^18\./);
   const schema = await installedSchema(client, DB);
-  assert.deepEqual(schema, { version: 1, variant: 'legacy' });
+  assert.deepEqual(schema, { version: SCHEMA_VERSION, variant: 'legacy' });
   const again = await migrate(client, { database: DB, ttlDays: 30 });
   assert.equal(again.statements.length, 0);
   const rs = await client.query({ query: `SELECT name, engine FROM system.tables WHERE database = '${DB}' ORDER BY name`, format: 'JSONEachRow' });
@@ -139,7 +139,8 @@ test('the shipped rows keep every column, chain fields included', async () => {
   assert.deepEqual(d!.masking_rules, ['pii.email']);
   assert.deepEqual(d!.masking_counts, [4]);
   // the hashes ClickHouse holds are the spool's
-  const last = readFileSync(listSegments(spoolDir).at(-1)!, 'utf8').trim().split('\n').at(-1)!;
+  // the last row of the spool (a rotation can leave the newest segment empty)
+  const last = listSegments(spoolDir).flatMap((f) => readFileSync(f, 'utf8').split('\n').filter(Boolean)).at(-1)!;
   const { hash, prev_hash, seq } = JSON.parse(last) as { hash: string; prev_hash: string; seq: number };
   const h = await client.query({ query: `SELECT hash, prev_hash FROM ${DB}.audit_events WHERE seq = ${seq}`, format: 'JSONEachRow' });
   assert.deepEqual(await h.json(), [{ hash, prev_hash }]);
@@ -170,7 +171,7 @@ test('the printed DDL runs as printed, and the cluster variant is ON CLUSTER, re
   for (const query of statements) await client.command({ query });
   const printed = connect(clickhouseSchema.parse({ url: server.url, database: 'sg_printed' }));
   try {
-    assert.deepEqual(await installedSchema(printed, 'sg_printed'), { version: 1, variant: 'legacy' });
+    assert.deepEqual(await installedSchema(printed, 'sg_printed'), { version: SCHEMA_VERSION, variant: 'legacy' });
   } finally {
     await printed.close();
   }

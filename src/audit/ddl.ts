@@ -242,9 +242,11 @@ export function credentialColumnStatements(o: DdlOptions): string[] {
   const tables = o.cluster ? ['audit_events_local', 'audit_events'] : ['audit_events'];
   if (o.variant === 'legacy') tables.push('audit_events_ingest');
   const stmts: string[] = [];
+  // ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS; an upgrade runs once (it is recorded), so plain ADD is safe there
+  const ifNotExists = o.variant === 'legacy' ? '' : 'IF NOT EXISTS ';
   for (const t of tables) {
     stmts.push(
-      `ALTER TABLE ${db}.${t}${onCluster} ADD COLUMN IF NOT EXISTS credential_id String AFTER approval_id`,
+      `ALTER TABLE ${db}.${t}${onCluster} ADD COLUMN ${ifNotExists}credential_id String AFTER approval_id`,
       `ALTER TABLE ${db}.${t}${onCluster} MODIFY COLUMN event ${EVENT}`,
     );
   }

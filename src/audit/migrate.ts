@@ -60,7 +60,10 @@ export async function migrate(client: ClickHouseClient, o: { database: string; t
   const applied: string[] = [];
   for (const m of MIGRATIONS) {
     if (m.version <= from) continue;
-    for (const stmt of m.statements({ database: o.database, variant, ttlDays: o.ttlDays })) {
+    // a fresh install gets today's schema from version 1 (it renders every current column):
+    // later versions' ALTERs are for upgrades and are only recorded
+    const upgrade = from > 0 || m.version === 1;
+    for (const stmt of upgrade ? m.statements({ database: o.database, variant, ttlDays: o.ttlDays }) : []) {
       await client.command({ query: stmt });
       applied.push(stmt);
     }
