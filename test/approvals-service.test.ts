@@ -83,6 +83,18 @@ test('the first decision wins; a waiter is woken by it; the grant covers the sub
   await s.close();
 });
 
+test('grantScope rule: one approval covers every resource of the rule, only for that subject and action', async () => {
+  const r = rule('r', ['t.*'], { grantScope: 'rule' });
+  const { s } = service([r]);
+  await s.start();
+  const { request } = await s.open(op(alice, 't.a'), r, 'h');
+  await s.decide(request.id, carol, 'approve', '');
+  assert.equal((await s.activeGrant(alice, 'produce', { kind: 'topic', name: 't.zzz' }, r))?.id, request.id);
+  assert.equal(await s.activeGrant(alice, 'produce', { kind: 'topic', name: 't.zzz' }, { ...r, grantScope: 'resource' }), undefined, 'a resource-scoped lookup does not see it');
+  assert.equal(await s.activeGrant(who('bob', ['writer']), 'produce', { kind: 'topic', name: 't.a' }, r), undefined);
+  await s.close();
+});
+
 test('refusals: not an approver, own request, unknown id; each audited where a request exists', async () => {
   const { s, rows, rule: r } = service([rule('r', ['t.*'], { approvers: ['approver'] })]);
   await s.start();

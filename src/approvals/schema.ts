@@ -38,6 +38,8 @@ export const approvalRuleSchema = z
     approvers: z.array(z.string()).min(1),
     /** how long an approval lets the requester repeat the operation on the resource */
     grantTtl: duration.default(3_600_000),
+    /** what an approval covers: the resource requested (default), or every resource the rule's globs match */
+    grantScope: z.enum(['resource', 'rule']).default('resource'),
     /** how long an operation is held waiting for a decision (Kafka: also below the request's own timeout) */
     maxWait: duration.default(30_000),
     /** how long a request stays pending before it expires by itself */

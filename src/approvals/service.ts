@@ -32,6 +32,8 @@ export interface ApprovalRequest {
   /** roles that may decide, as the rule said when the request was made */
   approvers: string[];
   grantTtlMs: number;
+  /** `rule`: the grant covers every resource of the rule, not only this one */
+  grantScope: 'resource' | 'rule';
   instance: string;
   createdAt: number;
   expiresAt: number;
@@ -84,6 +86,9 @@ const HISTORY_MS = 3_600_000;
 const RECHECK_MS = 2000;
 
 const fingerprint = (...parts: string[]) => createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 32);
+/** a grant for one resource, or (a rule id) for every resource of that rule */
+const grantKey = (issuer: string, subject: string, action: Action, scope: { kind: ResourceKind; name: string } | string) =>
+  GRANT + (typeof scope === 'string' ? fingerprint(issuer, subject, action, 'rule', scope) : fingerprint(issuer, subject, action, scope.kind, scope.name));
 
 /**
  * The approval workflow on top of a StateStore, so every instance sharing the store sees
@@ -144,11 +149,17 @@ export class ApprovalService {
     return `${this.#o.baseUrl().replace(/\/+$/, '')}/v1/approvals/${id}`;
   }
 
-  async activeGrant(identity: Identity, action: Action, resource: { kind: ResourceKind; name: string }): Promise<Grant | undefined> {
-    const text = await this.#o.store.get(GRANT + fingerprint(identity.issuer, identity.subject, action, resource.kind, resource.name));
-    if (!text) return undefined;
-    const grant = JSON.parse(text) as Grant;
-    return grant.expiresAt > Date.now() ? grant : undefined;
+  /** The grant that lets this identity do `action` on `resource`: one for the resource itself or, with grantScope rule, one for the whole rule. */
+  async activeGrant(identity: Identity, action: Action, resource: { kind: ResourceKind; name: string }, rule?: Pick<ApprovalRule, 'id' | 'grantScope'>): Promise<Grant | undefined> {
+    const keys = [grantKey(identity.issuer, identity.subject, action, resource)];
+    if (rule?.grantScope === 'rule') keys.push(grantKey(identity.issuer, identity.subject, action, rule.id));
+    for (const key of keys) {
+      const text = await this.#o.store.get(key);
+      if (!text) continue;
+      const grant = JSON.parse(text) as Grant;
+      if (grant.expiresAt > Date.now()) return grant;
+    }
+    return undefined;
   }
 
   /** The pending request for this operation: an existing identical one, or a new one (audited, webhook sent). */
@@ -178,6 +189,7 @@ export class ApprovalService {
           records: op.records?.length ?? op.batch?.records ?? 0,
           approvers: rule.approvers,
           grantTtlMs: rule.grantTtl,
+          grantScope: rule.grantScope,
           instance: this.#o.instance,
           createdAt: now,
           expiresAt: now + rule.expiresAfter,
@@ -295,7 +307,8 @@ export class ApprovalService {
     const result = { ...request, ...decided };
     if (verdict === 'approve') {
       const grant: Grant = { id, rule: request.rule, subject: request.subject, approvedBy: approver.subject, expiresAt: result.grantExpiresAt! };
-      await this.#o.store.set(GRANT + fingerprint(request.issuer, request.subject, request.action, request.resource.kind, request.resource.name), JSON.stringify(grant), request.grantTtlMs);
+      const key = grantKey(request.issuer, request.subject, request.action, request.grantScope === 'rule' ? request.rule : request.resource);
+      await this.#o.store.set(key, JSON.stringify(grant), request.grantTtlMs);
     }
     await this.#settle(result);
     await this.#record('approval-decision', result, approver, {

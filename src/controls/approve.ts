@@ -72,7 +72,7 @@ export class Approve implements Control {
       return;
     }
     const what = `${VERB[op.action]} ${op.resource.kind} "${op.resource.name}"`;
-    const grant = await this.#service.activeGrant(identity, op.action, op.resource);
+    const grant = await this.#service.activeGrant(identity, op.action, op.resource, rule);
     if (grant) {
       op.meta.approval = grant.id;
       op.meta.grant = `approval:${grant.rule}`;

@@ -7,7 +7,7 @@ export type Listed = ApprovalRequest & { url: string; canDecide: boolean };
 
 /** An approval rule for tests: short waits unless overridden. */
 export function rule(id: string, topics: string[], over: Partial<ApprovalRule> = {}): ApprovalRule {
-  return { id, actions: ['produce'], topics, approvers: ['approver'], grantTtl: 3_600_000, maxWait: 20_000, expiresAfter: 3_600_000, ...over };
+  return { id, actions: ['produce'], topics, approvers: ['approver'], grantTtl: 3_600_000, grantScope: 'resource', maxWait: 20_000, expiresAfter: 3_600_000, ...over };
 }
 
 /** The approvals API of an admin listener with a bearer token. */
