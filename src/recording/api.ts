@@ -5,7 +5,7 @@ import { gunzip } from 'node:zlib';
 import type { Logger } from '../log.ts';
 import { GatewayError, type Action, type ClientInfo, type Identity, type Next, type Operation, type Protocol, type Resource, type Session, type UpstreamResult } from '../operation.ts';
 import type { RecordingRow } from './recorder.ts';
-import { listRecordingSegments } from './segments.ts';
+import { completeLines, listRecordingSegments } from './segments.ts';
 
 const gunzipAsync = promisify(gunzip);
 const ITEM = /^\/v1\/sessions\/([A-Za-z0-9-]{1,64})\/records$/;
@@ -25,13 +25,13 @@ export interface SessionApiDeps {
 async function readRows(dir: string, filter: (line: string) => boolean): Promise<RecordingRow[]> {
   const rows: RecordingRow[] = [];
   for (const segment of listRecordingSegments(dir)) {
-    let text: string;
+    let data: Buffer;
     try {
-      text = (await gunzipAsync(await readFile(segment), { finishFlush: 2 /* Z_SYNC_FLUSH: a segment being written */ })).toString('utf8');
+      data = await gunzipAsync(await readFile(segment), { finishFlush: 2 /* Z_SYNC_FLUSH: a segment being written */ });
     } catch {
       continue;
     }
-    for (const line of text.split('\n')) if (line.endsWith('}') && filter(line)) rows.push(JSON.parse(line) as RecordingRow);
+    for (const line of completeLines(data)) if (filter(line)) rows.push(JSON.parse(line) as RecordingRow);
   }
   return rows;
 }

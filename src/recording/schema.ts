@@ -40,6 +40,7 @@ export const recordingSchema = z.strictObject({
   maxTotalBytes: byteSize.default(10 * 1024 * 1024 * 1024),
   /** entries waiting to be written beyond this are dropped (and noted): recording never applies backpressure */
   maxQueueBytes: byteSize.default(64 * 1024 * 1024),
+  /** a new segment file after this many bytes of JSON (before gzip: what a reader holds in memory per segment) */
   segmentBytes: byteSize.default(64 * 1024 * 1024),
   /** recorded rows are written (one gzip member) at most this long after their operation */
   flushIntervalMs: z.int().positive().default(50),

@@ -49,17 +49,25 @@ export function readHeadOf(segment: string): SegmentHead | undefined {
 /** The JSON lines of a segment; a torn last member (crash mid-write) ends the segment early. */
 export function readSegmentLines(segment: string): string[] {
   const buf = readFileSync(segment);
-  let text: string;
+  let data: Buffer;
   try {
-    text = gunzipSync(buf).toString('utf8');
+    data = gunzipSync(buf);
   } catch {
     // a partly written last member: keep what decodes (zlib reports the good prefix via finishFlush)
-    text = gunzipSync(buf, { finishFlush: 2 /* Z_SYNC_FLUSH */ }).toString('utf8');
+    data = gunzipSync(buf, { finishFlush: 2 /* Z_SYNC_FLUSH */ });
   }
-  const lines = text.split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  else lines.pop(); // an incomplete last line
-  return lines;
+  return completeLines(data);
+}
+
+/** Complete '\n'-terminated lines of decompressed segment bytes, split without one giant string. */
+export function completeLines(data: Buffer): string[] {
+  const lines: string[] = [];
+  let start = 0;
+  for (let end = data.indexOf(10, start); end >= 0; end = data.indexOf(10, start)) {
+    if (end > start) lines.push(data.toString('utf8', start, end));
+    start = end + 1;
+  }
+  return lines; // bytes after the last newline are an incomplete line
 }
 
 export function totalBytes(dir: string): number {
@@ -107,9 +115,11 @@ export class SegmentWriter {
       if (this.#closed) throw new Error('recording writer is closed');
       const data = await gzipAsync(text, { level: this.#level });
       if (this.#fd < 0 || this.#size >= this.#segmentBytes) this.#open();
+      // segmentBytes bounds the JSON, not the gzip: a reader holds one decompressed segment at a time
+      const size = Buffer.byteLength(text);
       let off = 0;
       while (off < data.length) off += (await writeAsync(this.#fd, data, off, data.length - off)).bytesWritten;
-      this.#size += data.length;
+      this.#size += size;
       this.#total += data.length;
     };
     const next = this.#tail.then(run);
