@@ -192,11 +192,15 @@ test('an HTTP keep-alive session is recorded after masking, raw originals only e
   const plain = cli(['sessions', 'export', session, ...store]);
   assert.equal(plain.status, 0, plain.stderr);
   assert.ok(!plain.stdout.includes(CARD));
+  const first = JSON.parse(plain.stdout.split('\n')[0]!) as { value_text: string; raw_value?: string };
+  assert.equal((JSON.parse(first.value_text) as { card: string }).card, '**** **** **** 1111', 'text payloads are exported as text too');
+  assert.equal(first.raw_value, undefined);
   const exported = cli(['sessions', 'export', session, '--raw', ...store], { STREAMGATE_RECORDING_KEY: KEY });
   assert.equal(exported.status, 0, exported.stderr);
   const lines = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; raw_value: string; hash: string });
   assert.equal(lines.length, values.length);
   assert.equal((JSON.parse(Buffer.from(lines[0]!.raw_value, 'base64').toString()) as { card: string }).card, CARD);
+  assert.equal((JSON.parse((lines[0] as unknown as { raw_text: string }).raw_text) as { card: string }).card, CARD);
 
   // replay through the Kafka listener as alice: her policy allows payments.*; masking runs again (nothing left to mask)
   const summary = await replay(session, rows, replayOptions(token, REPLAY_H, `kafka://${kafkaBootstrap}`));

@@ -70,13 +70,29 @@ async function openQuery(dirs: { audit: string; recordings: string }) {
   return q;
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** base64 payload -> its text where it is valid UTF-8 (JSON, text), else undefined */
+function asText(b64: string | null): string | undefined {
+  if (b64 === null) return undefined;
+  try {
+    return strictUtf8.decode(Buffer.from(b64, 'base64'));
+  } catch {
+    return undefined;
+  }
+}
+
 /** A recorded row as exported: the payload as base64 and, where it is UTF-8 text, as text too. */
 async function exportLine(row: RecordingRow, opener: RawOpener | undefined): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = { ...row };
   delete out.raw;
   delete out.kid;
+  const text = asText(row.value);
+  if (text !== undefined) out.value_text = text;
   if (opener) {
     out.raw_value = row.raw ? Buffer.from(await opener.open(row.raw)).toString('base64') : row.value;
+    const rawText = asText(out.raw_value as string | null);
+    if (rawText !== undefined) out.raw_text = rawText;
   }
   return out;
 }
