@@ -90,13 +90,20 @@ function httpSender(o: ReplayOptions): Sender {
         ...(r.value !== null ? { value: { type: 'BINARY', data: r.value } } : {}),
         ...(r.headers.length > 0 ? { headers: r.headers.map(([name, value]) => ({ name, value })) } : {}),
       }));
-      const res = await pool.request({
-        path: new URL(url).pathname,
-        method: 'POST',
-        headers: { authorization: `Bearer ${o.token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ entries }),
-      });
-      const text = await res.body.text();
+      let res: import('undici').Dispatcher.ResponseData;
+      let text: string;
+      try {
+        res = await pool.request({
+          path: new URL(url).pathname,
+          method: 'POST',
+          headers: { authorization: `Bearer ${o.token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ entries }),
+        });
+        text = await res.body.text();
+      } catch (err) {
+        // the gateway is not reachable: every record of the request failed, the summary says why
+        return rows.map(() => `${url}: ${(err as Error).message}`);
+      }
       if (res.statusCode !== 207 && res.statusCode !== 200) return rows.map(() => `HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
       const body = JSON.parse(text) as { successes?: Array<{ id: string }>; failures?: Array<{ id: string; message?: string; error_code?: number }> };
       const errors: Array<string | undefined> = rows.map(() => undefined);
