@@ -28,7 +28,12 @@ program
     if (!Number.isInteger(processes) || processes < 1) throw new Error(`--processes must be a positive integer, not "${opts.processes}"`);
     const { runPrimary, forWorker, serveWorker, workerIndex } = await import('../ops/cluster.ts');
     const { serveReloads } = await import('../ops/reload.ts');
-    if (processes > 1 && cluster.isPrimary) return runPrimary(opts.config, processes);
+    if (processes > 1 && cluster.isPrimary) {
+      // workers are separate processes: in-memory state would give each its own signing keys and revocations
+      const checked = loadConfig(opts.config);
+      if (checked.credentials && checked.state.kind === 'memory') throw new Error('credentials with --processes > 1 need state.kind: redis (in-memory state is per process: each worker would have its own signing keys and revocations)');
+      return runPrimary(opts.config, processes);
+    }
     const index = workerIndex();
     const adjust = (c: Config) => forWorker(c, index);
     const config = adjust(loadConfig(opts.config));
