@@ -299,4 +299,9 @@ test('SAML: a signed assertion is exchanged once; tampered, foreign-signed and r
   const w = await exchange(httpBase, { subject_token: Buffer.from(wrongAudience).toString('base64url'), subject_token_type: SAML2_TYPE, scope: `produce:${TOPIC}` });
   assert.equal(w.status, 400);
   assert.match(w.json.error_description!, /audience/i);
+
+  const otherIdp = signedAssertion({ key: saml.key, issuer: 'https://impostor.test/saml', audience: SAML_AUDIENCE, nameId: 'carol@example.com', groups: ['payments-writers'] });
+  const i = await exchange(httpBase, { subject_token: Buffer.from(otherIdp).toString('base64url'), subject_token_type: SAML2_TYPE, scope: `produce:${TOPIC}` });
+  assert.equal(i.status, 400);
+  assert.match(i.json.error_description!, /from issuer "https:\/\/impostor\.test\/saml"/);
 });

@@ -36,7 +36,6 @@ export class SamlVerifier {
       audience: config.audience,
       // required by the library for browser flows; nothing is redirected here
       callbackUrl: 'urn:streamgate:token-exchange',
-      ...(config.idpIssuer ? { idpIssuer: config.idpIssuer } : {}),
       wantAssertionsSigned: true,
       wantAuthnResponseSigned: false,
       validateInResponseTo: 'never' as never,
@@ -56,6 +55,8 @@ export class SamlVerifier {
     }
     if (!profile || typeof profile.nameID !== 'string' || profile.nameID === '') throw new SamlRefused('the SAML assertion names no subject (NameID)');
     const issuer = typeof profile.issuer === 'string' ? profile.issuer : '';
+    // the library checks idpIssuer only on logout messages: the assertion's Issuer is checked here
+    if (this.#config.idpIssuer !== undefined && issuer !== this.#config.idpIssuer) throw new SamlRefused(`the SAML assertion is from issuer ${JSON.stringify(issuer)}, not ${JSON.stringify(this.#config.idpIssuer)}`);
     const assertionXml = (profile.getAssertionXml as () => string)();
     const id = /^<[^>]*?\sID="([^"]+)"/.exec(assertionXml)?.[1];
     if (!id) throw new SamlRefused('the SAML assertion has no ID');
