@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
+import { createClient } from '@clickhouse/client';
 import { clickhouseSchema } from '../src/audit/schema.ts';
 import { connect } from '../src/audit/migrate.ts';
 import { recordingSchema } from '../src/recording/schema.ts';
@@ -64,6 +66,23 @@ test('recorded records reach the ClickHouse recordings table with the same hashe
     assert.deepEqual(rows.map((r) => r.offset), ['0', '1', '2', '3', '4']);
     assert.deepEqual(rows.map((r) => Number(r.masked)), [1, 1, 1, 1, 1]);
     assert.ok(rows.every((r) => Buffer.from(r.value, 'base64').toString().includes('**** **** **** 1111')));
+    // the recordings queries of docs/analysts.md run as documented on this server
+    const md = readFileSync(new URL('../docs/analysts.md', import.meta.url), 'utf8');
+    const documented = [...md.matchAll(/```sql\n([\s\S]*?)```/g)]
+      .flatMap((m) => m[1]!.split(/;\s*\n/))
+      .map((q) => q.trim().replace(/;$/, ''))
+      .filter((q) => /\bFROM recordings\b/.test(q));
+    assert.ok(documented.length >= 2, `${documented.length} documented recordings queries`);
+    const analyst = createClient({ url: ch.url, database: DB });
+    try {
+      for (const q of documented) {
+        const rs = await analyst.query({ query: q.replaceAll('<session id>', session), format: 'JSONEachRow' });
+        const out = await rs.json<Record<string, unknown>>();
+        if (q.includes('<session id>')) assert.equal(out.length, 5, `joined to their audit rows: ${q.split('\n')[0]}`);
+      }
+    } finally {
+      await analyst.close();
+    }
   } finally {
     await client.close();
   }
