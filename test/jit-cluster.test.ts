@@ -8,6 +8,7 @@ import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 import { cli } from './helpers/approvals.ts';
 import { exchange, httpProduce, liveKcatConsumer } from './helpers/jit.ts';
 import { RedisStore } from '../src/state/redis.ts';
+import { redisUrl } from './helpers/redis.ts';
 
 // Two gateway processes sharing Redis (state.kind: redis, one prefix): credentials issued by
 // one are accepted by the other, and a revocation on one closes the other's live Kafka
@@ -24,9 +25,10 @@ before(async () => {
   infra = await getInfra();
   ensureKcat();
   await createTopics(infra.kafka, [TOPIC]);
+  const redis = await redisUrl();
   for (const name of ['jit-a', 'jit-b']) {
     const { yaml, spoolDir } = testConfigYaml(infra, (y) =>
-      y.replace('instance: dev-gateway', `instance: ${name}`).replace('state:\n  kind: memory', `state:\n  kind: redis\n  url: redis://127.0.0.1:6379\n  prefix: "${PREFIX}"`),
+      y.replace('instance: dev-gateway', `instance: ${name}`).replace('state:\n  kind: memory', `state:\n  kind: redis\n  url: ${redis}\n  prefix: "${PREFIX}"`),
     );
     assert.match(yaml, /kind: redis/);
     const proc = await spawnGateway(yaml, { wait: ['http', 'kafka', 'admin'] });
@@ -37,7 +39,7 @@ before(async () => {
 after(async () => {
   for (const g of gateways) await g.proc.stop();
   // leave nothing behind in the shared Redis
-  const store = new RedisStore({ url: 'redis://127.0.0.1:6379', prefix: PREFIX });
+  const store = new RedisStore({ url: await redisUrl(), prefix: PREFIX });
   for (const [key] of await store.list('')) await store.delete(key);
   await store.close();
 });

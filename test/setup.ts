@@ -1,5 +1,6 @@
 import { startKafka, type RunningKafka } from '../src/dev/kafka.ts';
 import { ensureClickHouseInstalled } from '../src/dev/clickhouse.ts';
+import { ensureRedis, type RunningRedis } from '../src/dev/redis.ts';
 
 /**
  * Global setup of `npm test`: one real Kafka broker for every test file (starting a
@@ -7,10 +8,13 @@ import { ensureClickHouseInstalled } from '../src/dev/clickhouse.ts';
  * environment; see test/helpers/infra.ts.
  */
 let kafka: RunningKafka | undefined;
+let redis: RunningRedis | undefined;
 
 export async function globalSetup(): Promise<void> {
   // ClickHouse servers are per file (tests stop and restart theirs); install the package once, here
   const clickhouse = ensureClickHouseInstalled().then(() => undefined, (err: unknown) => err);
+  // shared-state tests expect Redis at 127.0.0.1:6379: the running one, or one started here
+  redis = await ensureRedis();
   kafka = await startKafka();
   process.env.STREAMGATE_TEST_KAFKA = kafka.bootstrap;
   const failed = await clickhouse;
@@ -19,4 +23,5 @@ export async function globalSetup(): Promise<void> {
 
 export async function globalTeardown(): Promise<void> {
   await kafka?.stop();
+  await redis?.stop();
 }

@@ -1,14 +1,18 @@
-import { test, describe, after } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MemoryStore, type StateStore } from '../src/state/store.ts';
 import { RedisStore } from '../src/state/redis.ts';
+import { redisUrl } from './helpers/redis.ts';
 
 /** One contract, run against every StateStore: instances must not care which one they got. */
-function contract(name: string, open: () => StateStore): void {
+function contract(name: string, open: () => StateStore | Promise<StateStore>): void {
   describe(name, () => {
-    const store = open();
+    let store: StateStore;
+    before(async () => {
+      store = await open();
+    });
     // leave nothing behind in the shared Redis
     after(async () => {
       for (const [key] of await store.list('')) await store.delete(key);
@@ -77,13 +81,14 @@ function contract(name: string, open: () => StateStore): void {
 
 contract('MemoryStore', () => new MemoryStore());
 const redisPrefix = `sg-test-${randomUUID()}:`;
-contract('RedisStore', () => new RedisStore({ url: 'redis://127.0.0.1:6379', prefix: redisPrefix }));
+contract('RedisStore', async () => new RedisStore({ url: await redisUrl(), prefix: redisPrefix }));
 
 test('two RedisStores with the same prefix share keys and channels; another prefix is isolated', async () => {
   const prefix = `sg-test-${randomUUID()}:`;
-  const a = new RedisStore({ url: 'redis://127.0.0.1:6379', prefix });
-  const b = new RedisStore({ url: 'redis://127.0.0.1:6379', prefix });
-  const elsewhere = new RedisStore({ url: 'redis://127.0.0.1:6379', prefix: `${prefix}other:` });
+  const url = await redisUrl();
+  const a = new RedisStore({ url, prefix });
+  const b = new RedisStore({ url, prefix });
+  const elsewhere = new RedisStore({ url, prefix: `${prefix}other:` });
   try {
     const seen: string[] = [];
     const isolated: string[] = [];
