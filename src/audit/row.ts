@@ -90,7 +90,8 @@ export function buildRow(ctx: RowContext, op: Operation, result: UpstreamResult 
   let bytes = 0;
   for (const r of op.records ?? []) bytes += (r.value?.byteLength ?? 0) + (r.key?.byteLength ?? 0);
   const meta: Record<string, string> = {};
-  for (const [k, v] of Object.entries(op.meta)) meta[k] = String(v);
+  // credential_id has its own column
+  for (const [k, v] of Object.entries(op.meta)) if (k !== 'credential_id') meta[k] = String(v);
   return {
     event_id: op.id,
     event: 'operation',

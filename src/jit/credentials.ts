@@ -126,6 +126,10 @@ export class JitCredentials {
     return this.#o.config.issuer;
   }
 
+  get audience(): string {
+    return this.#o.config.audience;
+  }
+
   set activeGrant(lookup: ActiveGrantLookup | undefined) {
     this.#o.activeGrant = lookup;
   }

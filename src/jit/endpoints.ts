@@ -79,7 +79,7 @@ export class CredentialEndpoints {
         throw new TokenError('invalid_request', `requested_token_type must be ${JWT_TYPE} (or ${ACCESS_TOKEN_TYPE})`);
       }
       for (const target of [...form.getAll('audience'), ...form.getAll('resource')]) {
-        if (target !== this.#o.jit.issuer && target !== 'streamgate') throw new TokenError('invalid_target', `this gateway issues credentials for itself only, not for "${target}"`);
+        if (target !== this.#o.jit.issuer && target !== this.#o.jit.audience) throw new TokenError('invalid_target', `this gateway issues credentials for itself only, not for "${target}"`);
       }
       requestedScope = param('scope') ?? '';
       const lifetimeText = param('expires_in');
