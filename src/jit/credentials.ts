@@ -262,7 +262,14 @@ export class JitCredentials {
     } catch {
       throw new CredentialRefused('the credential is not a well-formed JWT', undefined);
     }
-    const key = kid === undefined ? undefined : await this.keys.verificationKey(kid);
+    let key: Awaited<ReturnType<SigningKeys['verificationKey']>>;
+    try {
+      key = kid === undefined ? undefined : await this.keys.verificationKey(kid);
+    } catch (err) {
+      // a kid new to this instance and the store unreachable: fail closed, but say why (503, not 401)
+      this.#o.log.warn({ err: (err as Error).message }, 'signing keys could not be reloaded from the state store');
+      throw new GatewayError('upstream-unavailable', 'the gateway cannot read its credential keys right now; retry shortly');
+    }
     if (!key) throw new CredentialRefused('the credential is not signed by a key of this gateway (unknown kid)', undefined);
     let payload: JWTPayload;
     try {
