@@ -58,6 +58,15 @@ test('both instances publish the same keys; a credential issued by one is accept
   assert.equal(kafka.code, 0, kafka.stderr);
   assert.ok(readAudit(b.spoolDir).some((r) => r.event === 'operation' && r.credential_id === issued.json.credential_id && r.decision === 'allow'), 'B audits the use');
   assert.ok(readAudit(a.spoolDir).some((r) => r.event === 'credential-issue' && r.credential_id === issued.json.credential_id), 'A audits the issuance');
+
+  // the CLI: issue on B, listed on A (metadata is shared too)
+  const viaCli = await cli(['credentials', 'issue', '--url', b.http, '--token', await infra.idp.token('bob'), '--scope', `consume:${TOPIC}`, '--expires-in', '120']);
+  assert.equal(viaCli.code, 0, viaCli.stderr);
+  const cliToken = JSON.parse(viaCli.stdout) as { credential_id: string; expires_in: number; scope: string };
+  assert.deepEqual([cliToken.expires_in, cliToken.scope], [120, `consume:${TOPIC}`]);
+  const listed = await cli(['credentials', 'list', '--subject', 'bob', '--admin-url', a.admin, '--token', await infra.idp.token('ops')]);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.match(listed.stdout, new RegExp(`${cliToken.credential_id}  bob \\(oidc\\)  "consume:${TOPIC.replace(/\./g, '\\.')}"`));
 });
 
 test('revoking on one instance (CLI) closes the live Kafka connection on the other within 5 s and refuses the credential everywhere', async (t) => {

@@ -51,8 +51,8 @@ async function credentialFor(who: string, scope: string, extra: Record<string, s
 }
 
 /** Reads the spool until a row matching `match` shows up (rows of refused logins are written after the client is answered). */
-async function auditRow(match: (r: AuditRow) => boolean, what: string): Promise<AuditRow> {
-  for (let i = 0; i < 100; i++) {
+async function auditRow(match: (r: AuditRow) => boolean, what: string, timeoutMs = 5000): Promise<AuditRow> {
+  for (let i = 0; i < timeoutMs / 50; i++) {
     const row = readAudit(spoolDir).find(match);
     if (row) return row;
     await new Promise((r) => setTimeout(r, 50));
@@ -265,6 +265,19 @@ test('a revoked credential closes its open Kafka connection on the instance it i
     const relogin = await runKcat(bootstrap, plainJwtAuth(cred.credential_id, cred.access_token), ['-L', '-m', '5'], undefined, 20_000);
     assert.notEqual(relogin.code, 0);
     assert.match(relogin.stderr, /was revoked/);
+  } finally {
+    await live.stop();
+  }
+});
+
+test('a Kafka session on a credential ends at its expiry (re-authentication with it is refused)', async () => {
+  const cred = await credentialFor('alice', `consume:${TOPIC}`, { expires_in: '2' });
+  const live = liveKcatConsumer(bootstrap, plainJwtAuth(cred.credential_id, cred.access_token), TOPIC);
+  try {
+    await live.waitFor('stderr', /Reached end of topic/, 10_000);
+    // KIP-368: the session lifetime is the credential's; afterwards the gateway refuses the session
+    const row = await auditRow((r) => r.credential_id === cred.credential_id && r.protocol === 'kafka' && r.reason === 'unauthenticated' && /expired/.test(r.message), 'the expired Kafka session', 15_000);
+    assert.equal(row.decision, 'deny');
   } finally {
     await live.stop();
   }
