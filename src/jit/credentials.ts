@@ -90,7 +90,7 @@ export class CredentialRefused extends GatewayError {
 
 /** An OAuth error of the token endpoint (RFC 6749 section 5.2 / RFC 8693 section 2.2.2). */
 export class TokenError extends Error {
-  readonly code: 'invalid_request' | 'invalid_grant' | 'invalid_scope' | 'invalid_target' | 'unsupported_grant_type' | 'server_error';
+  readonly code: 'invalid_request' | 'invalid_grant' | 'invalid_scope' | 'invalid_target' | 'unsupported_grant_type' | 'server_error' | 'temporarily_unavailable';
   readonly status: number;
   constructor(code: TokenError['code'], description: string, status = 400) {
     super(description);

@@ -1,3 +1,4 @@
+import { StoreUnavailable } from '../state/store.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { AuditEvent, AuditRow } from '../audit/row.ts';
@@ -134,7 +135,12 @@ export class CredentialEndpoints {
         },
       }, { 'cache-control': 'no-store', pragma: 'no-cache' });
     } catch (err) {
-      const e = err instanceof TokenError ? err : new TokenError('server_error', 'the credential could not be issued', 500);
+      const e =
+        err instanceof TokenError
+          ? err
+          : err instanceof StoreUnavailable || (err as { cause?: unknown } | undefined)?.cause instanceof StoreUnavailable
+            ? new TokenError('temporarily_unavailable', 'credentials cannot be issued while the shared state store is unreachable; try again shortly', 503)
+            : new TokenError('server_error', 'the credential could not be issued', 500);
       if (!(err instanceof TokenError)) this.#o.log.error({ err }, 'token exchange failed');
       await this.#o.record('credential-issue', {
         ...(subject ? identityFields(subject, this.#o.policy()) : {}),

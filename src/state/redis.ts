@@ -1,5 +1,11 @@
 import { Redis } from 'ioredis';
-import type { StateStore } from './store.ts';
+import { StoreUnavailable, type StateStore } from './store.ts';
+
+/**
+ * How long a command may wait, queued while Redis reconnects or unanswered: past it the
+ * caller gets StoreUnavailable (fail closed, fast) instead of hanging its client.
+ */
+const COMMAND_TIMEOUT_MS = 2000;
 
 export interface RedisStoreOptions {
   /** redis://host:port/db */
@@ -32,8 +38,8 @@ export class RedisStore implements StateStore {
   }
 
   static #connect(url: string): Redis {
-    // commands wait (queued) while Redis is away instead of failing at once; lazyConnect off so errors surface early
-    const redis = new Redis(url, { maxRetriesPerRequest: 3, enableAutoPipelining: true });
+    // commands wait (queued) through a short reconnect, at most COMMAND_TIMEOUT_MS; lazyConnect off so errors surface early
+    const redis = new Redis(url, { maxRetriesPerRequest: 3, enableAutoPipelining: true, commandTimeout: COMMAND_TIMEOUT_MS });
     // without a listener ioredis prints every reconnect error; callers see failures on their commands
     redis.on('error', () => {});
     return redis;
@@ -44,27 +50,47 @@ export class RedisStore implements StateStore {
     await this.#commands.ping();
   }
 
-  async get(key: string): Promise<string | undefined> {
+  get(key: string): Promise<string | undefined> {
+    return this.#unavailable(() => this.#get(key));
+  }
+
+  async #get(key: string): Promise<string | undefined> {
     return (await this.#commands.get(this.#prefix + key)) ?? undefined;
   }
 
-  async set(key: string, value: string, ttlMs?: number): Promise<void> {
+  set(key: string, value: string, ttlMs?: number): Promise<void> {
+    return this.#unavailable(() => this.#set(key, value, ttlMs));
+  }
+
+  async #set(key: string, value: string, ttlMs?: number): Promise<void> {
     if (ttlMs === undefined) await this.#commands.set(this.#prefix + key, value);
     else await this.#commands.set(this.#prefix + key, value, 'PX', Math.max(1, Math.ceil(ttlMs)));
   }
 
-  async setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean> {
+  setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean> {
+    return this.#unavailable(() => this.#setIfAbsent(key, value, ttlMs));
+  }
+
+  async #setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean> {
     const reply = ttlMs === undefined
       ? await this.#commands.set(this.#prefix + key, value, 'NX')
       : await this.#commands.set(this.#prefix + key, value, 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX');
     return reply === 'OK';
   }
 
-  async delete(key: string): Promise<void> {
+  delete(key: string): Promise<void> {
+    return this.#unavailable(() => this.#delete(key));
+  }
+
+  async #delete(key: string): Promise<void> {
     await this.#commands.del(this.#prefix + key);
   }
 
-  async list(prefix: string): Promise<Array<[string, string]>> {
+  list(prefix: string): Promise<Array<[string, string]>> {
+    return this.#unavailable(() => this.#list(prefix));
+  }
+
+  async #list(prefix: string): Promise<Array<[string, string]>> {
     const full = this.#prefix + prefix;
     const keys = new Set<string>();
     let cursor = '0';
@@ -85,7 +111,11 @@ export class RedisStore implements StateStore {
     return out;
   }
 
-  async publish(channel: string, message: string): Promise<void> {
+  publish(channel: string, message: string): Promise<void> {
+    return this.#unavailable(() => this.#publish(channel, message));
+  }
+
+  async #publish(channel: string, message: string): Promise<void> {
     await this.#commands.publish(this.#prefix + channel, message);
   }
 
@@ -120,6 +150,15 @@ export class RedisStore implements StateStore {
       }
     });
     return subscriber;
+  }
+
+  /** Any failure of a command means the store is not usable right now. */
+  async #unavailable<T>(command: () => Promise<T>): Promise<T> {
+    try {
+      return await command();
+    } catch (err) {
+      throw new StoreUnavailable(`the shared state store (Redis) is unavailable: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   async close(): Promise<void> {

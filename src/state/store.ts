@@ -19,6 +19,14 @@ export interface StateStore {
   close(): Promise<void>;
 }
 
+/** The store cannot be reached (Redis down or not answering): callers fail closed with "try again". */
+export class StoreUnavailable extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailable';
+  }
+}
+
 interface Entry {
   value: string;
   expiresAt: number;
