@@ -9,8 +9,10 @@ import type { Gateway } from '../src/gateway.ts';
 // Integration: real Kafka broker, real OIDC provider, gateway in process.
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-const MASKED_TOPIC = 'payments.cards';
-const PLAIN_TOPIC = 'orders';
+// per run: the tests read their topics from the start, so a broker kept between runs must not hold earlier records
+const run = `${process.pid}-${Date.now() % 100000}`;
+const MASKED_TOPIC = `payments.cards-${run}`;
+const PLAIN_TOPIC = `sandbox.alice.orders-${run}`; // alice may write her sandbox; no inspection rules there
 
 let infra: Infra;
 let gateway: Gateway;
