@@ -1,9 +1,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { request } from 'undici';
-import { createTopics, getInfra, readAudit, readTopic, testConfigYaml } from './helpers/infra.ts';
+import { createTopics, freePort, getInfra, readAudit, readTopic, testConfigYaml } from './helpers/infra.ts';
 import { spawnGateway } from './helpers/gateway-process.ts';
 
 // The shared-state store (Redis) dies under load and comes back empty (no persistence, as
@@ -20,14 +19,6 @@ const servers = new Set<ChildProcess>();
 after(() => {
   for (const s of servers) s.kill('SIGKILL');
 });
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 
 /** A private redis-server (the machine's own one stays untouched); resolves once it accepts commands. */
 async function startRedis(port: number): Promise<ChildProcess> {

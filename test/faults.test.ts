@@ -1,15 +1,15 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Producer, stringSerializers } from '@platformatic/kafka';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
+import { SignJWT } from 'jose';
 import { request } from 'undici';
 import { startKafka, type RunningKafka } from '../src/dev/kafka.ts';
 import { createTopics, getInfra, readAudit, readTopic, testConfigYaml, type Infra } from './helpers/infra.ts';
 import { spawnGateway } from './helpers/gateway-process.ts';
+import { startTestIssuer, trustIssuer } from './helpers/issuer.ts';
 
 // Faults of the systems around the gateway, with the real components, under load. For
 // each: what clients see, that no acknowledged write is lost, that every acknowledged
@@ -121,38 +121,11 @@ test('the broker stops and comes back under HTTP and Kafka load: clients see 503
   }
 });
 
-/** An OIDC issuer the test can take offline: discovery + JWKS on loopback. */
-async function startIssuer(): Promise<{ url: string; key: CryptoKey; kid: string; server: Server; close: () => Promise<void> }> {
-  const { privateKey, publicKey } = await generateKeyPair('ES256');
-  const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' };
-  const server = createServer((req, res) => {
-    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-    res.setHeader('content-type', 'application/json');
-    if (req.url === '/.well-known/openid-configuration') res.end(JSON.stringify({ issuer: base, jwks_uri: `${base}/jwks` }));
-    else res.end(JSON.stringify({ keys: [jwk] }));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-  return {
-    url,
-    key: privateKey,
-    kid: 'k1',
-    server,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
-
 test('the JWKS endpoint goes offline: tokens signed with cached keys keep working, an unknown kid is refused quickly, nothing hangs', async () => {
-  const issuer = await startIssuer();
+  const issuer = await startTestIssuer('k1');
   const topic = 'payments.jwks-offline';
   await createTopics(infra.kafka, [topic]);
-  const { yaml, spoolDir } = testConfigYaml(infra, (y) =>
-    y.replace(/(identity:\n  issuers:\n)/, `$1    - issuer: ${issuer.url}\n      audience: streamgate\n      algorithms: [ES256]\n      groupsClaim: groups\n`),
-  );
+  const { yaml, spoolDir } = testConfigYaml(infra, (y) => trustIssuer(y, issuer));
   const gw = await spawnGateway(yaml);
   try {
     const now = Math.floor(Date.now() / 1000);

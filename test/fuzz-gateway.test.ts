@@ -1,10 +1,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
-import { createServer, type Server } from 'node:http';
 import { Admin } from '@platformatic/kafka';
 import fc from 'fast-check';
-import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { generateKeyPair, SignJWT } from 'jose';
 import { request } from 'undici';
 import { loadMessages, type MessageRegistry } from '../src/protocols/kafka/messages.ts';
 import { decodeResponse, encodeRequest } from '../src/protocols/kafka/upstream.ts';
@@ -13,6 +12,7 @@ import { MAX_VERSION, SUPPORTED } from '../src/protocols/kafka/apis.ts';
 import { createTopics, getInfra, readAudit, testConfigYaml, type Infra } from './helpers/infra.ts';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process.ts';
 import { fuzzRuns, sampleRequest, seeded } from './helpers/fuzz.ts';
+import { startTestIssuer, trustIssuer, type TestIssuer } from './helpers/issuer.ts';
 
 // Hostile clients against a gateway in its own process, with the real broker behind it:
 // mutated Kafka requests of every accepted API after a real SASL login, garbage before it,
@@ -26,47 +26,19 @@ let reg: MessageRegistry;
 let spoolDir: string;
 let issuer: TestIssuer;
 
-/** A second OIDC issuer the gateway trusts, whose key the test holds: it signs tokens bent in one way each. */
-interface TestIssuer {
-  url: string;
-  key: CryptoKey;
-  publicJwk: JWK;
-  kid: string;
-  server: Server;
-}
-
-async function startIssuer(): Promise<TestIssuer> {
-  const { privateKey, publicKey } = await generateKeyPair('ES256');
-  const publicJwk = { ...(await exportJWK(publicKey)), kid: 'fuzz-key-1', alg: 'ES256', use: 'sig' };
-  const server = createServer((req, res) => {
-    const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-    res.setHeader('content-type', 'application/json');
-    if (req.url === '/.well-known/openid-configuration') res.end(JSON.stringify({ issuer: base, jwks_uri: `${base}/jwks` }));
-    else if (req.url === '/jwks') res.end(JSON.stringify({ keys: [publicJwk] }));
-    else res.writeHead(404).end('{}');
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-  return { url, key: privateKey, publicJwk, kid: 'fuzz-key-1', server };
-}
-
 before(async () => {
   infra = await getInfra();
   reg = await loadMessages();
-  issuer = await startIssuer();
-  const made = testConfigYaml(infra, (y) =>
-    y.replace(
-      /(identity:\n  issuers:\n)/,
-      `$1    - issuer: ${issuer.url}\n      audience: streamgate\n      algorithms: [ES256]\n      groupsClaim: groups\n      clockToleranceSeconds: 0\n`,
-    ),
-  );
+  // a second issuer the gateway trusts, whose key the test holds: it signs tokens bent one way each
+  issuer = await startTestIssuer('fuzz-key-1');
+  const made = testConfigYaml(infra, (y) => trustIssuer(y, issuer));
   spoolDir = made.spoolDir;
   gw = await spawnGateway(made.yaml, { wait: ['http', 'kafka'] });
 });
 
 after(async () => {
   await gw?.stop();
-  issuer?.server.close();
+  await issuer?.close();
 });
 
 /** A raw Kafka connection: write frames, collect response frames, notice the close. */

@@ -1,9 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { request } from 'undici';
 import { startKafka, type RunningKafka } from '../src/dev/kafka.ts';
-import { createTopics, getInfra, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, freePort, getInfra, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
 import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 
 // The gateway's own login to a broker that requires SASL (SCRAM-SHA-256/512 or PLAIN): both
@@ -13,14 +12,6 @@ import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 let infra: Infra;
 let broker: RunningKafka;
 let saslBootstrap: string;
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 
 before(async () => {
   ensureKcat();

@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import { request } from 'undici';
+import { runProcess, type ProcessResult } from './process.ts';
 import type { ApprovalRule } from '../../src/approvals/schema.ts';
 import type { ApprovalRequest } from '../../src/approvals/service.ts';
 
@@ -33,20 +33,8 @@ export async function pendingFor(adminUrl: string, token: string, resource: stri
 }
 
 /** `streamgate <args>` as a child process (the real CLI entry point). */
-export function cli(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [new URL('../../src/cli/main.ts', import.meta.url).pathname, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+export function cli(args: string[], timeoutMs = 30_000): Promise<ProcessResult> {
+  return runProcess(process.execPath, [new URL('../../src/cli/main.ts', import.meta.url).pathname, ...args], { timeoutMs });
 }
 
 export function sleep(ms: number): Promise<void> {

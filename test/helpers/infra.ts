@@ -2,6 +2,7 @@ import { after } from 'node:test';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import { Admin, Consumer } from '@platformatic/kafka';
 import { startKafka } from '../../src/dev/kafka.ts';
 import { startIdp, type RunningIdp } from '../../src/dev/idp.ts';
@@ -44,6 +45,18 @@ export function getInfra(): Promise<Infra> {
     return { kafka, idp };
   })();
   return infra;
+}
+
+/** A port that was free a moment ago on 127.0.0.1 (for services that must be told their port up front). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
 }
 
 export async function createTopics(bootstrap: string, topics: string[], partitions = 1): Promise<void> {

@@ -1,10 +1,7 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { runProcess, type ProcessResult } from './process.ts';
 
-export interface KcatResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type KcatResult = ProcessResult;
 
 /** kcat from Debian; installed on the spot when missing and we may (CI runs as root on Debian 12). */
 export function ensureKcat(): void {
@@ -32,18 +29,5 @@ export function plainJwtAuth(who: string, token: string): string[] {
 
 /** Runs kcat against `bootstrap` with `auth` options, feeding `input` on stdin; killed after timeoutMs. */
 export function runKcat(bootstrap: string, auth: string[], args: string[], input?: string, timeoutMs = 30_000): Promise<KcatResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('kcat', ['-b', bootstrap, ...auth, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input ?? '');
-  });
+  return runProcess('kcat', ['-b', bootstrap, ...auth, ...args], { input, timeoutMs });
 }
