@@ -1,6 +1,7 @@
 // Overhead budgets: compares the latest results of each suite with bench/budgets.json.
 //   npm run bench:check                          latest bench/results/<date>-<suite>.json per suite
 //   npm run bench:check -- --results FILE...     these results files instead
+//   npm run bench:check -- --results FILE --only-given   only the budgets of the given files' suites (what `npm run bench` does at its end)
 //   npm run bench:check -- --compare A.json --compare B.json [--tolerance 0.1]
 //        run-to-run noise: every throughput ratio of B within 10% of A's (latency shown too)
 // Exits 1 naming every broken budget (or drifting ratio). Not part of `npm test`.
@@ -33,6 +34,7 @@ const { values } = parseArgs({
     results: { type: 'string', multiple: true },
     compare: { type: 'string', multiple: true },
     tolerance: { type: 'string', default: '0.1' },
+    'only-given': { type: 'boolean', default: false },
   },
 });
 
@@ -89,12 +91,13 @@ if (values.compare) {
   process.exit(0);
 }
 
-const { budgets } = JSON.parse(readFileSync(values.budgets, 'utf8')) as { budgets: Budget[] };
+const all = (JSON.parse(readFileSync(values.budgets, 'utf8')) as { budgets: Budget[] }).budgets;
 const bySuite = new Map<string, Results & { file: string }>();
 for (const file of values.results ?? []) {
   const r = load(file);
   bySuite.set(r.suite, { ...r, file });
 }
+const budgets = values['only-given'] ? all.filter((b) => bySuite.has(b.metric.split('.')[0]!)) : all;
 for (const suite of new Set(budgets.map((b) => b.metric.split('.')[0]!))) {
   if (bySuite.has(suite)) continue;
   const file = latest(suite);

@@ -4,14 +4,16 @@
 //   npm run bench -- --quick           smoke run: 1 rep, short runs (checks the bench works)
 //   npm run bench -- --profile         V8 CPU profiles of every gateway process, summarized
 //   options: --reps N (default 3), --only instant,kafka (http groups), --tag NAME
-// Writes bench/results/<YYYY-MM-DD>-<suite>.json. Quick, profile, partial (--only) and tagged
+// Writes bench/results/<YYYY-MM-DD>-<suite>.json and ends with this run's budgets (bench/budgets.json):
+// a full run exits 1 when one is broken. Quick, profile, partial (--only) and tagged
 // runs write <date>-<suite>.<tag>.json instead, which `npm run bench:check` ignores: budgets
 // are checked against full, unprofiled runs only.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { machine, RESULTS_DIR, resultsPath, today, versions, writeResults } from './lib/env.ts';
+import { machine, RESULTS_DIR, resultsPath, ROOT, today, versions, writeResults } from './lib/env.ts';
 import { printSummary, profilesIn, summarizeProfile, type ProfileSummary } from './lib/profile.ts';
 import { onCleanup, stopAll } from './lib/procs.ts';
 import { runAuditSuite } from './suites/audit.ts';
@@ -39,7 +41,11 @@ interface SuiteContext {
 const SUITES: Record<string, (ctx: SuiteContext) => Promise<Record<string, unknown>>> = {
   http: runHttp,
   engine: async (ctx) => ({ ...(await runEngineSuite({ quick: ctx.quick, work: ctx.work })) }),
-  kafka: (ctx) => runKafkaSuite(kafkaBenchOptions(ctx.quick)),
+  kafka: async (ctx) => {
+    const profileDir = freshProfileDir(ctx, 'kafka');
+    const r = await runKafkaSuite(kafkaBenchOptions(ctx.quick, profileDir));
+    return { ...r, ...profilesOf(profileDir) };
+  },
   audit: (ctx) => runAuditSuite({ quick: ctx.quick }),
   recording: async (ctx) => ({ ...(await runRecordingSuite({ quick: ctx.quick, reps: ctx.reps, only: ctx.only })) }),
   kinesis: async (ctx) => ({ ...(await runKinesisSuite({ quick: ctx.quick, reps: ctx.reps })) }),
@@ -76,25 +82,36 @@ const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
 const tag = values.tag ?? (quick ? 'quick' : values.profile ? 'profile' : only ? 'partial' : undefined);
 const date = today();
 
+/** With --profile: an empty directory for the suite's gateway CPU profiles. */
+function freshProfileDir(ctx: SuiteContext, suite: string): string | undefined {
+  if (!ctx.profile) return undefined;
+  const dir = join(RESULTS_DIR, 'profiles', `${ctx.date}-${suite}`);
+  rmSync(dir, { recursive: true, force: true }); // do not mix with an earlier run's profiles
+  return dir;
+}
+
+/** Summaries of the profiles a suite wrote (printed, and kept in its results file). */
+function profilesOf(profileDir: string | undefined): { profiles?: { dir: string; summaries: ProfileSummary[] } } {
+  if (!profileDir) return {};
+  const summaries = profilesIn(profileDir).map((f) => summarizeProfile(f, 30));
+  console.log(`\n== CPU profiles of the gateway processes (${profileDir}) ==`);
+  // idle pool workers (auto and inline-sized batches) have nothing to say
+  for (const p of summaries) if (p.thread === 0 || p.busyMs > p.wallMs * 0.02) printSummary(p, 12);
+  return { profiles: { dir: profileDir, summaries } };
+}
+
 async function runHttp(ctx: SuiteContext): Promise<Record<string, unknown>> {
-  const profileDir = ctx.profile ? join(RESULTS_DIR, 'profiles', `${ctx.date}-http`) : undefined;
-  if (profileDir) rmSync(profileDir, { recursive: true, force: true }); // do not mix with an earlier run's profiles
+  const profileDir = freshProfileDir(ctx, 'http');
   const r = await runHttpSuite({ quick: ctx.quick, reps: ctx.reps, profileDir, only: ctx.only });
-  let profiles: ProfileSummary[] | undefined;
-  if (profileDir) {
-    profiles = profilesIn(profileDir).map((f) => summarizeProfile(f, 30));
-    console.log(`\n== CPU profiles of the gateway processes (${profileDir}) ==`);
-    // idle pool workers (auto and inline-sized batches) have nothing to say
-    for (const p of profiles) if (p.thread === 0 || p.busyMs > p.wallMs * 0.02) printSummary(p, 12);
-  }
   if (r.warnings.length > 0) console.log(`\nwarnings:\n  ${r.warnings.join('\n  ')}`);
-  return { ...r, ...(profiles ? { profiles: { dir: profileDir, summaries: profiles } } : {}) };
+  return { ...r, ...profilesOf(profileDir) };
 }
 
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'streamgate-bench-run-'));
   onCleanup(async () => rmSync(work, { recursive: true, force: true }));
   const ctx: SuiteContext = { quick, reps, profile: values.profile, only, date, work };
+  const written: string[] = [];
   for (const suite of suites) {
     const startedAt = new Date();
     const common = { suite, date, startedAt: startedAt.toISOString(), quick, profile: values.profile, tag: tag ?? null, machine: machine(), versions: versions() };
@@ -104,9 +121,14 @@ async function main(): Promise<void> {
     const path = resultsPath(suite, tag, date);
     writeResults(path, { ...common, finishedAt: finishedAt.toISOString(), durationSeconds: seconds, ...body });
     console.log(`\n${suite}: wrote ${path} (${seconds} s)`);
+    written.push(path);
   }
-  if (tag) console.log(`\n(tagged "${tag}": npm run bench:check ignores these files; it checks full, unprofiled runs)`);
-  else console.log('\ncheck the budgets with: npm run bench:check');
+  // this run's numbers against the budgets, in the same command
+  console.log('\n== budgets ==');
+  const check = spawnSync(process.execPath, [join(ROOT, 'bench', 'check.ts'), '--only-given', ...written.flatMap((f) => ['--results', f])], { stdio: 'inherit' });
+  if (tag) console.log(`\n(tagged "${tag}": budgets are meant for full, unprofiled runs; \`npm run bench:check\` ignores these files)`);
+  // a full run fails loudly when a budget is broken
+  else if (check.status !== 0) process.exitCode = 1;
 }
 
 try {

@@ -16,8 +16,8 @@ import { startIdp, type RunningIdp } from '../../src/dev/idp.ts';
 import { freePort, onCleanup, spawnNode, waitHealthy } from '../lib/procs.ts';
 
 /** Settings of a full run, or of a --quick smoke run. */
-export function kafkaBenchOptions(quick: boolean): KafkaBenchOptions {
-  return { records: quick ? 50_000 : 500_000, recordSize: 1024, rate: 2000, probeSeconds: quick ? 3 : 10 };
+export function kafkaBenchOptions(quick: boolean, profileDir?: string): KafkaBenchOptions {
+  return { records: quick ? 50_000 : 500_000, recordSize: 1024, rate: 2000, probeSeconds: quick ? 3 : 10, profileDir };
 }
 
 export interface KafkaBenchOptions {
@@ -27,6 +27,8 @@ export interface KafkaBenchOptions {
   rate: number;
   /** seconds of the latency probe */
   probeSeconds: number;
+  /** write a V8 CPU profile of the gateway here (--profile) */
+  profileDir?: string;
 }
 
 interface PerfResult {
@@ -65,14 +67,14 @@ function latencySummary(lat: number[]): { p50Us: number; p99Us: number; avgUs: n
 }
 
 /** One produce at a time (acks=1) at a fixed rate; per-request latencies in microseconds. */
-async function probe(bootstrap: string, topic: string, rate: number, seconds: number, size: number, sasl?: { token: string }): Promise<number[]> {
+async function probe(bootstrap: string, topic: string, rate: number, seconds: number, size: number, sasl?: { token: string }, payload?: Buffer): Promise<number[]> {
   const producer = new Producer({
     clientId: 'bench-probe',
     bootstrapBrokers: [bootstrap],
     acks: 1,
     ...(sasl ? { sasl: { mechanism: 'OAUTHBEARER' as const, token: sasl.token } } : {}),
   });
-  const value = Buffer.alloc(size, 0x61);
+  const value = payload ?? Buffer.alloc(size, 0x61);
   const lat: number[] = [];
   try {
     await producer.send({ messages: [{ topic, value, partition: 0 }] }); // connect + metadata outside the measurement
@@ -141,7 +143,11 @@ audit:
   spool: { dir: "${join(work, 'audit')}" }
 `,
   );
-  const gateway = spawnNode('gateway', join(ROOT, 'src/cli/main.ts'), ['serve', '--config', configFile], { logFile: join(work, 'gateway.log'), cwd: ROOT });
+  const gateway = spawnNode('gateway', join(ROOT, 'src/cli/main.ts'), ['serve', '--config', configFile], {
+    logFile: join(work, 'gateway.log'),
+    cwd: ROOT,
+    nodeArgs: opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [],
+  });
   await waitHealthy(gateway, `http://127.0.0.1:${httpPort}`);
   const viaGateway = `127.0.0.1:${kafkaPort}`;
   const token = await idp.token('ops');
@@ -234,6 +240,17 @@ audit:
   }
   const directProbe = latencySummary(directLat);
   const gatewayProbe = latencySummary(gatewayLat);
+  // the same one-at-a-time probe with ~1 KiB JSON records holding a card number: direct vs the masked topic
+  log(`latency: the probe with JSON card records, direct vs masked topic (${opts.probeSeconds} s per side)`);
+  const cardRecord = Buffer.from(JSON.stringify({ id: 1, card: '4111 1111 1111 1111', merchant: 'm-1', note: 'lorem ipsum '.repeat(80) }));
+  const maskedDirectLat: number[] = [];
+  const maskedLat: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    maskedDirectLat.push(...(await probe(kafka.bootstrap, maskedTopic, 500, opts.probeSeconds / 4, 0, undefined, cardRecord)));
+    maskedLat.push(...(await probe(viaGateway, maskedTopic, 500, opts.probeSeconds / 4, 0, { token }, cardRecord)));
+  }
+  const maskedDirectProbe = latencySummary(maskedDirectLat);
+  const maskedProbe = latencySummary(maskedLat);
   log('masking: ProducerPerformance, ~1 KiB JSON records with card numbers, lz4 (direct, gateway passthrough topic, gateway masked topic; best of 2)');
   const maskRecords = Math.min(opts.records, 200_000);
   let maskDirect = await jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords);
@@ -278,12 +295,19 @@ audit:
       addedP50Us: gatewayProbe.p50Us - directProbe.p50Us,
       addedP99Us: gatewayProbe.p99Us - directProbe.p99Us,
     },
+    maskedProbe: {
+      direct: maskedDirectProbe,
+      gateway: maskedProbe,
+      addedP50Us: maskedProbe.p50Us - maskedDirectProbe.p50Us,
+      addedP99Us: maskedProbe.p99Us - maskedDirectProbe.p99Us,
+    },
   };
   log(`produce  direct ${directProduce.mbPerSec} MB/s, gateway ${gatewayProduce.mbPerSec} MB/s, ratio ${result.produce.mbRatio}`);
   log(`consume  direct ${directConsume.mbPerSec} MB/s, gateway ${gatewayConsume.mbPerSec} MB/s, ratio ${result.consume.mbRatio}`);
   log(`latency at ${opts.rate}/s: added avg ${result.latencyAtRate.addedAvgMs} ms, added p99 ${result.latencyAtRate.addedP99Ms} ms (ProducerPerformance, 1 ms resolution)`);
   log(`masking (lz4 JSON) direct ${maskDirect.mbPerSec} MB/s, passthrough ${maskPass.mbPerSec} MB/s, masked ${masked.mbPerSec} MB/s`);
   log(`probe at 500/s: added p50 ${result.probe.addedP50Us} us, added p99 ${result.probe.addedP99Us} us`);
+  log(`masked probe at 500/s (JSON card records): added p50 ${result.maskedProbe.addedP50Us} us, added p99 ${result.maskedProbe.addedP99Us} us`);
   return {
     ...result,
     // flat names for bench:check (bench/budgets.json)
@@ -294,6 +318,8 @@ audit:
       'kafka.lz4.masked.throughput_ratio': result.masking.maskedRatio,
       'kafka.fixed.p50_added_ms': round(result.probe.addedP50Us / 1000),
       'kafka.fixed.p99_added_ms': round(result.probe.addedP99Us / 1000),
+      'kafka.masked.fixed.p50_added_ms': round(result.maskedProbe.addedP50Us / 1000),
+      'kafka.masked.fixed.p99_added_ms': round(result.maskedProbe.addedP99Us / 1000),
     },
   };
 }
