@@ -1,6 +1,6 @@
 // streamgate bench suite.
-//   npm run bench                      all suites (http, engine, kafka, audit, recording, kinesis)
-//   npm run bench -- http              one suite (http | engine | kafka | audit | recording | kinesis)
+//   npm run bench                      all suites (http, engine, kafka, audit, recording, kinesis, processes)
+//   npm run bench -- http              one suite (http | engine | kafka | audit | recording | kinesis | processes)
 //   npm run bench -- --quick           smoke run: 1 rep, short runs (checks the bench works)
 //   npm run bench -- --profile         V8 CPU profiles of every gateway process, summarized
 //   options: --reps N (default 3), --only instant,kafka (http groups), --tag NAME
@@ -22,6 +22,7 @@ import { runKinesisSuite } from './kinesis.ts';
 import { runEngineSuite } from './suites/engine.ts';
 import { runHttpSuite } from './suites/http.ts';
 import { kafkaBenchOptions, runKafkaSuite } from './suites/kafka.ts';
+import { runProcessesSuite } from './suites/processes.ts';
 import { runSoakSuite, soakOptions } from './suites/soak.ts';
 
 interface SuiteContext {
@@ -49,6 +50,7 @@ const SUITES: Record<string, (ctx: SuiteContext) => Promise<Record<string, unkno
   audit: (ctx) => runAuditSuite({ quick: ctx.quick }),
   recording: async (ctx) => ({ ...(await runRecordingSuite({ quick: ctx.quick, reps: ctx.reps, only: ctx.only })) }),
   kinesis: async (ctx) => ({ ...(await runKinesisSuite({ quick: ctx.quick, reps: ctx.reps })) }),
+  processes: (ctx) => runProcessesSuite({ quick: ctx.quick, reps: ctx.reps }),
   soak: (ctx) => runSoakSuite(soakOptions(ctx.quick)),
 };
 /** Suites that run only when named: the soak takes 10 minutes and measures drift, not overhead. */
