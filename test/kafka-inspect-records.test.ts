@@ -98,3 +98,23 @@ test('control batches and corrupt batches', () => {
   corrupt[corrupt.length - 1]! ^= 1;
   assert.throws(() => decodeRecords(corrupt), /CRC/);
 });
+
+test('re-encoding a batch with changed keys, headers and a null value round-trips every field', () => {
+  for (const codec of ['none', 'lz4', 'zstd'] as const) {
+    const decoded = decodeRecords(batch(codec, 3));
+    const records = streamRecords(decoded, 0);
+    records[0]!.key = Buffer.from('a-longer-replacement-key-'.repeat(10));
+    records[1]!.headers = [['x', Buffer.from('y')], ['zz', Buffer.alloc(0)], ['ünï', Buffer.from('v'.repeat(300))]];
+    records[2]!.value = null;
+    const out = encodeRecords(decoded, records);
+    assert.equal(out.changed, true);
+    const again = streamRecords(decodeRecords(out.blob), 0);
+    assert.equal(again.length, 3);
+    assert.equal(Buffer.from(again[0]!.key!).toString(), 'a-longer-replacement-key-'.repeat(10));
+    assert.deepEqual(again[1]!.headers.map(([k, v]) => [k, Buffer.from(v).toString()]), [['x', 'y'], ['zz', ''], ['ünï', 'v'.repeat(300)]]);
+    assert.equal(again[2]!.value, null);
+    // untouched fields as before
+    assert.equal(Buffer.from(again[1]!.value!).toString(), Buffer.from(records[1]!.value!).toString());
+    assert.equal(Buffer.from(again[2]!.key!).toString(), 'k2');
+  }
+});

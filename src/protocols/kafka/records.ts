@@ -101,17 +101,6 @@ class VarReader {
   }
 }
 
-function varintBytes(v: number): number[] {
-  let z = ((v << 1) ^ (v >> 31)) >>> 0;
-  const out: number[] = [];
-  while (z >= 0x80) {
-    out.push((z & 0x7f) | 0x80);
-    z >>>= 7;
-  }
-  out.push(z);
-  return out;
-}
-
 /** Splits a records blob into batches and decodes the records of each data batch. */
 export function decodeRecords(blob: Uint8Array | null | undefined): DecodedRecords {
   const out: DecodedRecords = { batches: [], truncated: 0 };
@@ -376,40 +365,90 @@ function joined(decoded: DecodedRecords): Uint8Array {
   return new Uint8Array(first.bytes.buffer, first.bytes.byteOffset, last.bytes.byteOffset + last.bytes.byteLength - first.bytes.byteOffset);
 }
 
-function pushBytes(parts: Uint8Array[], v: Uint8Array | null): number {
-  if (v === null) {
-    parts.push(Uint8Array.of(...varintBytes(-1)));
-    return 1;
+/** Bytes of a zigzag varint. */
+function varintSize(v: number): number {
+  let z = ((v << 1) ^ (v >> 31)) >>> 0;
+  let n = 1;
+  while (z >= 0x80) {
+    z >>>= 7;
+    n++;
   }
-  const len = Uint8Array.of(...varintBytes(v.byteLength));
-  parts.push(len, v);
-  return len.byteLength + v.byteLength;
+  return n;
 }
 
-function encodeBatch(b: DecodedBatch, records: readonly StreamRecord[]): Uint8Array {
-  const parts: Uint8Array[] = [];
+/** Writes a zigzag varint at `o`; returns the offset after it. */
+function writeVarint(out: Uint8Array, o: number, v: number): number {
+  let z = ((v << 1) ^ (v >> 31)) >>> 0;
+  while (z >= 0x80) {
+    out[o++] = (z & 0x7f) | 0x80;
+    z >>>= 7;
+  }
+  out[o++] = z;
+  return o;
+}
+
+/** Size of a length-prefixed (nullable) byte field. */
+function bytesSize(v: Uint8Array | null): number {
+  return v === null ? 1 : varintSize(v.byteLength) + v.byteLength;
+}
+
+function writeBytes(out: Uint8Array, o: number, v: Uint8Array | null): number {
+  if (v === null) return writeVarint(out, o, -1);
+  o = writeVarint(out, o, v.byteLength);
+  out.set(v, o);
+  return o + v.byteLength;
+}
+
+/**
+ * A changed batch's records, uncompressed, in one buffer: sized first, then written, so a
+ * batch of hundreds of records costs one allocation instead of several per record (the
+ * masked path's GC pressure).
+ */
+function recordsBody(b: DecodedBatch, records: readonly StreamRecord[]): Buffer {
+  const sizes = new Array<number>(records.length);
+  const headerKeys = new Map<number, Buffer[]>();
+  let total = 0;
   for (let k = 0; k < records.length; k++) {
     const raw = b.records![k]!;
     const s = records[k]!;
-    const body: Uint8Array[] = [raw.head];
-    let size = raw.head.byteLength;
-    size += pushBytes(body, s.key);
-    size += pushBytes(body, s.value);
-    if (s.headers === raw.headers) {
-      body.push(raw.headersRaw);
-      size += raw.headersRaw.byteLength;
-    } else {
-      const h = Uint8Array.of(...varintBytes(s.headers.length));
-      body.push(h);
-      size += h.byteLength;
-      for (const [hk, hv] of s.headers) {
-        size += pushBytes(body, Buffer.from(hk, 'utf8'));
-        size += pushBytes(body, hv);
-      }
+    let size = raw.head.byteLength + bytesSize(s.key) + bytesSize(s.value);
+    if (s.headers === raw.headers) size += raw.headersRaw.byteLength;
+    else {
+      const keys = s.headers.map(([hk]) => Buffer.from(hk, 'utf8'));
+      headerKeys.set(k, keys);
+      size += varintSize(s.headers.length);
+      s.headers.forEach(([, hv], n) => (size += bytesSize(keys[n]!) + bytesSize(hv)));
     }
-    parts.push(Uint8Array.of(...varintBytes(size)), ...body);
+    sizes[k] = size;
+    total += varintSize(size) + size;
   }
-  const payload = compress(b.compression, Buffer.concat(parts), b.xerial);
+  const out = Buffer.allocUnsafe(total);
+  let o = 0;
+  for (let k = 0; k < records.length; k++) {
+    const raw = b.records![k]!;
+    const s = records[k]!;
+    o = writeVarint(out, o, sizes[k]!);
+    out.set(raw.head, o);
+    o += raw.head.byteLength;
+    o = writeBytes(out, o, s.key);
+    o = writeBytes(out, o, s.value);
+    const keys = headerKeys.get(k);
+    if (!keys) {
+      out.set(raw.headersRaw, o);
+      o += raw.headersRaw.byteLength;
+    } else {
+      o = writeVarint(out, o, s.headers.length);
+      s.headers.forEach(([, hv], n) => {
+        o = writeBytes(out, o, keys[n]!);
+        o = writeBytes(out, o, hv);
+      });
+    }
+  }
+  return out;
+}
+
+function encodeBatch(b: DecodedBatch, records: readonly StreamRecord[]): Uint8Array {
+  const payload = compress(b.compression, recordsBody(b, records), b.xerial);
   const out = Buffer.allocUnsafe(HEADER_BYTES + payload.byteLength);
   out.set(b.bytes.subarray(0, HEADER_BYTES), 0);
   out.set(payload, HEADER_BYTES);
