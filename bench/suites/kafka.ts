@@ -7,13 +7,12 @@
 //
 // Starts its own broker, identity provider and gateway (a child process).
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Producer } from '@platformatic/kafka';
-import { runKafkaTool, startKafka, type RunningKafka } from '../../src/dev/kafka.ts';
-import { startIdp, type RunningIdp } from '../../src/dev/idp.ts';
-import { freePort, onCleanup, spawnNode, waitHealthy } from '../lib/procs.ts';
+import { runKafkaTool } from '../../src/dev/kafka.ts';
+import { freePort, spawnNode, waitHealthy } from '../lib/procs.ts';
+import { startServices } from '../lib/services.ts';
 
 /** Settings of a full run, or of a --quick smoke run. */
 export function kafkaBenchOptions(quick: boolean, profileDir?: string): KafkaBenchOptions {
@@ -96,17 +95,8 @@ async function probe(bootstrap: string, topic: string, rate: number, seconds: nu
 }
 
 export async function runKafkaSuite(opts: KafkaBenchOptions, log: (s: string) => void = console.log): Promise<Record<string, unknown>> {
-  const work = mkdtempSync(join(tmpdir(), 'sg-bench-kafka-'));
-  let kafka: RunningKafka | undefined;
-  let idp: RunningIdp | undefined;
-  onCleanup(async () => {
-    await kafka?.stop();
-    await idp?.stop();
-    rmSync(work, { recursive: true, force: true });
-  });
   log('starting Kafka, the identity provider and the gateway...');
-  kafka = await startKafka({ jvmOpts: ['-Xms256m', '-Xmx768m'] });
-  idp = await startIdp({ port: 0 });
+  const { work, kafka, idp } = await startServices('kafka');
   const topic = 'bench.passthrough';
   // a topic with a produce rule: records are decoded, card numbers masked, batches re-encoded
   const maskedTopic = 'bench.masked';

@@ -10,14 +10,13 @@
 // (consume-side tokenization). The gateway runs in its own process with the admin
 // listener; samples come from /proc/<pid>/status and its /metrics.
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
-import { startKafka, runKafkaTool, type RunningKafka } from '../../src/dev/kafka.ts';
-import { startIdp, type RunningIdp } from '../../src/dev/idp.ts';
+import { runKafkaTool } from '../../src/dev/kafka.ts';
 import { paced } from '../lib/load.ts';
-import { freePort, onCleanup, spawnNode, waitHealthy } from '../lib/procs.ts';
+import { freePort, spawnNode, waitHealthy } from '../lib/procs.ts';
+import { startServices } from '../lib/services.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -67,17 +66,8 @@ function slope(xs: number[], ys: number[]): number {
 }
 
 export async function runSoakSuite(opts: SoakOptions, log: (s: string) => void = console.log): Promise<Record<string, unknown>> {
-  const work = mkdtempSync(join(tmpdir(), 'sg-bench-soak-'));
-  let kafka: RunningKafka | undefined;
-  let idp: RunningIdp | undefined;
-  onCleanup(async () => {
-    await kafka?.stop();
-    await idp?.stop();
-    rmSync(work, { recursive: true, force: true });
-  });
   log(`soak: ${opts.minutes} min, HTTP ${opts.httpRate}/s + Kafka ${opts.kafkaRate}/s produce + a consumer, all controls on`);
-  kafka = await startKafka({ jvmOpts: ['-Xms256m', '-Xmx768m'] });
-  idp = await startIdp({ port: 0 });
+  const { work, kafka, idp } = await startServices('soak');
   const topic = 'payments.soak';
   const created = await runKafkaTool('org.apache.kafka.tools.TopicCommand', ['--bootstrap-server', kafka.bootstrap, '--create', '--topic', topic, '--partitions', '2', '--replication-factor', '1']);
   if (created.code !== 0) throw new Error(`topic creation failed: ${created.stderr}`);

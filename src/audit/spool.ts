@@ -1,10 +1,11 @@
-import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync, readdirSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, mkdirSync, openSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { z } from 'zod';
 import type { Logger } from '../log.ts';
 import { chainFields, chainLine, GENESIS, headPath, readHead, readLastLine, repairTornTail, tornPath, writeHead, writeRetentionMarker, type Signer, type TornTail } from './chain.ts';
 import { auditTimestamp, eventRow, type AuditRow, type RowContext } from './row.ts';
 import { spoolSchema, type SpoolConfig } from './schema.ts';
+import { filesIn } from '../files.ts';
 
 interface Waiter {
   resolve: () => void;
@@ -26,13 +27,7 @@ export function segmentSeq(path: string): number {
 
 /** Segment files of a spool directory in write order. */
 export function listSegments(dir: string): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names.filter((n) => SEGMENT.test(n)).sort().map((n) => join(dir, n));
+  return filesIn(dir, SEGMENT);
 }
 
 export interface SpoolOptions {

@@ -1,8 +1,9 @@
-import { closeSync, openSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { write } from 'node:fs';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync, gzip } from 'node:zlib';
+import { filesIn } from '../files.ts';
 
 const gzipAsync = promisify(gzip);
 const writeAsync = promisify(write);
@@ -25,13 +26,7 @@ export interface SegmentHead {
 }
 
 export function listRecordingSegments(dir: string): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names.filter((n) => SEGMENT.test(n)).sort().map((n) => join(dir, n));
+  return filesIn(dir, SEGMENT);
 }
 
 export function headPathOf(segment: string): string {
