@@ -28,7 +28,7 @@ before(async () => {
         .replace('rate: { requestsPerSecond: 0, bytesPerSecond: 0, burstSeconds: 1 }', 'rate: { requestsPerSecond: 10, bytesPerSecond: 4000, burstSeconds: 1 }'),
   );
   spoolDir = made.spoolDir;
-  assert.deepEqual(made.config.limits, { connections: { max: 6, perIdentity: 2 }, authTimeoutMs: 700, idleTimeoutMs: 600_000, rate: { requestsPerSecond: 10, bytesPerSecond: 4000, burstSeconds: 1 } });
+  assert.deepEqual(made.config.limits, { connections: { max: 6, perIdentity: 2 }, authTimeoutMs: 700, idleTimeoutMs: 600_000, maxInflightBytes: 67_108_864, rate: { requestsPerSecond: 10, bytesPerSecond: 4000, burstSeconds: 1 } });
   gateway = await startGateway(made.config);
 });
 
@@ -131,4 +131,32 @@ test('Kafka over the byte rate is throttled like a broker throttles: throttle_ti
   const stored = await readTopic(infra.kafka, topic, 320, 60_000); // returns at 320; a loaded CI machine may need long for the group join
   assert.equal(stored.length, 320, 'every record arrived');
   assert.ok(stored.every((r) => r.value!.includes('**** **** **** 1111')), 'and was masked');
+});
+
+test('a client pipelining more request bytes than limits.maxInflightBytes is paused, not refused: every request is answered, nothing lost', async () => {
+  // a gateway of its own: 64 KiB in flight per connection, no rate limit
+  const made = testConfig(infra, (y) => y.replace('maxInflightBytes: 67108864', 'maxInflightBytes: 65536'));
+  assert.equal(made.config.limits.maxInflightBytes, 65_536);
+  const small = await startGateway(made.config);
+  const topic = `payments.limits-inflight-${run}`;
+  await createTopics(infra.kafka, [topic]);
+  const { client } = await login(small.addresses.kafka!.port, 'alice');
+  try {
+    // 12 produce requests of ~25 KiB written back to back: ~300 KiB ahead of the gateway
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        client.request(0, 9, {
+          TransactionalId: null,
+          Acks: -1,
+          TimeoutMs: 30_000,
+          TopicData: [{ Name: topic, PartitionData: [{ Index: 0, Records: clientBatch('none', 500, i * 500, { transactional: false }) }] }],
+        }),
+      ),
+    );
+    for (const res of answers) assert.equal((res.Responses as Array<{ PartitionResponses: Array<{ ErrorCode: number }> }>)[0]!.PartitionResponses[0]!.ErrorCode, 0);
+  } finally {
+    client.close();
+  }
+  const stored = await readTopic(infra.kafka, topic, 6000, 60_000);
+  assert.equal(stored.length, 6000, 'every record arrived');
 });

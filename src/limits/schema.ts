@@ -17,6 +17,8 @@ export const limitsSchema = z.strictObject({
   authTimeoutMs: z.int().positive().default(10_000),
   /** a Kafka connection with no request for this long is closed (Kafka's connections.max.idle.ms) */
   idleTimeoutMs: z.int().positive().default(600_000),
+  /** request bytes a Kafka connection may have read but not yet handled; reading pauses above it (backpressure, bounded memory per connection) */
+  maxInflightBytes: z.int().positive().default(64 * 1024 * 1024),
   /**
    * Per-identity rates, per process (token buckets holding `burstSeconds` of the rate);
    * 0 = unlimited. Over the rate, Kafka clients are throttled the way brokers throttle

@@ -213,6 +213,9 @@ class Connection {
   readonly #inflight: Inflight[] = [];
   #tail: Promise<void> = Promise.resolve();
   #queued = 0;
+  /** bytes of the requests counted in #queued (limits.maxInflightBytes) */
+  #queuedBytes = 0;
+  readonly #maxInflightBytes: number;
   /** no more requests are read or forwarded */
   #closed = false;
   #destroyed = false;
@@ -245,6 +248,7 @@ class Connection {
     socket.on('close', () => this.destroy());
     this.#session.throttle = (ms) => this.#mute(ms);
     const limits = listener.dispatcher.limits?.();
+    this.#maxInflightBytes = limits?.maxInflightBytes ?? Infinity;
     if (limits) {
       // slow-loris and port scans: a connection that never logs in costs one timer, then goes
       this.#authTimer = setTimeout(() => {
@@ -279,7 +283,7 @@ class Connection {
 
   /** Reads again unless muted, the request queue is full, or the broker connection is backed up. */
   #resumeReads(): void {
-    if (this.#closed || Date.now() < this.#mutedUntil || this.#queued >= MAX_QUEUED_REQUESTS / 2 || this.#upstreamBusy()) return;
+    if (this.#closed || Date.now() < this.#mutedUntil || this.#queued >= MAX_QUEUED_REQUESTS / 2 || this.#queuedBytes >= this.#maxInflightBytes / 2 || this.#upstreamBusy()) return;
     if (this.#socket.isPaused()) this.#socket.resume();
   }
 
@@ -345,8 +349,9 @@ class Connection {
     if (this.#closed) return;
     if (requestChannel.hasSubscribers) requestChannel.publish({ frame });
     this.#queued++;
+    this.#queuedBytes += frame.byteLength;
     // backpressure: a client that pipelines faster than the gateway forwards is paused
-    if (this.#queued >= MAX_QUEUED_REQUESTS) this.#socket.pause();
+    if (this.#queued >= MAX_QUEUED_REQUESTS || this.#queuedBytes >= this.#maxInflightBytes) this.#socket.pause();
     this.#tail = this.#tail
       .then(() => this.#handle(frame))
       .catch((err: unknown) => {
@@ -361,6 +366,7 @@ class Connection {
       })
       .finally(() => {
         this.#queued--;
+        this.#queuedBytes -= frame.byteLength;
         this.#resumeReads();
       });
   }
