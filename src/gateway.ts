@@ -140,6 +140,7 @@ export class Gateway implements Dispatcher {
   #admin: AdminListener | undefined;
   #adminRoutesPort: number | undefined;
   readonly #upstream: Upstream;
+  readonly #quota = new Quota(() => this.#config.limits);
   readonly #chain: Next;
   readonly #refuseChain: (op: Operation, error: unknown) => Promise<UpstreamResult>;
   #http: HttpListener | undefined;
@@ -198,7 +199,7 @@ export class Gateway implements Dispatcher {
       metrics,
       audit,
       authenticate,
-      new Quota(() => this.#config.limits.rate),
+      this.#quota,
       new Authorize(policy, (op) => this.#approvalRules.match(op.identity!, op.action, op.resource) !== undefined),
       new Approve(() => this.#approvalRules, this.approvals),
       new Recording(() => this.#recorder),
@@ -307,6 +308,7 @@ export class Gateway implements Dispatcher {
   }
 
   endSession(session: Session): void {
+    this.#quota.sessionEnded(session.id);
     this.#recorder?.endSession(session);
     this.#auditSession(session, 'session-end');
     this.metrics.sessionClosed(session.protocol);

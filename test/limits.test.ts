@@ -1,6 +1,6 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'undici';
+import { Client, request } from 'undici';
 import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
 import { rawClient, rawExchange } from './helpers/kafka-gateway.ts';
 import { clientBatch } from './helpers/batches.ts';
@@ -103,6 +103,32 @@ test('HTTP over the request rate gets 429 with Retry-After and an audit row', as
   assert.ok(statuses.includes(429), `then 429: ${statuses.join(',')}`);
   assert.equal(retryAfter, '1');
   assert.ok(readAudit(spoolDir).some((r) => r.resource === topic && r.reason === 'throttled' && r.rule === 'limits.rate'));
+});
+
+test('HTTP connections over limits.connections.perIdentity get 429 naming the limit; a freed connection is usable again', async () => {
+  const token = await infra.idp.token('ops');
+  const topic = `payments.limits-conns-${run}`;
+  await createTopics(infra.kafka, [topic]);
+  const base = `http://127.0.0.1:${gateway.addresses.http!.port}`;
+  // one keep-alive connection each
+  const clients = [new Client(base), new Client(base), new Client(base)];
+  const post = async (c: Client) => {
+    const res = await c.request({ method: 'POST', path: `/v3/clusters/local/topics/${topic}/records`, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{"value":{"data":1}}' });
+    return { status: res.statusCode, body: (await res.body.json()) as { message?: string } };
+  };
+  try {
+    assert.equal((await post(clients[0]!)).status, 200);
+    assert.equal((await post(clients[1]!)).status, 200);
+    const third = await post(clients[2]!);
+    assert.equal(third.status, 429);
+    assert.match(third.body.message ?? '', /ops already holds 2 connections \(limits\.connections\.perIdentity\)/);
+    await clients[0]!.close();
+    await sleep(200); // the gateway notices the closed socket
+    assert.equal((await post(clients[2]!)).status, 200, 'the freed allowance is usable on a new connection');
+  } finally {
+    for (const c of clients) await c.close().catch(() => {});
+  }
+  assert.ok(readAudit(spoolDir).some((r) => r.subject === 'ops' && r.reason === 'throttled' && r.rule === 'limits.connections.perIdentity'));
 });
 
 test('Kafka over the byte rate is throttled like a broker throttles: throttle_time_ms in the answer, nothing refused, nothing lost', async () => {

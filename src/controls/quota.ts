@@ -21,22 +21,49 @@ export class Throttled extends GatewayError {
 const IDLE_MS = 60_000;
 
 /**
- * Per-identity request and byte rates (token buckets). A session that can be throttled
- * (Kafka: KIP-219 muting) is throttled for the deficit and the operation proceeds; any
- * other is refused with `throttled` and told when to retry.
+ * Per-identity request and byte rates (token buckets), and how many sessions (connections)
+ * one identity may hold. A session that can be throttled (Kafka: KIP-219 muting) is
+ * throttled for the deficit and the operation proceeds; any other is refused with
+ * `throttled` and told when to retry.
  */
 export class Quota implements Control {
   readonly name = 'quota';
-  readonly #limits: () => LimitsConfig['rate'];
+  readonly #limits: () => LimitsConfig;
   readonly #buckets = new Map<string, Bucket>();
+  /** identity -> its open sessions; session -> its identity (to forget it when it ends) */
+  readonly #sessionsOf = new Map<string, Set<string>>();
+  readonly #ownerOf = new Map<string, string>();
   #swept = Date.now();
 
-  constructor(limits: () => LimitsConfig['rate']) {
+  constructor(limits: () => LimitsConfig) {
     this.#limits = limits;
   }
 
+  /** The session closed: it no longer counts against its identity. */
+  sessionEnded(sessionId: string): void {
+    const key = this.#ownerOf.get(sessionId);
+    if (key === undefined) return;
+    this.#ownerOf.delete(sessionId);
+    const set = this.#sessionsOf.get(key);
+    set?.delete(sessionId);
+    if (set?.size === 0) this.#sessionsOf.delete(key);
+  }
+
   handle(op: Operation, next: Next): Promise<UpstreamResult> {
-    const { requestsPerSecond, bytesPerSecond, burstSeconds } = this.#limits();
+    // per listener; Kafka counts its connections at the SASL login, where its clients expect a refusal
+    if (op.identity && op.protocol !== 'kafka' && !this.#ownerOf.has(op.session.id)) {
+      // a session belongs to the first identity it authenticates as
+      const key = `${op.protocol}\u0000${op.identity.issuer}\u0000${op.identity.subject}`;
+      const perIdentity = this.#limits().connections.perIdentity;
+      let set = this.#sessionsOf.get(key);
+      if ((set?.size ?? 0) >= perIdentity) {
+        return Promise.reject(new GatewayError('throttled', `${op.identity.subject} already holds ${perIdentity} connections (limits.connections.perIdentity)`, { rule: 'limits.connections.perIdentity' }));
+      }
+      if (!set) this.#sessionsOf.set(key, (set = new Set()));
+      set.add(op.session.id);
+      this.#ownerOf.set(op.session.id, key);
+    }
+    const { requestsPerSecond, bytesPerSecond, burstSeconds } = this.#limits().rate;
     if ((requestsPerSecond === 0 && bytesPerSecond === 0) || !op.identity) return next(op);
     const now = Date.now();
     if (now - this.#swept > IDLE_MS) this.#sweep(now);

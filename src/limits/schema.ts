@@ -9,7 +9,10 @@ export const limitsSchema = z.strictObject({
     .strictObject({
       /** open client connections per listener and process; the next one is closed at once (audited) */
       max: z.int().positive().default(10_000),
-      /** Kafka connections one authenticated subject may hold per process; the login over it fails */
+      /**
+       * connections one authenticated subject may hold per listener and process: Kafka refuses
+       * the SASL login over it, HTTP and Kinesis answer 429 / ProvisionedThroughputExceededException
+       */
       perIdentity: z.int().positive().default(1_000),
     })
     .prefault({}),
