@@ -78,8 +78,12 @@ export interface BrokerRecord {
   headers: Record<string, string>;
 }
 
-/** Reads a topic straight from the broker (not through the gateway) until `count` records or timeout. */
-export async function readTopic(bootstrap: string, topic: string, count: number, timeoutMs = 15_000): Promise<BrokerRecord[]> {
+/**
+ * Reads a topic straight from the broker (not through the gateway) until `count` records or
+ * timeout, or, with `until`, until it holds for what was read (a topic that may hold retried
+ * duplicates has more records than acknowledged writes).
+ */
+export async function readTopic(bootstrap: string, topic: string, count: number, timeoutMs = 15_000, until?: (read: BrokerRecord[]) => boolean): Promise<BrokerRecord[]> {
   const consumer = new Consumer({
     clientId: 'streamgate-test-reader',
     groupId: `test-reader-${topic}-${Date.now()}-${Math.random()}`,
@@ -100,7 +104,7 @@ export async function readTopic(bootstrap: string, topic: string, count: number,
           offset: m.offset,
           headers,
         });
-        if (out.length >= count) break;
+        if (until ? until(out) : out.length >= count) break;
       }
     } finally {
       clearTimeout(deadline);
