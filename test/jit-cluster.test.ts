@@ -6,7 +6,7 @@ import { createTopics, getInfra, readAudit, testConfigYaml, type Infra } from '.
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process.ts';
 import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 import { cli } from './helpers/approvals.ts';
-import { exchange, httpProduce, liveKcatConsumer } from './helpers/jit.ts';
+import { exchange, httpProduce, liveKcatConsumer, untilFetching } from './helpers/jit.ts';
 import { RedisStore } from '../src/state/redis.ts';
 import { redisUrl } from './helpers/redis.ts';
 
@@ -78,11 +78,7 @@ test('revoking on one instance (CLI) closes the live Kafka connection on the oth
   const live = liveKcatConsumer(b.kafka, plainJwtAuth(id, token), TOPIC);
   try {
     const value = `live-${RUN}`;
-    for (let i = 0; i < 20 && !live.output().stdout.includes(value); i++) {
-      await runKcat(infra.kafka, [], ['-P', '-t', TOPIC], `${value}\n`);
-      await live.waitFor('stdout', new RegExp(value), 1000).catch(() => {});
-    }
-    await live.waitFor('stdout', new RegExp(value), 1000);
+    await untilFetching(live, infra.kafka, TOPIC, value);
 
     const commandStarted = Date.now();
     const revoked = await cli(['credentials', 'revoke', id, '--admin-url', a.admin, '--token', await infra.idp.token('ops'), '--reason', 'cluster test']);

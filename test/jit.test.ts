@@ -7,7 +7,7 @@ import { request } from 'undici';
 import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
 import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 import { api } from './helpers/approvals.ts';
-import { exchange, httpProduce, liveKcatConsumer, samlIdpKeys, signedAssertion, SAML2_TYPE } from './helpers/jit.ts';
+import { exchange, httpProduce, liveKcatConsumer, untilFetching, samlIdpKeys, signedAssertion, SAML2_TYPE } from './helpers/jit.ts';
 import type { Gateway } from '../src/gateway.ts';
 import type { AuditRow } from '../src/audit/row.ts';
 
@@ -253,11 +253,7 @@ test('a revoked credential closes its open Kafka connection on the instance it i
   try {
     // the consumer is connected and fetching once a record written now reaches it
     const value = `live-${RUN}`;
-    for (let i = 0; i < 20 && !live.output().stdout.includes(value); i++) {
-      await runKcat(infra.kafka, [], ['-P', '-t', TOPIC], `${value}\n`);
-      await live.waitFor('stdout', new RegExp(value), 1000).catch(() => {});
-    }
-    await live.waitFor('stdout', new RegExp(value), 1000);
+    await untilFetching(live, infra.kafka, TOPIC, value);
     await api(adminUrl, await infra.idp.token('ops'), 'POST', `/v1/credentials/${cred.credential_id}/revoke`, { reason: 'test' });
     const row = await auditRow((r) => r.credential_id === cred.credential_id && r.meta.api === 'session-revoked', 'the closed session');
     assert.match(row.message, new RegExp(`credential ${cred.credential_id} was revoked`));

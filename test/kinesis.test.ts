@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-kinesis';
 import { request } from 'undici';
 import { getInfra, readAudit, startGateway, testConfig } from './helpers/infra.ts';
-import { bearerClient, jitCredentials, kinesisClient, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
+import { bearerClient, jitCredentials, kinesisClient, startCapturedKinesis, withKinesis, type CapturedKinesis, waitActive } from './helpers/kinesis.ts';
 import type { Gateway } from '../src/gateway.ts';
 import type { RunningIdp } from '../src/dev/idp.ts';
 
@@ -93,15 +93,6 @@ async function expectError(p: Promise<unknown>, name: string): Promise<Error> {
   );
   assert.equal(err.name, name, `${err.name}: ${err.message}`);
   return err;
-}
-
-async function waitActive(client: KinesisClient, stream: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: stream }));
-    if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`${stream} did not become ACTIVE`);
 }
 
 async function readAll(client: KinesisClient, stream: string, expected: number): Promise<Array<{ data: string; seq: string; key: string }>> {

@@ -4,9 +4,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreateStreamCommand, DescribeStreamSummaryCommand, GetRecordsCommand, GetShardIteratorCommand, PutRecordsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
+import { CreateStreamCommand, GetRecordsCommand, GetShardIteratorCommand, PutRecordsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
 import { getInfra, readAudit, startGateway, testConfig, type Infra } from './helpers/infra.ts';
-import { bearerClient, startCapturedKinesis, withKinesis } from './helpers/kinesis.ts';
+import { bearerClient, startCapturedKinesis, withKinesis, waitActive } from './helpers/kinesis.ts';
 import { recordingSchema } from '../src/recording/schema.ts';
 import { readSession } from '../src/recording/store.ts';
 
@@ -31,15 +31,6 @@ before(async () => {
   const gateway = await startGateway(t.config);
   endpoint = `http://127.0.0.1:${gateway.addresses.kinesis!.port}`;
 });
-
-async function waitActive(client: KinesisClient, stream: string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: stream }));
-    if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`${stream} did not become ACTIVE`);
-}
 
 async function recorded(subject: string, action: string, n: number) {
   const sessions = new Set(readAudit(spoolDir).filter((r) => r.event === 'operation' && r.subject === subject && r.resource === STREAM && r.action === action && r.record_count > 0).map((r) => r.session_id));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import { SignedXml } from 'xml-crypto';
+import { runKcat } from './kcat.ts';
 
 export const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 export const SAML2_TYPE = 'urn:ietf:params:oauth:token-type:saml2';
@@ -128,4 +129,13 @@ export function liveKcatConsumer(bootstrap: string, auth: string[], topic: strin
       await exited;
     },
   };
+}
+
+/** Resolves once `live` is connected and fetching: a record written straight to the broker now reaches it. */
+export async function untilFetching(live: LiveConsumer, broker: string, topic: string, value: string): Promise<void> {
+  for (let i = 0; i < 20 && !live.output().stdout.includes(value); i++) {
+    await runKcat(broker, [], ['-P', '-t', topic], `${value}\n`);
+    await live.waitFor('stdout', new RegExp(value), 1000).catch(() => {});
+  }
+  await live.waitFor('stdout', new RegExp(value), 1000);
 }

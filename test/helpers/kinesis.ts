@@ -1,7 +1,7 @@
 import { after } from 'node:test';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KinesisClient } from '@aws-sdk/client-kinesis';
+import { DescribeStreamSummaryCommand, KinesisClient } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { Pool } from 'undici';
 import { startKinesis, type RunningKinesis } from '../../src/dev/kinesis.ts';
@@ -127,4 +127,14 @@ export async function jitCredentials(httpBase: string, subjectToken: string, sco
   if (res.status !== 200 || !body.aws) throw new Error(`token exchange failed: ${res.status} ${body.error_description ?? JSON.stringify(body)}`);
   // the SDK wants a Date (and refreshes nothing: a static key pair)
   return { ...body.aws, expiration: new Date(body.aws.expiration) };
+}
+
+/** Waits until `stream` is ACTIVE (kinesalite creates streams asynchronously). */
+export async function waitActive(client: KinesisClient, stream: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const d = await client.send(new DescribeStreamSummaryCommand({ StreamName: stream }));
+    if (d.StreamDescriptionSummary?.StreamStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${stream} did not become ACTIVE`);
 }
