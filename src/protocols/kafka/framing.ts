@@ -1,6 +1,13 @@
 // Kafka framing: a 4-byte big-endian size, then the message. Frames are handed on with
-// their size prefix so an unchanged frame can be written on without re-framing; a frame
-// that arrived in one chunk is a view of it, never a copy.
+// their size prefix so an unchanged frame can be written on without re-framing.
+//
+// Two ways in:
+// - push(chunk): chunks from a socket's 'data' events (client connections, TLS). A frame
+//   that arrived in one chunk is a view of it, never a copy.
+// - reader(): `onread` options for a plain TCP socket (the broker connections). The kernel
+//   copies a large frame straight into the buffer it ends up in, so a fetch response costs
+//   no per-read allocation and no reassembly copy: at consume rates, the 64 KiB buffers a
+//   'data' socket allocates per read were the gateway's main garbage-collection load.
 
 export class FrameError extends Error {
   override name = 'FrameError';
@@ -8,11 +15,19 @@ export class FrameError extends Error {
 
 const POOLED_MIN = 64 * 1024;
 const POOL_SIZE = 4;
+/** reader(): where reads land between large frames; frames that arrive whole in it are copied out */
+const SCRATCH_BYTES = 64 * 1024;
+
+export interface FrameReader {
+  buffer: () => Uint8Array;
+  callback: (bytesRead: number, buffer: Uint8Array) => boolean;
+}
 
 export class Framer {
   readonly #maxBytes: number;
   readonly #minBytes: number;
-  readonly #onFrame: (frame: Buffer) => void;
+  /** every complete frame; reassigned when a connection changes hands (set-up, then traffic) */
+  onFrame: (frame: Buffer) => void;
   #chunks: Buffer[] = [];
   #buffered = 0;
   #size = -1;
@@ -20,8 +35,9 @@ export class Framer {
   #streamed = -1;
   /**
    * Cut-through: asked once per frame that did not arrive whole; returning a function makes
-   * the framer hand it each piece of that frame as it arrives (views of the socket's own
-   * chunks, which are never reused), before the whole frame also goes to `onFrame`.
+   * the framer hand it each piece of that frame as it arrives, before the whole frame also
+   * goes to `onFrame`. The pieces are views of the frame's own memory: whoever writes them
+   * on must hold() the frame until the last write completed.
    */
   onStart: ((size: number) => ((part: Buffer) => void) | undefined) | undefined;
   #onPart: ((part: Buffer) => void) | undefined;
@@ -29,8 +45,16 @@ export class Framer {
   constructor(maxBytes: number, onFrame: (frame: Buffer) => void, minBytes = 0) {
     this.#maxBytes = maxBytes;
     this.#minBytes = minBytes;
-    this.#onFrame = onFrame;
+    this.onFrame = onFrame;
   }
+
+  #checkSize(size: number): void {
+    if (size > this.#maxBytes) throw new FrameError(`frame of ${size} bytes exceeds the limit of ${this.#maxBytes}`);
+    if (size < this.#minBytes) throw new FrameError(`frame of ${size} bytes is too small to be a Kafka message`);
+  }
+
+  // -------------------------------------------------------------------------
+  // push(chunk)
 
   #emit(upTo: number): void {
     let skip = this.#streamed;
@@ -57,8 +81,7 @@ export class Framer {
       if (this.#size < 0) {
         if (this.#buffered < 4) return;
         const size = this.#peekSize();
-        if (size > this.#maxBytes) throw new FrameError(`frame of ${size} bytes exceeds the limit of ${this.#maxBytes}`);
-        if (size < this.#minBytes) throw new FrameError(`frame of ${size} bytes is too small to be a Kafka message`);
+        this.#checkSize(size);
         this.#size = size;
         this.#onPart = this.#buffered < 4 + size ? this.onStart?.(size) : undefined;
         this.#streamed = 0;
@@ -69,44 +92,12 @@ export class Framer {
       const frame = this.#take(total);
       this.#size = -1;
       this.#onPart = undefined;
-      this.#onFrame(frame);
+      this.onFrame(frame);
     }
-  }
-
-  /**
-   * Large frames that span reads are reassembled into buffers reused once the owner
-   * releases them (after the socket write of the forwarded frame completed): at produce
-   * rates, fresh 100s-of-KiB buffers per request were the main garbage-collection load.
-   */
-  readonly #pool: Buffer[] = [];
-  /** memory this framer allocated (only that may be pooled: socket chunks are never reused) */
-  readonly #owned = new WeakSet<ArrayBuffer>();
-
-  #alloc(n: number): Buffer {
-    if (n >= POOLED_MIN) {
-      for (let i = 0; i < this.#pool.length; i++) {
-        const b = this.#pool[i]!;
-        if (b.length >= n) {
-          this.#pool.splice(i, 1);
-          return b.subarray(0, n);
-        }
-      }
-    }
-    const b = Buffer.allocUnsafeSlow(n);
-    if (n >= POOLED_MIN) this.#owned.add(b.buffer as ArrayBuffer);
-    return b;
-  }
-
-  /** Gives a frame's memory back for reuse; the caller must not touch the frame afterwards. */
-  release(frame: Buffer): void {
-    const ab = frame.buffer as ArrayBuffer;
-    if (!this.#owned.has(ab) || this.#pool.length >= POOL_SIZE) return;
-    if (this.#pool.some((p) => p.buffer === ab)) return;
-    this.#pool.push(Buffer.from(ab, 0, ab.byteLength));
   }
 
   get buffered(): number {
-    return this.#buffered;
+    return this.#buffered + this.#scratchLen + this.#filled;
   }
 
   #peekSize(): number {
@@ -137,5 +128,131 @@ export class Framer {
     }
     this.#buffered -= n;
     return out;
+  }
+
+  // -------------------------------------------------------------------------
+  // reader(): socket reads land in the frame's own buffer
+
+  #scratch: Buffer | undefined;
+  /** bytes in the scratch buffer not yet framed (never a whole frame: fewer than 4, or none) */
+  #scratchLen = 0;
+  /** the frame being read in place, and how much of it has arrived */
+  #fill: Buffer | undefined;
+  #filled = 0;
+
+  /**
+   * `onread` options for net.connect: every read goes into the buffer the current frame
+   * will be handed on in (or a reused scratch buffer between frames). Errors (a FrameError)
+   * go to `onError`, after which the reader must not be used.
+   */
+  reader(onError: (err: unknown) => void): FrameReader {
+    const scratch = (this.#scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES));
+    return {
+      buffer: () => (this.#fill ? this.#fill.subarray(this.#filled) : scratch.subarray(this.#scratchLen)),
+      callback: (n) => {
+        try {
+          if (this.#fill) this.#filledIn(n);
+          else this.#scratchIn(n);
+        } catch (err) {
+          onError(err);
+          return false;
+        }
+        return true;
+      },
+    };
+  }
+
+  #filledIn(n: number): void {
+    const frame = this.#fill!;
+    const from = this.#filled;
+    this.#filled += n;
+    this.#onPart?.(frame.subarray(from, this.#filled));
+    if (this.#filled < frame.length) return;
+    this.#fill = undefined;
+    this.#filled = 0;
+    this.#onPart = undefined;
+    this.onFrame(frame);
+  }
+
+  #scratchIn(n: number): void {
+    const scratch = this.#scratch!;
+    const end = this.#scratchLen + n;
+    let at = 0;
+    while (end - at >= 4) {
+      const size = scratch.readInt32BE(at);
+      this.#checkSize(size);
+      const total = 4 + size;
+      if (end - at >= total) {
+        // whole in the scratch buffer, which the next read overwrites: copied out
+        const frame = Buffer.allocUnsafe(total);
+        scratch.copy(frame, 0, at, at + total);
+        at += total;
+        this.onFrame(frame);
+        continue;
+      }
+      // the start of a longer frame: the rest is read straight into its own buffer
+      const frame = this.#alloc(total);
+      const have = end - at;
+      scratch.copy(frame, 0, at, end);
+      at = end;
+      this.#fill = frame;
+      this.#filled = have;
+      this.#onPart = this.onStart?.(size);
+      this.#onPart?.(frame.subarray(0, have));
+      break;
+    }
+    // at most 3 bytes of a size prefix stay behind
+    this.#scratchLen = end - at;
+    if (this.#scratchLen > 0 && at > 0) scratch.copyWithin(0, at, end);
+  }
+
+  // -------------------------------------------------------------------------
+  // frame memory reuse
+
+  /**
+   * Large frames are assembled in buffers reused once their owner is done with them: at
+   * produce and fetch rates, fresh 100s-of-KiB buffers per request were the main
+   * garbage-collection load. A frame is reused after as many release() calls as it had
+   * hold() calls, plus one (the frame's consumer).
+   */
+  readonly #pool: Buffer[] = [];
+  /** memory this framer allocated (only that may be pooled: socket chunks are never reused), with its extra holds */
+  readonly #owned = new WeakMap<ArrayBuffer, number>();
+
+  #alloc(n: number): Buffer {
+    if (n >= POOLED_MIN) {
+      for (let i = 0; i < this.#pool.length; i++) {
+        const b = this.#pool[i]!;
+        if (b.length >= n) {
+          this.#pool.splice(i, 1);
+          this.#owned.set(b.buffer as ArrayBuffer, 0);
+          return b.subarray(0, n);
+        }
+      }
+    }
+    const b = Buffer.allocUnsafeSlow(n);
+    if (n >= POOLED_MIN) this.#owned.set(b.buffer as ArrayBuffer, 0);
+    return b;
+  }
+
+  /** One more user of the frame's memory (e.g. a socket write of a view of it). */
+  hold(frame: Uint8Array): void {
+    const ab = frame.buffer as ArrayBuffer;
+    const holds = this.#owned.get(ab);
+    if (holds !== undefined) this.#owned.set(ab, holds + 1);
+  }
+
+  /** Gives a frame's memory back for reuse once nobody holds it; the caller must not touch the frame afterwards. */
+  release(frame: Uint8Array): void {
+    const ab = frame.buffer as ArrayBuffer;
+    const holds = this.#owned.get(ab);
+    if (holds === undefined) return;
+    if (holds > 0) {
+      this.#owned.set(ab, holds - 1);
+      return;
+    }
+    this.#owned.delete(ab);
+    if (this.#pool.length >= POOL_SIZE) return;
+    this.#pool.push(Buffer.from(ab, 0, ab.byteLength));
   }
 }

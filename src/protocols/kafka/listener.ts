@@ -521,22 +521,15 @@ class Connection {
       let last: unknown;
       for (const addr of await this.#l.upstreamAddress(this.#target)) {
         try {
-          const s = await connectUpstream(this.#l.reg, this.#l.upstream, addr);
+          const { socket: s, framer } = await connectUpstream(this.#l.reg, this.#l.upstream, addr);
           if (this.#closed) {
             s.destroy();
             throw new GatewayError('upstream-unavailable', 'client went away');
           }
           this.#upSocket = s;
-          const framer = new Framer(Number.MAX_SAFE_INTEGER, (f) => this.#onUpstreamFrame(f));
-          framer.onStart = () => this.#cutThrough();
+          framer.onFrame = (f) => this.#onUpstreamFrame(f);
+          framer.onStart = (size) => this.#cutThrough(size);
           this.#upFramer = framer;
-          s.on('data', (d: Buffer) => {
-            try {
-              framer.push(d);
-            } catch {
-              this.destroy();
-            }
-          });
           s.on('drain', () => this.#resumeReads());
           s.on('error', () => {});
           s.on('close', () => this.destroy());
@@ -554,12 +547,19 @@ class Connection {
    * A large Fetch response is written to the client as it arrives when nothing is ahead of
    * it in the response order; it is still counted, hashed and audited once complete.
    */
-  #cutThrough(): ((part: Buffer) => void) | undefined {
+  #cutThrough(size: number): ((part: Buffer) => void) | undefined {
     const slot = this.#inflight[0]?.streamTo;
     if (!slot || this.#slots[0] !== slot || this.#closed) return undefined;
     slot.streamed = true;
+    let left = 4 + size;
     return (part) => {
-      if (!this.#closed && !this.#socket.write(part)) this.#upSocket?.pause();
+      left -= part.length;
+      if (this.#closed) return;
+      // the parts are views of the frame's memory: it is not reused before the last write is done
+      const framer = this.#upFramer!;
+      const last = left === 0;
+      if (last) framer.hold(part);
+      if (!this.#socket.write(part, last ? () => framer.release(part) : undefined)) this.#upSocket?.pause();
     };
   }
 

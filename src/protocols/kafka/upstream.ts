@@ -39,43 +39,61 @@ export function decodeResponse(reg: MessageRegistry, apiKey: number, version: nu
   return codec.decode(frame, offset, version).value;
 }
 
-/** One request/response on a socket nobody else reads yet (set-up traffic only). */
-function exchange(socket: Socket, frame: Buffer): Promise<Buffer> {
+/** A connection to a broker and the framer that reads every byte it sends. */
+export interface BrokerConnection {
+  socket: Socket;
+  /** set its `onFrame` (and `onStart` for cut-through) once the connection is handed over */
+  framer: Framer;
+}
+
+/** One request/response on a connection nobody else reads yet (set-up traffic only). */
+function exchange(conn: BrokerConnection, frame: Buffer): Promise<Buffer> {
+  const { socket, framer } = conn;
   return new Promise((resolve, reject) => {
-    const framer = new Framer(64 * 1024 * 1024, (f) => {
+    framer.onFrame = (f) => {
       cleanup();
       resolve(f);
-    });
-    const onData = (d: Buffer) => {
-      try {
-        framer.push(d);
-      } catch (err) {
-        cleanup();
-        reject(err);
-      }
     };
-    const onClose = () => {
+    const onClose = (err?: Error) => {
       cleanup();
-      reject(new Error('the broker closed the connection during set-up'));
+      reject(err instanceof Error ? err : new Error('the broker closed the connection during set-up'));
     };
     const cleanup = () => {
-      socket.off('data', onData);
+      framer.onFrame = unexpected(socket);
       socket.off('close', onClose);
       socket.off('error', onClose);
     };
-    socket.on('data', onData);
     socket.once('close', onClose);
     socket.once('error', onClose);
     socket.write(frame);
   });
 }
 
-export async function connectUpstream(reg: MessageRegistry, config: KafkaUpstreamConfig, target: HostPort): Promise<Socket> {
+/** A frame nobody asked for: the connection is out of step with the broker. */
+function unexpected(socket: Socket): (frame: Buffer) => void {
+  return () => socket.destroy(new Error('unexpected response from the broker'));
+}
+
+/**
+ * Connects (and logs in, with the gateway's own credentials) to one broker. Plain TCP reads
+ * go straight into frame buffers (`onread`); TLS sockets hand their decrypted chunks over.
+ */
+export async function connectUpstream(reg: MessageRegistry, config: KafkaUpstreamConfig, target: HostPort): Promise<BrokerConnection> {
   const tls = config.security?.tls;
+  const framer = new Framer(Number.MAX_SAFE_INTEGER, () => {});
   const socket: Socket = await new Promise((resolve, reject) => {
-    const s = tls
+    const s: Socket = tls
       ? tlsConnect({ host: target.host, port: target.port, servername: tls.serverName ?? target.host, ...(tls.ca ? { ca: readFileSync(tls.ca) } : {}) })
-      : netConnect({ host: target.host, port: target.port });
+      : netConnect({ host: target.host, port: target.port, onread: framer.reader((err) => s.destroy(err as Error)) });
+    if (tls) {
+      s.on('data', (d: Buffer) => {
+        try {
+          framer.push(d);
+        } catch (err) {
+          s.destroy(err as Error);
+        }
+      });
+    }
     const timer = setTimeout(() => {
       s.destroy();
       reject(new Error(`connecting to the broker ${target.host}:${target.port} timed out`));
@@ -92,14 +110,16 @@ export async function connectUpstream(reg: MessageRegistry, config: KafkaUpstrea
     s.once('error', onError);
   });
   socket.setNoDelay(true);
+  framer.onFrame = unexpected(socket);
+  const conn = { socket, framer };
   const sasl = config.security?.sasl;
   if (sasl) {
     try {
-      const hs = decodeResponse(reg, API.SaslHandshake, 1, await exchange(socket, encodeRequest(reg, API.SaslHandshake, 1, -1, { Mechanism: sasl.mechanism })));
+      const hs = decodeResponse(reg, API.SaslHandshake, 1, await exchange(conn, encodeRequest(reg, API.SaslHandshake, 1, -1, { Mechanism: sasl.mechanism })));
       if (hs.ErrorCode !== 0) throw new Error(`the broker refused SASL ${sasl.mechanism} (error ${String(hs.ErrorCode)})`);
       let correlation = -2;
       const step = async (bytes: Buffer): Promise<Buffer> => {
-        const res = decodeResponse(reg, API.SaslAuthenticate, 1, await exchange(socket, encodeRequest(reg, API.SaslAuthenticate, 1, correlation--, { AuthBytes: bytes })));
+        const res = decodeResponse(reg, API.SaslAuthenticate, 1, await exchange(conn, encodeRequest(reg, API.SaslAuthenticate, 1, correlation--, { AuthBytes: bytes })));
         if (res.ErrorCode !== 0) throw new Error(`the broker rejected the gateway's credentials: ${String(res.ErrorMessage ?? res.ErrorCode)}`);
         return Buffer.from(res.AuthBytes as Uint8Array);
       };
@@ -110,7 +130,7 @@ export async function connectUpstream(reg: MessageRegistry, config: KafkaUpstrea
       throw err;
     }
   }
-  return socket;
+  return conn;
 }
 
 /**
@@ -138,15 +158,15 @@ export async function discoverBrokers(reg: MessageRegistry, config: KafkaUpstrea
   let last: unknown;
   for (const b of config.bootstrap) {
     try {
-      const socket = await connectUpstream(reg, config, parseHostPort(b));
+      const conn = await connectUpstream(reg, config, parseHostPort(b));
       try {
-        const frame = await exchange(socket, encodeRequest(reg, API.Metadata, 12, 1, { Topics: [], AllowAutoTopicCreation: false }));
+        const frame = await exchange(conn, encodeRequest(reg, API.Metadata, 12, 1, { Topics: [], AllowAutoTopicCreation: false }));
         const res = decodeResponse(reg, API.Metadata, 12, frame);
         const out = new Map<number, HostPort>();
         for (const br of res.Brokers as Struct[]) out.set(br.NodeId as number, { host: br.Host as string, port: br.Port as number });
         return out;
       } finally {
-        socket.destroy();
+        conn.socket.destroy();
       }
     } catch (err) {
       last = err;
