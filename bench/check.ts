@@ -2,6 +2,7 @@
 //   npm run bench:check                          latest bench/results/<date>-<suite>.json per suite
 //   npm run bench:check -- --results FILE...     these results files instead
 //   npm run bench:check -- --results FILE --only-given   only the budgets of the given files' suites (what `npm run bench` does at its end)
+//   npm run bench:check -- --results FILE --only-given --measured   and only the metrics those files have (a partial `--only` run)
 //   npm run bench:check -- --compare A.json --compare B.json [--tolerance 0.1]
 //        run-to-run noise: every throughput ratio of B within 10% of A's (latency shown too)
 // Exits 1 naming every broken budget (or drifting ratio). Not part of `npm test`.
@@ -35,6 +36,8 @@ const { values } = parseArgs({
     compare: { type: 'string', multiple: true },
     tolerance: { type: 'string', default: '0.1' },
     'only-given': { type: 'boolean', default: false },
+    // a partial run (--only) measured some of a suite's metrics: judge just those
+    measured: { type: 'boolean', default: false },
   },
 });
 
@@ -110,6 +113,7 @@ for (const b of budgets) {
   const suite = b.metric.split('.')[0]!;
   const r = bySuite.get(suite);
   const actual = r?.metrics[b.metric];
+  if (actual === undefined && values.measured) continue;
   const limit = b.max !== undefined ? `<= ${b.max}` : `>= ${b.min}`;
   let ok: boolean;
   if (actual === undefined) ok = false;

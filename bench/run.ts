@@ -44,7 +44,7 @@ const SUITES: Record<string, (ctx: SuiteContext) => Promise<Record<string, unkno
   engine: async (ctx) => ({ ...(await runEngineSuite({ quick: ctx.quick, work: ctx.work })) }),
   kafka: async (ctx) => {
     const profileDir = freshProfileDir(ctx, 'kafka');
-    const r = await runKafkaSuite(kafkaBenchOptions(ctx.quick, profileDir));
+    const r = await runKafkaSuite(kafkaBenchOptions(ctx.quick, profileDir, ctx.only));
     return { ...r, ...profilesOf(profileDir) };
   },
   audit: (ctx) => runAuditSuite({ quick: ctx.quick }),
@@ -127,7 +127,7 @@ async function main(): Promise<void> {
   }
   // this run's numbers against the budgets, in the same command
   console.log('\n== budgets ==');
-  const check = spawnSync(process.execPath, [join(ROOT, 'bench', 'check.ts'), '--only-given', ...written.flatMap((f) => ['--results', f])], { stdio: 'inherit' });
+  const check = spawnSync(process.execPath, [join(ROOT, 'bench', 'check.ts'), '--only-given', ...(only ? ['--measured'] : []), ...written.flatMap((f) => ['--results', f])], { stdio: 'inherit' });
   if (tag) console.log(`\n(tagged "${tag}": budgets are meant for full, unprofiled runs; \`npm run bench:check\` ignores these files)`);
   // a full run fails loudly when a budget is broken
   else if (check.status !== 0) process.exitCode = 1;

@@ -3,11 +3,14 @@
 // a passthrough topic (no inspection rules). Plus a sub-millisecond latency probe at a
 // fixed moderate rate (ProducerPerformance reports percentiles in whole milliseconds).
 //
-//   npm run bench -- kafka [--quick]
+//   npm run bench -- kafka [--quick] [--only produce,consume,latency,probe,masking]
+//
+// Every throughput run also reports the CPU seconds the gateway and the broker spent on it
+// (from /proc), so a ratio can be read against who used the two cores.
 //
 // Starts its own broker, identity provider and gateway (a child process).
 
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Producer } from '@platformatic/kafka';
 import { runKafkaTool } from '../../src/dev/kafka.ts';
@@ -15,9 +18,13 @@ import { freePort, spawnNode, waitHealthy } from '../lib/procs.ts';
 import { startServices } from '../lib/services.ts';
 
 /** Settings of a full run, or of a --quick smoke run. */
-export function kafkaBenchOptions(quick: boolean, profileDir?: string): KafkaBenchOptions {
-  return { records: quick ? 50_000 : 500_000, recordSize: 1024, rate: 2000, probeSeconds: quick ? 3 : 10, profileDir };
+export function kafkaBenchOptions(quick: boolean, profileDir?: string, only?: string[]): KafkaBenchOptions {
+  const phases = only?.filter((p) => (KAFKA_PHASES as readonly string[]).includes(p)) as KafkaPhase[] | undefined;
+  return { records: quick ? 50_000 : 500_000, recordSize: 1024, rate: 2000, probeSeconds: quick ? 3 : 10, profileDir, phases: phases?.length ? phases : [...KAFKA_PHASES] };
 }
+
+export const KAFKA_PHASES = ['produce', 'consume', 'latency', 'probe', 'masking'] as const;
+export type KafkaPhase = (typeof KAFKA_PHASES)[number];
 
 export interface KafkaBenchOptions {
   records: number;
@@ -28,6 +35,20 @@ export interface KafkaBenchOptions {
   probeSeconds: number;
   /** write a V8 CPU profile of the gateway here (--profile) */
   profileDir?: string;
+  /** the parts of the suite to run (--only) */
+  phases: KafkaPhase[];
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields 14 and 15 (utime, stime) are the 12th and 13th after the command name
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 interface PerfResult {
@@ -192,126 +213,119 @@ audit:
     return parseProducerPerf(res.stdout);
   };
 
-  // warm-up (JIT of both the gateway and the broker), not measured
+  // CPU seconds of the gateway and the broker over one run: on two shared cores, whatever
+  // the gateway spends per byte is taken from the broker and the client
+  const withCpu = async <T extends { mbPerSec: number }>(run: () => Promise<T>): Promise<T & { cpu: { gatewayS: number; brokerS: number } }> => {
+    const g0 = cpuSeconds(gateway.child.pid ?? -1);
+    const b0 = cpuSeconds(kafka.pid);
+    const r = await run();
+    return { ...r, cpu: { gatewayS: round(cpuSeconds(gateway.child.pid ?? -1) - g0), brokerS: round(cpuSeconds(kafka.pid) - b0) } };
+  };
+  const phase = (p: KafkaPhase) => opts.phases.includes(p);
+  const result: Record<string, unknown> = { suite: 'kafka', options: opts };
+  const metrics: Record<string, number> = {};
+
+  // warm-up (JIT of both the gateway and the broker), not measured; it also fills the topic
+  // the consumers read
   await producerPerf(viaGateway, props, Math.min(20_000, opts.records), -1);
   await producerPerf(kafka.bootstrap, plainProps, Math.min(20_000, opts.records), -1);
 
   // two alternating rounds, best of each: on a shared 2-core box the order and the
   // neighbours move single runs by more than the gateway does
   const best = <T extends { mbPerSec: number }>(a: T, b: T) => (b.mbPerSec > a.mbPerSec ? b : a);
-  log('throughput: ProducerPerformance, unthrottled (2 rounds)');
-  let directProduce = await producerPerf(kafka.bootstrap, plainProps, opts.records, -1);
-  let gatewayProduce = await producerPerf(viaGateway, props, opts.records, -1);
-  gatewayProduce = best(gatewayProduce, await producerPerf(viaGateway, props, opts.records, -1));
-  directProduce = best(directProduce, await producerPerf(kafka.bootstrap, plainProps, opts.records, -1));
-  log('throughput: ConsumerPerformance (2 rounds)');
-  let directConsume = await consumerPerf(kafka.bootstrap, plainProps, opts.records);
-  let gatewayConsume = await consumerPerf(viaGateway, props, opts.records);
-  gatewayConsume = best(gatewayConsume, await consumerPerf(viaGateway, props, opts.records));
-  directConsume = best(directConsume, await consumerPerf(kafka.bootstrap, plainProps, opts.records));
-  log(`latency: ProducerPerformance at ${opts.rate} records/s (2 alternating rounds, averaged)`);
-  const latencyRecords = opts.rate * 15;
-  const rounds: Array<[PerfResult, PerfResult]> = [];
-  for (let i = 0; i < 2; i++) {
-    const d = await producerPerf(kafka.bootstrap, plainProps, latencyRecords, opts.rate);
-    const g = await producerPerf(viaGateway, props, latencyRecords, opts.rate);
-    rounds.push([d, g]);
+  if (phase('produce') || phase('consume')) {
+    log('throughput: ProducerPerformance, unthrottled (2 rounds)');
+    // (consume alone: the direct run fills the topic, and a profile shows the consume path only)
+    let directProduce = await withCpu(() => producerPerf(kafka.bootstrap, plainProps, opts.records, -1));
+    if (phase('produce')) {
+      let gatewayProduce = await withCpu(() => producerPerf(viaGateway, props, opts.records, -1));
+      gatewayProduce = best(gatewayProduce, await withCpu(() => producerPerf(viaGateway, props, opts.records, -1)));
+      directProduce = best(directProduce, await withCpu(() => producerPerf(kafka.bootstrap, plainProps, opts.records, -1)));
+      const produce = { direct: directProduce, gateway: gatewayProduce, mbRatio: round(gatewayProduce.mbPerSec / directProduce.mbPerSec) };
+      result.produce = produce;
+      metrics['kafka.produce.throughput_ratio'] = produce.mbRatio;
+      log(`produce  direct ${directProduce.mbPerSec} MB/s, gateway ${gatewayProduce.mbPerSec} MB/s, ratio ${produce.mbRatio} (gateway CPU ${gatewayProduce.cpu.gatewayS} s)`);
+    }
   }
-  const mean = (f: (r: PerfResult) => number, side: 0 | 1) => round(rounds.reduce((a, r) => a + f(r[side]), 0) / rounds.length);
-  const atRate = (side: 0 | 1) => ({ avgMs: mean((r) => r.avgMs, side), p50Ms: mean((r) => r.p50Ms, side), p99Ms: mean((r) => r.p99Ms, side), rounds: rounds.map((r) => r[side]) });
-  const directRate = atRate(0);
-  const gatewayRate = atRate(1);
-  log(`latency: one-at-a-time probe at 500 requests/s, ${opts.probeSeconds} s per side in 4 alternating slices`);
-  const directLat: number[] = [];
-  const gatewayLat: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    directLat.push(...(await probe(kafka.bootstrap, topic, 500, opts.probeSeconds / 4, opts.recordSize)));
-    gatewayLat.push(...(await probe(viaGateway, topic, 500, opts.probeSeconds / 4, opts.recordSize, { token })));
+  if (phase('consume')) {
+    log('throughput: ConsumerPerformance (2 rounds)');
+    let directConsume = await withCpu(() => consumerPerf(kafka.bootstrap, plainProps, opts.records));
+    let gatewayConsume = await withCpu(() => consumerPerf(viaGateway, props, opts.records));
+    gatewayConsume = best(gatewayConsume, await withCpu(() => consumerPerf(viaGateway, props, opts.records)));
+    directConsume = best(directConsume, await withCpu(() => consumerPerf(kafka.bootstrap, plainProps, opts.records)));
+    const consume = { direct: directConsume, gateway: gatewayConsume, mbRatio: round(gatewayConsume.mbPerSec / directConsume.mbPerSec) };
+    result.consume = consume;
+    metrics['kafka.consume.throughput_ratio'] = consume.mbRatio;
+    log(`consume  direct ${directConsume.mbPerSec} MB/s, gateway ${gatewayConsume.mbPerSec} MB/s, ratio ${consume.mbRatio} (gateway CPU ${gatewayConsume.cpu.gatewayS} s, broker ${gatewayConsume.cpu.brokerS} s vs ${directConsume.cpu.brokerS} s direct)`);
   }
-  const directProbe = latencySummary(directLat);
-  const gatewayProbe = latencySummary(gatewayLat);
-  // the same one-at-a-time probe with ~1 KiB JSON records holding a card number: direct vs the masked topic
-  log(`latency: the probe with JSON card records, direct vs masked topic (${opts.probeSeconds} s per side)`);
-  const cardRecord = Buffer.from(JSON.stringify({ id: 1, card: '4111 1111 1111 1111', merchant: 'm-1', note: 'lorem ipsum '.repeat(80) }));
-  const maskedDirectLat: number[] = [];
-  const maskedLat: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    maskedDirectLat.push(...(await probe(kafka.bootstrap, maskedTopic, 500, opts.probeSeconds / 4, 0, undefined, cardRecord)));
-    maskedLat.push(...(await probe(viaGateway, maskedTopic, 500, opts.probeSeconds / 4, 0, { token }, cardRecord)));
+  if (phase('latency')) {
+    log(`latency: ProducerPerformance at ${opts.rate} records/s (2 alternating rounds, averaged)`);
+    const latencyRecords = opts.rate * 15;
+    const rounds: Array<[PerfResult, PerfResult]> = [];
+    for (let i = 0; i < 2; i++) {
+      const d = await producerPerf(kafka.bootstrap, plainProps, latencyRecords, opts.rate);
+      const g = await producerPerf(viaGateway, props, latencyRecords, opts.rate);
+      rounds.push([d, g]);
+    }
+    const mean = (f: (r: PerfResult) => number, side: 0 | 1) => round(rounds.reduce((a, r) => a + f(r[side]), 0) / rounds.length);
+    const atRate = (side: 0 | 1) => ({ avgMs: mean((r) => r.avgMs, side), p50Ms: mean((r) => r.p50Ms, side), p99Ms: mean((r) => r.p99Ms, side), rounds: rounds.map((r) => r[side]) });
+    const direct = atRate(0);
+    const gw = atRate(1);
+    const latencyAtRate = { rate: opts.rate, direct, gateway: gw, addedAvgMs: round(gw.avgMs - direct.avgMs), addedP50Ms: round(gw.p50Ms - direct.p50Ms), addedP99Ms: round(gw.p99Ms - direct.p99Ms) };
+    result.latencyAtRate = latencyAtRate;
+    log(`latency at ${opts.rate}/s: added avg ${latencyAtRate.addedAvgMs} ms, added p99 ${latencyAtRate.addedP99Ms} ms (ProducerPerformance, 1 ms resolution)`);
   }
-  const maskedDirectProbe = latencySummary(maskedDirectLat);
-  const maskedProbe = latencySummary(maskedLat);
-  log('masking: ProducerPerformance, ~1 KiB JSON records with card numbers, lz4 (direct, gateway passthrough topic, gateway masked topic; best of 2)');
-  const maskRecords = Math.min(opts.records, 200_000);
-  let maskDirect = await jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords);
-  let maskPass = await jsonPerf(viaGateway, props, topic, maskRecords);
-  let masked = await jsonPerf(viaGateway, props, maskedTopic, maskRecords);
-  maskDirect = best(maskDirect, await jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords));
-  maskPass = best(maskPass, await jsonPerf(viaGateway, props, topic, maskRecords));
-  masked = best(masked, await jsonPerf(viaGateway, props, maskedTopic, maskRecords));
+  if (phase('probe')) {
+    log(`latency: one-at-a-time probe at 500 requests/s, ${opts.probeSeconds} s per side in 4 alternating slices`);
+    const directLat: number[] = [];
+    const gatewayLat: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      directLat.push(...(await probe(kafka.bootstrap, topic, 500, opts.probeSeconds / 4, opts.recordSize)));
+      gatewayLat.push(...(await probe(viaGateway, topic, 500, opts.probeSeconds / 4, opts.recordSize, { token })));
+    }
+    const direct = latencySummary(directLat);
+    const gw = latencySummary(gatewayLat);
+    const probeResult = { direct, gateway: gw, addedP50Us: gw.p50Us - direct.p50Us, addedP99Us: gw.p99Us - direct.p99Us };
+    result.probe = probeResult;
+    metrics['kafka.fixed.p50_added_ms'] = round(probeResult.addedP50Us / 1000);
+    metrics['kafka.fixed.p99_added_ms'] = round(probeResult.addedP99Us / 1000);
+    log(`probe at 500/s: added p50 ${probeResult.addedP50Us} us, added p99 ${probeResult.addedP99Us} us`);
+    // the same one-at-a-time probe with ~1 KiB JSON records holding a card number: direct vs the masked topic
+    log(`latency: the probe with JSON card records, direct vs masked topic (${opts.probeSeconds} s per side)`);
+    const cardRecord = Buffer.from(JSON.stringify({ id: 1, card: '4111 1111 1111 1111', merchant: 'm-1', note: 'lorem ipsum '.repeat(80) }));
+    const maskedDirectLat: number[] = [];
+    const maskedLat: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      maskedDirectLat.push(...(await probe(kafka.bootstrap, maskedTopic, 500, opts.probeSeconds / 4, 0, undefined, cardRecord)));
+      maskedLat.push(...(await probe(viaGateway, maskedTopic, 500, opts.probeSeconds / 4, 0, { token }, cardRecord)));
+    }
+    const mDirect = latencySummary(maskedDirectLat);
+    const mGw = latencySummary(maskedLat);
+    const maskedProbe = { direct: mDirect, gateway: mGw, addedP50Us: mGw.p50Us - mDirect.p50Us, addedP99Us: mGw.p99Us - mDirect.p99Us };
+    result.maskedProbe = maskedProbe;
+    metrics['kafka.masked.fixed.p50_added_ms'] = round(maskedProbe.addedP50Us / 1000);
+    metrics['kafka.masked.fixed.p99_added_ms'] = round(maskedProbe.addedP99Us / 1000);
+    log(`masked probe at 500/s (JSON card records): added p50 ${maskedProbe.addedP50Us} us, added p99 ${maskedProbe.addedP99Us} us`);
+  }
+  if (phase('masking')) {
+    log('masking: ProducerPerformance, ~1 KiB JSON records with card numbers, lz4 (direct, gateway passthrough topic, gateway masked topic; best of 2)');
+    const maskRecords = Math.min(opts.records, 200_000);
+    let maskDirect = await withCpu(() => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords));
+    let maskPass = await withCpu(() => jsonPerf(viaGateway, props, topic, maskRecords));
+    let masked = await withCpu(() => jsonPerf(viaGateway, props, maskedTopic, maskRecords));
+    maskDirect = best(maskDirect, await withCpu(() => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords)));
+    maskPass = best(maskPass, await withCpu(() => jsonPerf(viaGateway, props, topic, maskRecords)));
+    masked = best(masked, await withCpu(() => jsonPerf(viaGateway, props, maskedTopic, maskRecords)));
+    const masking = { direct: maskDirect, passthrough: maskPass, masked, passthroughRatio: round(maskPass.mbPerSec / maskDirect.mbPerSec), maskedRatio: round(masked.mbPerSec / maskDirect.mbPerSec) };
+    result.masking = masking;
+    metrics['kafka.lz4.passthrough.throughput_ratio'] = masking.passthroughRatio;
+    metrics['kafka.lz4.masked.throughput_ratio'] = masking.maskedRatio;
+    log(`masking (lz4 JSON) direct ${maskDirect.mbPerSec} MB/s, passthrough ${maskPass.mbPerSec} MB/s, masked ${masked.mbPerSec} MB/s (gateway CPU ${masked.cpu.gatewayS} s)`);
+  }
 
   await gateway.stop();
-  const result = {
-    suite: 'kafka',
-    options: opts,
-    produce: {
-      direct: directProduce,
-      gateway: gatewayProduce,
-      mbRatio: round(gatewayProduce.mbPerSec / directProduce.mbPerSec),
-    },
-    consume: {
-      direct: directConsume,
-      gateway: gatewayConsume,
-      mbRatio: round(gatewayConsume.mbPerSec / directConsume.mbPerSec),
-    },
-    latencyAtRate: {
-      rate: opts.rate,
-      direct: directRate,
-      gateway: gatewayRate,
-      addedAvgMs: round(gatewayRate.avgMs - directRate.avgMs),
-      addedP50Ms: round(gatewayRate.p50Ms - directRate.p50Ms),
-      addedP99Ms: round(gatewayRate.p99Ms - directRate.p99Ms),
-    },
-    masking: {
-      direct: maskDirect,
-      passthrough: maskPass,
-      masked,
-      passthroughRatio: round(maskPass.mbPerSec / maskDirect.mbPerSec),
-      maskedRatio: round(masked.mbPerSec / maskDirect.mbPerSec),
-    },
-    probe: {
-      direct: directProbe,
-      gateway: gatewayProbe,
-      addedP50Us: gatewayProbe.p50Us - directProbe.p50Us,
-      addedP99Us: gatewayProbe.p99Us - directProbe.p99Us,
-    },
-    maskedProbe: {
-      direct: maskedDirectProbe,
-      gateway: maskedProbe,
-      addedP50Us: maskedProbe.p50Us - maskedDirectProbe.p50Us,
-      addedP99Us: maskedProbe.p99Us - maskedDirectProbe.p99Us,
-    },
-  };
-  log(`produce  direct ${directProduce.mbPerSec} MB/s, gateway ${gatewayProduce.mbPerSec} MB/s, ratio ${result.produce.mbRatio}`);
-  log(`consume  direct ${directConsume.mbPerSec} MB/s, gateway ${gatewayConsume.mbPerSec} MB/s, ratio ${result.consume.mbRatio}`);
-  log(`latency at ${opts.rate}/s: added avg ${result.latencyAtRate.addedAvgMs} ms, added p99 ${result.latencyAtRate.addedP99Ms} ms (ProducerPerformance, 1 ms resolution)`);
-  log(`masking (lz4 JSON) direct ${maskDirect.mbPerSec} MB/s, passthrough ${maskPass.mbPerSec} MB/s, masked ${masked.mbPerSec} MB/s`);
-  log(`probe at 500/s: added p50 ${result.probe.addedP50Us} us, added p99 ${result.probe.addedP99Us} us`);
-  log(`masked probe at 500/s (JSON card records): added p50 ${result.maskedProbe.addedP50Us} us, added p99 ${result.maskedProbe.addedP99Us} us`);
-  return {
-    ...result,
-    // flat names for bench:check (bench/budgets.json)
-    metrics: {
-      'kafka.produce.throughput_ratio': result.produce.mbRatio,
-      'kafka.consume.throughput_ratio': result.consume.mbRatio,
-      'kafka.lz4.passthrough.throughput_ratio': result.masking.passthroughRatio,
-      'kafka.lz4.masked.throughput_ratio': result.masking.maskedRatio,
-      'kafka.fixed.p50_added_ms': round(result.probe.addedP50Us / 1000),
-      'kafka.fixed.p99_added_ms': round(result.probe.addedP99Us / 1000),
-      'kafka.masked.fixed.p50_added_ms': round(result.maskedProbe.addedP50Us / 1000),
-      'kafka.masked.fixed.p99_added_ms': round(result.maskedProbe.addedP99Us / 1000),
-    },
-  };
+  // flat names for bench:check (bench/budgets.json)
+  return { ...result, metrics };
 }
 
 function round(x: number): number {
