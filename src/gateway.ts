@@ -203,7 +203,11 @@ export class Gateway implements Dispatcher {
       new Authorize(policy, (op) => this.#approvalRules.match(op.identity!, op.action, op.resource) !== undefined),
       new Approve(() => this.#approvalRules, this.approvals),
       new Recording(() => this.#recorder),
-      new Inspect({ inspect: (values, ruleset) => this.#inspector.inspect(values, ruleset) }, () => this.#rules, () => this.#config.inspection.limits),
+      new Inspect(
+        { inspect: (values, ruleset) => this.#inspector.inspect(values, ruleset), inspectEncoded: (task, bytes) => this.#inspector.inspectEncoded(task, bytes) },
+        () => this.#rules,
+        () => this.#config.inspection.limits,
+      ),
     ];
     const upstream = this.#upstream;
     const forwards = this.#forwards;

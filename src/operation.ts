@@ -7,6 +7,8 @@
 export type Protocol = 'http' | 'kafka' | 'kinesis';
 export type Action = 'produce' | 'consume' | 'describe' | 'admin';
 export type ResourceKind = 'topic' | 'stream' | 'group' | 'transactional-id' | 'cluster';
+/** Wire formats of records that controls can inspect without the listener decoding them. */
+export type RecordFormat = 'kafka';
 
 export interface Resource {
   kind: ResourceKind;
@@ -83,6 +85,20 @@ export interface Inspection {
   notes: string[];
 }
 
+export interface EncodedRecords {
+  /** the wire format (src/inspect/encoded.ts knows how to open it) */
+  format: RecordFormat;
+  /** one blob per partition */
+  parts: Uint8Array[];
+  /** the partition of each part */
+  partitions: number[];
+  /** about how many bytes the parts decode to (chooses inline or pool inspection) */
+  decodedBytes: number;
+  /** after inspection: which parts were re-encoded, and how many records each holds */
+  changed?: boolean[];
+  counts?: number[];
+}
+
 export interface BatchSummary {
   records: number;
   bytes: number;
@@ -120,6 +136,13 @@ export interface Operation {
    * is `records`: a control that needs them decodes the batch and fills it.
    */
   batch?: BatchSummary;
+  /**
+   * Records still in their wire encoding, for the inspect control to hand to the engine as
+   * they are (decoded, masked and re-encoded in one task, off the accept thread when large).
+   * A listener sets it instead of `records` when no control needs the decoded records; the
+   * inspect control replaces the parts whose records changed.
+   */
+  encoded?: EncodedRecords;
   /**
    * Per-record refusals, for protocols that answer per record (Kinesis PutRecords). When a
    * listener sets it (to an empty array), the inspect control puts the error of a record

@@ -7,6 +7,8 @@ import { runKafkaTool } from '../src/dev/kafka.ts';
 import { ensureKcat, plainJwtAuth, runKcat, type KcatResult } from './helpers/kcat.ts';
 import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
 import type { Gateway } from '../src/gateway.ts';
+import { clientBatch } from './helpers/batches.ts';
+import { rawClient } from './helpers/kafka-gateway.ts';
 
 // Record-level inspection on the Kafka wire protocol, with the real broker and unchanged
 // clients: the example config masks card numbers produced to payments.*; this test's
@@ -153,6 +155,45 @@ test('batches over inlineMaxBytes are inspected in the pool and still masked exa
   assert.deepEqual(direct.map((r) => r.value).sort(), lines.map((l) => l.replace(CARD, MASKED)).sort());
   const rows = readAudit(spoolDir).filter((r) => r.resource === topic && r.action === 'produce');
   assert.ok(rows.some((r) => r.inspected === 'pool'), rows.map((r) => r.inspected).join(','));
+});
+
+test('pipelined Produce requests on one connection reach the broker in the client\'s order, pool and inline mixed', async () => {
+  // Large batches are inspected in the pool while the connection goes on with the next
+  // requests; small ones are inspected inline at once. They must still be forwarded, and
+  // answered, in the order the client sent them.
+  const topic = `payments.inspect-order-${run}`;
+  await createTopics(infra.kafka, [topic], 1);
+  const client = await rawClient(gateway.addresses.kafka!.port);
+  try {
+    await client.request(17, 1, { Mechanism: 'PLAIN' });
+    assert.equal((await client.request(36, 2, { AuthBytes: Buffer.from(`\0alice\0${await infra.idp.token('alice')}`) })).ErrorCode, 0);
+    const sizes = [2000, 2, 2000, 3, 1, 2000, 2];
+    let base = 0;
+    const sent = sizes.map((n) => {
+      const batch = clientBatch('none', n, base, { transactional: false });
+      base += n;
+      return client.request(0, 9, { TransactionalId: null, Acks: 1, TimeoutMs: 5000, TopicData: [{ Name: topic, PartitionData: [{ Index: 0, Records: batch }] }] });
+    });
+    const answers = await Promise.all(sent);
+    const offsets = answers.map((a) => {
+      const p = (a.Responses as Array<{ PartitionResponses: Array<{ ErrorCode: number; BaseOffset: bigint }> }>)[0]!.PartitionResponses[0]!;
+      assert.equal(p.ErrorCode, 0);
+      return Number(p.BaseOffset);
+    });
+    // each request's records start where the previous request's ended
+    let expected = 0;
+    offsets.forEach((o, k) => {
+      assert.equal(o, expected, `request ${k} stored at ${o}, expected ${expected} (offsets ${offsets.join(',')})`);
+      expected += sizes[k]!;
+    });
+    const direct = await readTopic(infra.kafka, topic, base, 20_000);
+    assert.equal(direct.length, base);
+    direct.forEach((r, i) => assert.equal(r.value, `{"card":"${MASKED}","i":${i}}`));
+    const rows = readAudit(spoolDir).filter((r) => r.resource === topic && r.action === 'produce');
+    assert.deepEqual(new Set(rows.map((r) => r.inspected)), new Set(['pool', 'inline']));
+  } finally {
+    client.close();
+  }
 });
 
 test('topics without rules stay on the passthrough path', async () => {

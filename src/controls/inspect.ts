@@ -1,9 +1,10 @@
 import type { InspectionConfig } from '../config/schema.ts';
 import type { BatchResult } from '../inspect/batch.ts';
 import { FLAG_BLOCKED, FLAG_JSON_FALLBACK } from '../inspect/engine.ts';
+import { UNCHANGED_HASH } from '../inspect/encoded.ts';
 import type { Inspector } from '../inspect/inspector.ts';
-import type { RuleBook, Side } from '../inspect/rules.ts';
-import { GatewayError, type Control, type Inspection, type Next, type Operation, type UpstreamResult } from '../operation.ts';
+import { NO_RULES, type RuleBook, type Side } from '../inspect/rules.ts';
+import { GatewayError, type Control, type EncodedRecords, type Inspection, type Next, type Operation, type UpstreamResult } from '../operation.ts';
 
 /**
  * Applies the inspection rules to record values: produce-side rules before the upstream
@@ -15,17 +16,18 @@ import { GatewayError, type Control, type Inspection, type Next, type Operation,
 export class Inspect implements Control {
   readonly name = 'inspect';
   // only `inspect` is used: the gateway passes a view that follows reloads
-  readonly #inspector: Pick<Inspector, 'inspect'>;
+  readonly #inspector: Pick<Inspector, 'inspect' | 'inspectEncoded'>;
   readonly #rules: () => RuleBook;
   readonly #limits: () => InspectionConfig['limits'];
 
-  constructor(inspector: Pick<Inspector, 'inspect'>, rules: () => RuleBook, limits: () => InspectionConfig['limits']) {
+  constructor(inspector: Pick<Inspector, 'inspect' | 'inspectEncoded'>, rules: () => RuleBook, limits: () => InspectionConfig['limits']) {
     this.#inspector = inspector;
     this.#rules = rules;
     this.#limits = limits;
   }
 
   async handle(op: Operation, next: Next): Promise<UpstreamResult> {
+    if (op.encoded && !op.records && (op.action === 'produce' || op.action === 'consume')) return this.#encoded(op, op.encoded, next);
     const records = op.records;
     if (!records || records.length === 0 || (op.action !== 'produce' && op.action !== 'consume')) return next(op);
     const book = this.#rules();
@@ -58,13 +60,49 @@ export class Inspect implements Control {
     return next(op);
   }
 
-  #checkLimits(op: Operation, book: RuleBook): void {
+  /** Records in their wire encoding: decoded, inspected and re-encoded by the engine in one task. */
+  async #encoded(op: Operation, encoded: EncodedRecords, next: Next): Promise<UpstreamResult> {
+    const book = this.#rules();
+    const side: Side = op.action === 'produce' ? 'produce' : 'consume';
+    const rules = book.rulesFor(op.resource.name, side, op.identity?.roles ?? []);
+    const { result, where } = await this.#inspector.inspectEncoded(
+      { format: encoded.format, parts: encoded.parts, ruleset: rules?.ruleset ?? NO_RULES },
+      encoded.decodedBytes,
+    );
+    encoded.counts = result.counts;
+    if (side === 'produce') this.#checkLimits(op, book, result.sizes);
+    const n = result.flags.length;
+    const hashes = new Array<string>(n);
+    const maskedHashes = new Array<string | null>(n);
+    for (let i = 0; i < n; i++) {
+      hashes[i] = result.hashes.slice(64 * i, 64 * i + 64);
+      const m = result.maskedHashes.slice(64 * i, 64 * i + 64);
+      maskedHashes[i] = m === UNCHANGED_HASH ? null : m;
+    }
+    op.inspection = summarize({ ...result, hashes, maskedHashes }, where, book);
+    for (let i = 0; i < n; i++) {
+      if ((result.flags[i]! & FLAG_BLOCKED) !== 0) {
+        const rule = result.stopRule[i]!;
+        const id = book.ruleId(rule);
+        throw new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id });
+      }
+    }
+    encoded.changed = result.parts.map((p) => p !== null);
+    result.parts.forEach((p, k) => {
+      if (p !== null) encoded.parts[k] = p;
+    });
+    return next(op);
+  }
+
+  /** Refuses records over the size limits; `sizes` (key + value bytes per record) when the records are not decoded here. */
+  #checkLimits(op: Operation, book: RuleBook, sizes?: Uint32Array): void {
     const { maxRecordBytes, maxBatchBytes } = { ...this.#limits(), ...book.limitsFor(op.resource.name) };
     let total = 0;
-    const records = op.records!;
-    for (let i = 0; i < records.length; i++) {
-      const r = records[i]!;
-      const size = (r.value?.byteLength ?? 0) + (r.key?.byteLength ?? 0);
+    const records = op.records;
+    const n = sizes?.length ?? records!.length;
+    for (let i = 0; i < n; i++) {
+      const r = records?.[i];
+      const size = sizes ? sizes[i]! : (r!.value?.byteLength ?? 0) + (r!.key?.byteLength ?? 0);
       if (size > maxRecordBytes) {
         const error = new GatewayError('too-large', `record ${i} is ${size} bytes; the limit is ${maxRecordBytes}`, { rule: 'limits.maxRecordBytes' });
         if (op.recordErrors) op.recordErrors[i] = error;
@@ -92,7 +130,7 @@ function refuseWhenNoneLeft(op: Operation): void {
 }
 
 /** The audit facts of an inspected batch: hashes, rule id -> actions applied, notes. */
-function summarize(result: BatchResult, where: 'inline' | 'pool', book: RuleBook): Inspection {
+function summarize(result: Pick<BatchResult, 'hashes' | 'maskedHashes' | 'flags' | 'hitStart' | 'hitCount' | 'hits'>, where: 'inline' | 'pool', book: RuleBook): Inspection {
   const counts = new Map<number, number>();
   let fallbacks = 0;
   for (let i = 0; i < result.flags.length; i++) {

@@ -3,9 +3,10 @@ import { Piscina } from 'piscina';
 import type { InspectionConfig } from '../config/schema.ts';
 import { GatewayError } from '../operation.ts';
 import { inspectValues, type BatchResult } from './batch.ts';
+import { inspectEncoded, type EncodedResult, type EncodedTask } from './encoded.ts';
 import type { CompiledProgram } from './compile/program.ts';
 import { WasmEngine } from './engine.ts';
-import type { PoolResult, PoolTask, PoolWorkerData } from './worker.ts';
+import type { EncodedPoolResult, EncodedPoolTask, PoolResult, PoolTask, PoolWorkerData } from './worker.ts';
 
 const NULL_LENGTH = 0xffffffff;
 
@@ -18,6 +19,11 @@ interface Pending {
 
 export interface InspectOutcome {
   result: BatchResult;
+  where: 'inline' | 'pool';
+}
+
+export interface EncodedOutcome {
+  result: EncodedResult;
   where: 'inline' | 'pool';
 }
 
@@ -82,6 +88,55 @@ export class Inspector {
       // fail closed: the caller must never forward values that were not inspected
       throw new GatewayError('internal', 'inspection failed; the records were not forwarded', { cause: err });
     }
+  }
+
+  /**
+   * Inspects records still in their wire encoding (one task: decode, scan, mask, hash,
+   * re-encode). `decodedBytes` (an estimate from the batch headers) picks inline or pool.
+   * Records that cannot be decoded are refused as 'invalid'.
+   */
+  async inspectEncoded(task: EncodedTask, decodedBytes: number): Promise<EncodedOutcome> {
+    const inline = !this.#pool || this.#config.mode === 'inline' || (this.#config.mode === 'auto' && decodedBytes <= this.#config.inlineMaxBytes);
+    let result: EncodedResult | { invalid: string };
+    try {
+      result = inline ? inspectEncoded(this.#engine, task) : await this.#runEncoded(task);
+    } catch (err) {
+      const e = poolError(err);
+      if (e instanceof GatewayError) throw e;
+      // fail closed: the caller must never forward records that were not inspected
+      throw new GatewayError('internal', 'inspection failed; the records were not forwarded', { cause: e });
+    }
+    if ('invalid' in result) throw new GatewayError('invalid', `the record batch cannot be read: ${result.invalid}`, { rule: 'records.format' });
+    return { result, where: inline ? 'inline' : 'pool' };
+  }
+
+  async #runEncoded(task: EncodedTask): Promise<EncodedResult | { invalid: string }> {
+    // one copy of the (usually compressed) wire bytes, transferred: the parts are views of a
+    // request frame whose memory is reused
+    let total = 0;
+    for (const p of task.parts) total += p.byteLength;
+    const data = new Uint8Array(total);
+    const lengths = new Uint32Array(task.parts.length);
+    let o = 0;
+    task.parts.forEach((p, k) => {
+      data.set(p, o);
+      o += p.byteLength;
+      lengths[k] = p.byteLength;
+    });
+    const poolTask: EncodedPoolTask = { kind: 'encoded', version: this.#program.version, format: task.format, data, lengths, ruleset: task.ruleset };
+    const r = (await this.#pool!.run(poolTask, { transferList: [data.buffer, lengths.buffer] })) as EncodedPoolResult;
+    if ('invalid' in r) return r;
+    const { data: out, lengths: outLengths, ...rest } = r;
+    const parts: Array<Uint8Array | null> = [];
+    let at = 0;
+    for (const len of outLengths) {
+      if (len === NULL_LENGTH) parts.push(null);
+      else {
+        parts.push(out.subarray(at, at + len));
+        at += len;
+      }
+    }
+    return { ...rest, parts };
   }
 
   #enqueue(values: ReadonlyArray<Uint8Array | null>, ruleset: number): Promise<BatchResult> {
@@ -152,10 +207,7 @@ export class Inspector {
         }
       },
       (err: unknown) => {
-        const e =
-          err instanceof Error && /queue is full/i.test(err.message)
-            ? new GatewayError('upstream-unavailable', 'the inspection pool is overloaded; retry later')
-            : err;
+        const e = poolError(err);
         for (const p of batch) p.reject(e);
       },
     );
@@ -164,4 +216,9 @@ export class Inspector {
   async close(): Promise<void> {
     await this.#pool?.destroy();
   }
+}
+
+/** A full pool queue is overload (retry later), not an inspection failure. */
+function poolError(err: unknown): unknown {
+  return err instanceof Error && /queue is full/i.test(err.message) ? new GatewayError('upstream-unavailable', 'the inspection pool is overloaded; retry later') : err;
 }

@@ -1,5 +1,7 @@
 import { hash } from 'node:crypto';
 import { Piscina, workerData } from 'piscina';
+import type { RecordFormat } from '../operation.ts';
+import { inspectEncoded, type EncodedResult } from './encoded.ts';
 import { FLAG_CHANGED, WasmEngine } from './engine.ts';
 
 /**
@@ -33,6 +35,22 @@ export interface PoolResult {
   hits: Uint32Array;
 }
 
+/** Records in their wire encoding, inspected, hashed and re-encoded in one go (inspect/encoded.ts). */
+export interface EncodedPoolTask {
+  kind: 'encoded';
+  version: string;
+  format: RecordFormat;
+  /** the parts back to back, and each part's length */
+  data: Uint8Array;
+  lengths: Uint32Array;
+  ruleset: number;
+}
+
+/** EncodedResult with the re-encoded parts back to back (a part of length 0xffffffff is unchanged), or why the records could not be decoded. */
+export type EncodedPoolResult =
+  | (Omit<EncodedResult, 'parts'> & { data: Uint8Array; lengths: Uint32Array })
+  | { invalid: string };
+
 export interface PoolWorkerData {
   program: SharedArrayBuffer;
   version: string;
@@ -43,8 +61,9 @@ const EMPTY = new Uint8Array(0);
 const { program, version } = workerData as PoolWorkerData;
 const engine = WasmEngine.load(new Uint8Array(program));
 
-export default function inspectTask(task: PoolTask): PoolResult {
+export default function inspectTask(task: PoolTask | EncodedPoolTask): PoolResult | EncodedPoolResult {
   if (task.version !== version) throw new Error(`inspection worker has rules ${version}, the task needs ${task.version}`);
+  if ('kind' in task) return encodedTask(task);
   const n = task.rulesets.length;
   const values: Array<Uint8Array | null> = new Array(n);
   const hashes = new Array<string>(n);
@@ -75,4 +94,34 @@ export default function inspectTask(task: PoolTask): PoolResult {
     [Piscina.transferableSymbol]: [r.out.buffer, index.buffer, r.flags.buffer, r.stopRule.buffer, r.hitStart.buffer, r.hitCount.buffer, r.hits.buffer],
     [Piscina.valueSymbol]: result,
   } as never) as unknown as PoolResult;
+}
+
+function encodedTask(task: EncodedPoolTask): EncodedPoolResult {
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  for (const len of task.lengths) {
+    parts.push(task.data.subarray(at, at + len));
+    at += len;
+  }
+  const r = inspectEncoded(engine, { format: task.format, parts, ruleset: task.ruleset });
+  if ('invalid' in r) return r;
+  const { parts: out, ...rest } = r;
+  const lengths = new Uint32Array(out.length);
+  let total = 0;
+  out.forEach((p, k) => {
+    lengths[k] = p === null ? NULL_LENGTH : p.byteLength;
+    total += p?.byteLength ?? 0;
+  });
+  const data = new Uint8Array(total);
+  let o = 0;
+  for (const p of out) {
+    if (p === null) continue;
+    data.set(p, o);
+    o += p.byteLength;
+  }
+  const result = { ...rest, data, lengths };
+  return Piscina.move({
+    [Piscina.transferableSymbol]: [data.buffer, lengths.buffer, r.sizes.buffer, r.flags.buffer, r.stopRule.buffer, r.hitStart.buffer, r.hitCount.buffer, r.hits.buffer],
+    [Piscina.valueSymbol]: result,
+  } as never) as unknown as EncodedPoolResult;
 }

@@ -214,6 +214,7 @@ export function resourcesOf(apiKey: number, version: number, req: Struct): Named
 export const ERR = {
   NONE: 0,
   UNKNOWN_SERVER_ERROR: -1,
+  CORRUPT_MESSAGE: 2,
   MESSAGE_TOO_LARGE: 10,
   REQUEST_TIMED_OUT: 7,
   TOPIC_AUTHORIZATION_FAILED: 29,

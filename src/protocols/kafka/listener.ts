@@ -15,10 +15,10 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { KafkaListenerConfig, KafkaUpstreamConfig } from '../../config/schema.ts';
 import type { Dispatcher } from '../../gateway.ts';
-import { GatewayError, type Action, type Identity, type Operation, type Resource, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
+import { GatewayError, type Action, type EncodedRecords, type Identity, type Operation, type Resource, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
 import { API, authorizationError, ERR, errorResponse, MAX_VERSION, resourcesOf, SUPPORTED, type Named } from './apis.ts';
 import { hashInto, summarize } from './batches.ts';
-import { decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from './records.ts';
+import { decodedSizeHint, decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from './records.ts';
 import { KafkaProtocolError, type Struct } from './codec.ts';
 import { FrameError, Framer } from './framing.ts';
 import { loadMessages, type MessageRegistry } from './messages.ts';
@@ -188,6 +188,21 @@ interface Inflight {
   streamTo?: Slot;
 }
 
+/**
+ * A request's place in the order requests leave for the broker. An inspected Produce takes
+ * its place when it arrives and fills it when its records come back from the pool; requests
+ * behind it are handled meanwhile but wait here, so the broker sees the client's order.
+ */
+interface SendPlace {
+  state: 'waiting' | 'ready' | 'cancelled';
+  up?: Socket;
+  frame?: Buffer;
+  inflight?: Inflight;
+}
+
+/** Inspected Produce requests of one connection that may wait for the pool at the same time. */
+const MAX_DETACHED = 8;
+
 interface Header {
   apiKey: number;
   version: number;
@@ -211,6 +226,12 @@ class Connection {
   #upFramer: Framer | undefined;
   readonly #slots: Slot[] = [];
   readonly #inflight: Inflight[] = [];
+  /** requests not yet written upstream, in client order (only while a detached Produce waits) */
+  readonly #sendQueue: SendPlace[] = [];
+  /** Produce requests handed on before they were forwarded (their records are in the pool) */
+  #detached = 0;
+  /** set by a handler that returns before its request left: the connection's accounting waits for it */
+  #later: Promise<unknown> | undefined;
   #tail: Promise<void> = Promise.resolve();
   #queued = 0;
   /** bytes of the requests counted in #queued (limits.maxInflightBytes) */
@@ -339,6 +360,7 @@ class Connection {
     this.#upstream?.then((s) => s.destroy(), () => {});
     const err = new GatewayError('upstream-unavailable', 'the connection closed before the broker answered');
     for (const i of this.#inflight.splice(0)) i.reject(err);
+    for (const p of this.#sendQueue.splice(0)) p.inflight?.reject(err);
     this.#l.dispatcher.endSession(this.#session);
   }
 
@@ -352,9 +374,22 @@ class Connection {
     this.#queuedBytes += frame.byteLength;
     // backpressure: a client that pipelines faster than the gateway forwards is paused
     if (this.#queued >= MAX_QUEUED_REQUESTS || this.#queuedBytes >= this.#maxInflightBytes) this.#socket.pause();
+    const done = () => {
+      this.#queued--;
+      this.#queuedBytes -= frame.byteLength;
+      this.#resumeReads();
+    };
     this.#tail = this.#tail
       .then(() => this.#handle(frame))
+      .then(() => {
+        // a detached Produce stays counted until it has been forwarded
+        const later = this.#later;
+        this.#later = undefined;
+        if (later) void later.finally(done);
+        else done();
+      })
       .catch((err: unknown) => {
+        done();
         if (err instanceof KafkaProtocolError || err instanceof FrameError) this.#violation(`malformed request: ${err.message}`, undefined);
         else if (err instanceof GatewayError && (err.kind === 'upstream-unavailable' || err.kind === 'upstream-error')) {
           this.#l.log.warn({ err: err.message, session: this.#session.id }, 'upstream failure; closing the client connection');
@@ -363,11 +398,6 @@ class Connection {
           this.#l.log.error({ err, session: this.#session.id }, 'Kafka request failed');
           this.destroy();
         }
-      })
-      .finally(() => {
-        this.#queued--;
-        this.#queuedBytes -= frame.byteLength;
-        this.#resumeReads();
       });
   }
 
@@ -573,14 +603,51 @@ class Connection {
     waiter.resolve(frame);
   }
 
-  /** Writes a request upstream; resolves with the response frame, or undefined when none comes (acks=0). */
-  #send(up: Socket, frame: Buffer, expectResponse: boolean, streamTo?: Slot): Promise<Buffer> | undefined {
-    const p = expectResponse
-      ? new Promise<Buffer>((resolve, reject) => this.#inflight.push(streamTo ? { resolve, reject, streamTo } : { resolve, reject }))
-      : undefined;
+  /**
+   * Writes a request upstream (at `place` in the order, or now when nothing waits ahead of
+   * it); resolves with the response frame, or undefined when none comes (acks=0).
+   */
+  #send(up: Socket, frame: Buffer, expectResponse: boolean, streamTo?: Slot, place?: SendPlace): Promise<Buffer> | undefined {
+    let inflight: Inflight | undefined;
+    const p = expectResponse ? new Promise<Buffer>((resolve, reject) => (inflight = streamTo ? { resolve, reject, streamTo } : { resolve, reject })) : undefined;
+    if (!place && this.#sendQueue.length === 0) {
+      this.#write(up, frame, inflight);
+      return p;
+    }
+    const at = place ?? { state: 'waiting' };
+    if (!place) this.#sendQueue.push(at);
+    Object.assign(at, { state: 'ready', up, frame, inflight });
+    this.#pump();
+    return p;
+  }
+
+  #write(up: Socket, frame: Buffer, inflight: Inflight | undefined): void {
+    if (inflight) this.#inflight.push(inflight);
     // the frame's memory goes back to the framer once the kernel has it
     if (!up.write(frame, () => this.#framer.release(frame))) this.#socket.pause();
-    return p;
+  }
+
+  /** Takes a place in the upstream order for a request forwarded later. */
+  #reserveSend(): SendPlace {
+    const place: SendPlace = { state: 'waiting' };
+    this.#sendQueue.push(place);
+    return place;
+  }
+
+  /** A reserved place that will not be used (the request was refused): the requests behind it go on. */
+  #cancelSend(place: SendPlace): void {
+    if (place.state !== 'waiting') return;
+    place.state = 'cancelled';
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (this.#sendQueue.length > 0 && this.#sendQueue[0]!.state !== 'waiting') {
+      const next = this.#sendQueue.shift()!;
+      if (next.state !== 'ready') continue;
+      if (this.#closed) next.inflight?.reject(new GatewayError('upstream-unavailable', 'the connection closed before the request was forwarded'));
+      else this.#write(next.up!, next.frame!, next.inflight);
+    }
   }
 
   /** Forwards unchanged; `transform` (if any) rewrites the decoded response. */
@@ -750,7 +817,11 @@ class Connection {
       const approvable = this.#l.dispatcher.approvable?.(this.#identity!, 'produce', op.resource) ?? false;
       // decoded where inspection rules or session recording need the records
       const decode = this.#l.dispatcher.inspects?.(name, 'produce', this.#identity!.roles) || this.#l.dispatcher.records?.(name, 'produce', this.#identity!);
-      if (decode && (approvable || this.#permits('produce', op.resource))) {
+      if (decode && !this.#l.dispatcher.records?.(name, 'produce', this.#identity!) && (approvable || this.#permits('produce', op.resource))) {
+        // inspected only: the records go to the engine still encoded (decoded, masked and re-encoded in one task)
+        op.encoded = encodedParts(parts, 'Index');
+        op.batch.hash = hashParts(parts);
+      } else if (decode && (approvable || this.#permits('produce', op.resource))) {
         const decoded = parts.map((p) => decodeRecords(p.Records as Uint8Array | null));
         const records: StreamRecord[] = [];
         parts.forEach((p, k) => streamRecords(decoded[k]!, p.Index as number, records));
@@ -770,6 +841,10 @@ class Connection {
     const hashRest = () => {
       for (const [op, parts] of hashPending.splice(0)) op.batch!.hash = hashParts(parts);
     };
+    // Records inspected in the pool: the connection goes on with the next requests while
+    // they are there (their own sends wait behind this one's place). Approvals stay in line.
+    const detach = this.#detached < MAX_DETACHED && ops.some((o) => o.encoded) && !ops.some((o) => o.meta.timeout_ms !== undefined);
+    const place = detach ? this.#reserveSend() : undefined;
     let response: Promise<Buffer> | undefined;
     let denied = new Map<Operation, GatewayError>();
     const { forwarded, settled } = this.#authorize(ops, (allowed, refused) => {
@@ -778,12 +853,23 @@ class Connection {
       const txnDenied = txnOp !== undefined && refused.has(txnOp);
       const send = txnDenied ? [] : allowed.filter((o) => byOp.has(o));
       if (send.length === 0) {
+        if (place) this.#cancelSend(place);
         hashRest();
         const notForwarded = new GatewayError('forbidden', `not forwarded: ${refused.get(txnOp!)?.message ?? 'refused'}`);
         return txnDenied ? Promise.resolve(new Map(allowed.map((o) => [o, notForwarded] as [Operation, Error]))) : undefined;
       }
       let rewritten = false;
       for (const o of send) {
+        if (o.encoded?.changed) {
+          const changed = o.encoded.changed;
+          const parts = o.encoded.parts;
+          byOp.get(o)!.flatMap((t) => t.PartitionData as Struct[]).forEach((p, k) => {
+            if (!changed[k]) return;
+            p.Records = parts[k]!;
+            rewritten = true;
+          });
+          continue;
+        }
         const decoded = decodedByOp.get(o);
         if (!decoded || !o.records) continue;
         let at = 0;
@@ -797,7 +883,7 @@ class Connection {
         });
       }
       const out = send.length === byOp.size && !rewritten ? frame : this.#reencode(h, { ...body, TopicData: send.flatMap((o) => byOp.get(o)!) });
-      response = this.#send(up, out, acks !== 0);
+      response = this.#send(up, out, acks !== 0, undefined, place);
       // still this tick: the frame's memory is only reused after the socket write completes
       hashRest();
       if (!response) return undefined;
@@ -820,7 +906,14 @@ class Connection {
         return results;
       });
     });
-    await forwarded;
+    if (place) {
+      // whatever did not reach decide (a failure) gives its place up
+      this.#detached++;
+      this.#later = forwarded.finally(() => {
+        this.#detached--;
+        this.#cancelSend(place);
+      });
+    } else await forwarded;
     const done = settled.then(async () => {
       if (acks === 0) {
         // Kafka's own answer to a refused acks=0 produce: close, so the client notices
@@ -1200,18 +1293,49 @@ class Connection {
  */
 function recordErrors(res: Struct, refused: Array<[Operation, GatewayError]>): void {
   for (const [op, err] of refused) {
-    const m = (err.kind === 'blocked' || err.kind === 'too-large') && op.records ? /^record (\d+) /.exec(err.message) : null;
-    const rec = m ? op.records![Number(m[1])] : undefined;
-    if (!rec) continue;
-    let index = 0;
-    for (let k = 0; k < Number(m![1]); k++) if (op.records![k]!.partition === rec.partition) index++;
+    const m = err.kind === 'blocked' || err.kind === 'too-large' ? /^record (\d+) /.exec(err.message) : null;
+    const at = m ? recordPosition(op, Number(m[1])) : undefined;
+    if (!at) continue;
     for (const tr of res.Responses as Struct[]) {
       if (tr.Name !== op.resource.name) continue;
       for (const p of tr.PartitionResponses as Struct[]) {
-        if (p.Index === rec.partition && 'RecordErrors' in p) p.RecordErrors = [{ BatchIndex: index, BatchIndexErrorMessage: err.message }];
+        if (p.Index === at.partition && 'RecordErrors' in p) p.RecordErrors = [{ BatchIndex: at.index, BatchIndexErrorMessage: err.message }];
       }
     }
   }
+}
+
+/** The partition of the operation's i-th record, and its index within that partition's records. */
+function recordPosition(op: Operation, i: number): { partition: number; index: number } | undefined {
+  if (op.records) {
+    const rec = op.records[i];
+    if (rec?.partition === undefined) return undefined;
+    let index = 0;
+    for (let k = 0; k < i; k++) if (op.records[k]!.partition === rec.partition) index++;
+    return { partition: rec.partition, index };
+  }
+  const counts = op.encoded?.counts;
+  if (!counts) return undefined;
+  let index = i;
+  for (let k = 0; k < counts.length; k++) {
+    if (index < counts[k]!) return { partition: op.encoded!.partitions[k]!, index };
+    index -= counts[k]!;
+  }
+  return undefined;
+}
+
+const NO_RECORDS = new Uint8Array(0);
+
+/** The records of some partitions, still encoded, for the inspect control. */
+function encodedParts(parts: Struct[], indexField: 'Index' | 'PartitionIndex'): EncodedRecords {
+  let decodedBytes = 0;
+  for (const p of parts) decodedBytes += decodedSizeHint(p.Records as Uint8Array | null);
+  return {
+    format: 'kafka',
+    parts: parts.map((p) => (p.Records as Uint8Array | null) ?? NO_RECORDS),
+    partitions: parts.map((p) => p[indexField] as number),
+    decodedBytes,
+  };
 }
 
 function hasRecords(tr: Struct): boolean {
@@ -1246,7 +1370,8 @@ function kafkaErrorFor(err: GatewayError | undefined): number {
     case 'blocked':
       return ERR.POLICY_VIOLATION;
     case 'invalid':
-      return ERR.INVALID_REQUEST;
+      // a record batch the gateway could not open: what the broker answers for one
+      return err.rule === 'records.format' ? ERR.CORRUPT_MESSAGE : ERR.INVALID_REQUEST;
     case 'upstream-unavailable':
       return ERR.REQUEST_TIMED_OUT;
     case 'throttled':

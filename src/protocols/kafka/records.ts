@@ -66,6 +66,21 @@ class VarReader {
   }
   /** zigzag varint (Kafka record fields), up to 64 bits; returned as a number (deltas and lengths fit) */
   varlong(): number {
+    // up to 7 bytes (49 bits) in plain arithmetic: every real timestamp delta; BigInt beyond
+    const start = this.offset;
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; i < 7; i++) {
+      if (this.offset >= this.buf.byteLength) throw new KafkaProtocolError('truncated record');
+      const b = this.buf[this.offset++]!;
+      result += (b & 0x7f) * scale;
+      if ((b & 0x80) === 0) return result % 2 === 0 ? result / 2 : -(result + 1) / 2;
+      scale *= 128;
+    }
+    this.offset = start;
+    return this.#bigVarlong();
+  }
+  #bigVarlong(): number {
     let result = 0n;
     let shift = 0n;
     for (;;) {
@@ -270,6 +285,36 @@ function lz4FrameBound(buf: Buffer): number {
     bound += Math.min(declared, blocks * blockMax);
   }
   return bound;
+}
+
+/**
+ * About how many bytes a records blob decodes to, from its batch headers alone (what the
+ * inspector uses to choose between the accept thread and the pool): exact for uncompressed
+ * batches, the frame bound for lz4, the trailer for gzip, four times the wire size otherwise.
+ */
+export function decodedSizeHint(blob: Uint8Array | null | undefined): number {
+  if (!blob) return 0;
+  const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+  let total = 0;
+  let o = 0;
+  while (o + HEADER_BYTES <= blob.byteLength) {
+    const size = 12 + view.getInt32(o + 8);
+    if (size < HEADER_BYTES || o + size > blob.byteLength) break;
+    const codec = view.getInt8(o + MAGIC_AT) === 2 ? view.getInt16(o + ATTRIBUTES_AT) & COMPRESSION_MASK : 0;
+    const payload = Buffer.from(blob.buffer, blob.byteOffset + o + HEADER_BYTES, size - HEADER_BYTES);
+    let hint = size * 4;
+    if (codec === 0) hint = size;
+    else if (codec === 3) {
+      try {
+        hint = lz4FrameBound(payload);
+      } catch {
+        hint = size; // corrupt: decoding fails fast wherever it runs
+      }
+    } else if (codec === 1 && payload.byteLength >= 18) hint = payload.readUInt32LE(payload.byteLength - 4);
+    total += hint;
+    o += size;
+  }
+  return total + (blob.byteLength - o);
 }
 
 function compress(codec: number, data: Buffer, xerial: boolean): Uint8Array {

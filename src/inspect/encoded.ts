@@ -1,0 +1,96 @@
+// Inspection of records still in their wire encoding: decode, scan and mask, hash, re-encode
+// in one call, on whichever thread runs it (the accept thread for small batches, a pool
+// worker otherwise). Handing the pool the encoded bytes instead of the decoded values saves
+// the accept thread the decompression, the per-record copies into the task and the
+// re-encoding; for compressed batches the task is also several times smaller.
+
+import { hash } from 'node:crypto';
+import { KafkaProtocolError } from '../protocols/kafka/codec.ts';
+import { decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from '../protocols/kafka/records.ts';
+import type { RecordFormat } from '../operation.ts';
+import { FLAG_BLOCKED, FLAG_CHANGED, outputOf, type WasmEngine } from './engine.ts';
+
+
+export interface EncodedTask {
+  format: RecordFormat;
+  /** one blob per partition (Kafka: a sequence of record batches) */
+  parts: Uint8Array[];
+  ruleset: number;
+}
+
+export interface EncodedResult {
+  /** per part: the re-encoded blob where a record in it changed, else null (forward the original) */
+  parts: Array<Uint8Array | null>;
+  /** per part: how many records it holds */
+  counts: number[];
+  /** per record, in order across the parts: key + value bytes (for the size limits) */
+  sizes: Uint32Array;
+  /** SHA-256 hex of each original value, back to back (64 characters each) */
+  hashes: string;
+  /** SHA-256 hex of each changed value as forwarded, 64 characters each; 64 spaces where unchanged */
+  maskedHashes: string;
+  flags: Uint32Array;
+  stopRule: Uint32Array;
+  hitStart: Uint32Array;
+  hitCount: Uint32Array;
+  hits: Uint32Array;
+}
+
+export const UNCHANGED_HASH = ' '.repeat(64);
+const EMPTY = new Uint8Array(0);
+
+/** `invalid`: the records could not be decoded (the client's fault: corrupt, or a compression bomb). */
+export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedResult | { invalid: string } {
+  if (task.format !== 'kafka') throw new Error(`unknown record format ${String(task.format)}`);
+  let decoded: DecodedRecords[];
+  try {
+    decoded = task.parts.map((p) => decodeRecords(p));
+  } catch (err) {
+    if (err instanceof KafkaProtocolError) return { invalid: err.message };
+    throw err;
+  }
+  const counts: number[] = [];
+  const records = decoded.flatMap((d) => {
+    const list = streamRecords(d, 0);
+    counts.push(list.length);
+    return list;
+  });
+  const n = records.length;
+  const values = new Array<Uint8Array | null>(n);
+  const sizes = new Uint32Array(n);
+  const hashes = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
+    const r = records[i]!;
+    values[i] = r.value;
+    sizes[i] = (r.value?.byteLength ?? 0) + (r.key?.byteLength ?? 0);
+    hashes[i] = hash('sha256', r.value ?? EMPTY, 'hex');
+  }
+  const r = engine.inspect(values, task.ruleset);
+  const masked = new Array<string>(n);
+  let blocked = false;
+  for (let i = 0; i < n; i++) {
+    if ((r.flags[i]! & FLAG_BLOCKED) !== 0) blocked = true;
+    if ((r.flags[i]! & FLAG_CHANGED) !== 0 && values[i] !== null) {
+      const out = outputOf(r, i, values[i]!)!;
+      records[i]!.value = out;
+      masked[i] = hash('sha256', out, 'hex');
+    } else masked[i] = UNCHANGED_HASH;
+  }
+  // a blocked record refuses the whole operation: nothing to re-encode
+  let at = 0;
+  const parts = decoded.map((d, k) => {
+    const from = at;
+    at += counts[k]!;
+    if (blocked) return null;
+    // a partial batch at the end (Fetch) holds raw bytes too: a changed part never carries one
+    let changed = d.truncated > 0;
+    for (let i = from; i < at; i++) if ((r.flags[i]! & FLAG_CHANGED) !== 0) changed = true;
+    return changed ? encodeRecords(d, records, from).blob : null;
+  });
+  return {
+    parts, counts, sizes,
+    hashes: hashes.join(''),
+    maskedHashes: masked.join(''),
+    flags: r.flags, stopRule: r.stopRule, hitStart: r.hitStart, hitCount: r.hitCount, hits: r.hits,
+  };
+}
