@@ -70,6 +70,10 @@ export class Inspect implements Control {
       encoded.decodedBytes,
     );
     encoded.counts = result.counts;
+    // counted like decoded records: how many, and their key and value bytes
+    let bytes = 0;
+    for (const size of result.sizes) bytes += size;
+    op.batch = { records: result.sizes.length, bytes, hash: op.batch?.hash ?? '' };
     if (side === 'produce') this.#checkLimits(op, book, result.sizes);
     const n = result.flags.length;
     const hashes = new Array<string>(n);

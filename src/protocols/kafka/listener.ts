@@ -1038,7 +1038,15 @@ class Connection {
             const parts = tr.Partitions as Struct[];
             op.meta.partitions = parts.map((p) => p.PartitionIndex as number).join(',');
             op.meta.fetch_session = String(body.SessionId ?? 0);
-            if (!delivered && inspected(tr.Topic as string)) {
+            if (!delivered && inspected(tr.Topic as string) && !this.#l.dispatcher.records?.(tr.Topic as string, 'consume', this.#identity!)) {
+              // masked only: the engine decodes, masks and re-encodes the batches in one task
+              op.encoded = encodedParts(parts, 'PartitionIndex');
+              op.meta.inspect_roles = this.#identity!.roles.join(',');
+              // counted from the batch headers until the engine has read them (then hashed per record)
+              const sum = { records: 0, bytes: 0, batches: 0 };
+              for (const p of parts) summarize(p.Records as Uint8Array | null, sum);
+              op.batch = { records: sum.records, bytes: sum.bytes, hash: '' };
+            } else if (!delivered && inspected(tr.Topic as string)) {
               const dec = parts.map((p) => decodeRecords(p.Records as Uint8Array | null));
               const records: StreamRecord[] = [];
               parts.forEach((p, k) => streamRecords(dec[k]!, p.PartitionIndex as number, records, true));
@@ -1050,8 +1058,18 @@ class Connection {
           });
           const checks = await Promise.allSettled(ops.map((op) => this.#l.dispatcher.run(op, () => Promise.resolve({}))));
           unnamed.forEach((tr, i) => {
+            if (checks[i]!.status === 'rejected') return;
+            const encoded = ops[i]!.encoded;
+            if (encoded?.changed) {
+              (tr.Partitions as Struct[]).forEach((p, k) => {
+                if (!encoded.changed![k]) return;
+                p.Records = encoded.parts[k]!;
+                changed = true;
+              });
+              return;
+            }
             const dec = decodedParts.get(tr);
-            if (!dec || checks[i]!.status === 'rejected') return;
+            if (!dec) return;
             let at = 0;
             (tr.Partitions as Struct[]).forEach((p, k) => {
               const r = encodeRecords(dec[k]!, ops[i]!.records!, at);
