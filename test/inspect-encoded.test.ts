@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test, after } from 'node:test';
 import { parseConfig } from '../src/config/load.ts';
+import { Inspect } from '../src/controls/inspect.ts';
+import { GatewayError, type Operation } from '../src/operation.ts';
 import { inspectEncoded, UNCHANGED_HASH, type EncodedResult } from '../src/inspect/encoded.ts';
 import { WasmEngine } from '../src/inspect/engine.ts';
 import { Inspector } from '../src/inspect/inspector.ts';
@@ -14,7 +16,7 @@ import { clientBatch } from './helpers/batches.ts';
 
 const MASKED = '**** **** **** 1111';
 
-function config(mode: string) {
+function config(mode: string, limits = '') {
   return parseConfig(`
 listeners: { http: { port: 1 } }
 upstream: { kind: ack }
@@ -22,6 +24,7 @@ identity: { issuers: [{ issuer: "http://127.0.0.1:1", jwksUri: "http://127.0.0.1
 policy: { roles: {}, grants: [] }
 inspection:
   mode: ${mode}
+  ${limits}
   rules:
     - { id: pci.card-number, detector: payment-card, action: { type: mask, keepLast: 4 } }
   topics:
@@ -103,4 +106,47 @@ test('the pool and the accept thread give the same result; undecodable records a
   assert.equal(pool.maskedHashes, inline.maskedHashes);
   assert.deepEqual([...pool.flags], [...inline.flags]);
   pool.parts.forEach((p, k) => assert.deepEqual(p && Buffer.from(p), inline.parts[k] && Buffer.from(inline.parts[k]!)));
+});
+
+function encodedOp(parts: Uint8Array[]): Operation {
+  return {
+    id: 'op', receivedAt: 0, startedAt: 0, protocol: 'kafka', action: 'produce', meta: {},
+    session: { id: 's', protocol: 'kafka', client: { address: '127.0.0.1' }, startedAt: 0 },
+    resource: { kind: 'topic', name: 't' },
+    identity: { subject: 'u', issuer: 'i', roles: [], groups: [], claims: {} },
+    encoded: { format: 'kafka', parts, partitions: parts.map((_p, k) => k), decodedBytes: 100 },
+  };
+}
+
+test('the inspect control on encoded records: parts replaced, audit facts set, size limits refuse naming the record', async () => {
+  const cfg = config('inline');
+  const inspector = new Inspector(cfg, book.program);
+  inspectors.push(inspector);
+  const control = () => new Inspect(inspector, () => book, () => cfg.limits);
+  const parts = [clientBatch('lz4', 3), clientBatch('zstd', 2, 3)];
+  const op = encodedOp([...parts]);
+  let forwarded = false;
+  await control().handle(op, async () => {
+    forwarded = true;
+    return {};
+  });
+  assert.ok(forwarded);
+  assert.deepEqual(op.encoded!.changed, [true, true]);
+  assert.deepEqual(op.encoded!.counts, [3, 2]);
+  assert.notEqual(op.encoded!.parts[0], parts[0]);
+  assert.equal(Buffer.from(streamRecords(decodeRecords(op.encoded!.parts[1]!), 1)[1]!.value!).toString(), `{"card":"${MASKED}","i":4}`);
+  assert.equal(op.batch?.records, 5);
+  assert.equal(op.inspection?.hashes.length, 5);
+  assert.equal(op.inspection?.maskedHashes.filter((h) => h !== null).length, 5);
+  assert.deepEqual(op.inspection?.masking, { 'pci.card-number': 5 });
+
+  // records 0-2 hold 38 key + value bytes, record 3 ('k100', '..."i":100}') 42: a 40-byte limit names record 3
+  const small = config('inline', 'limits: { maxRecordBytes: 40 }');
+  const strict = new RuleBook(small);
+  const big = encodedOp([clientBatch('none', 3), clientBatch('none', 1, 100)]);
+  await assert.rejects(
+    new Inspect(inspector, () => strict, () => small.limits).handle(big, async () => ({})),
+    (err: unknown) => err instanceof GatewayError && err.kind === 'too-large' && /^record 3 is 42 bytes/.test(err.message) && err.rule === 'limits.maxRecordBytes',
+  );
+  assert.deepEqual(big.encoded!.counts, [3, 1], 'the listener maps record 3 to partition 1, index 0');
 });

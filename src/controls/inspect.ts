@@ -15,7 +15,7 @@ import { GatewayError, type Control, type EncodedRecords, type Inspection, type 
  */
 export class Inspect implements Control {
   readonly name = 'inspect';
-  // only `inspect` is used: the gateway passes a view that follows reloads
+  // the gateway passes a view of its inspector that follows reloads
   readonly #inspector: Pick<Inspector, 'inspect' | 'inspectEncoded'>;
   readonly #rules: () => RuleBook;
   readonly #limits: () => InspectionConfig['limits'];
