@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test, after } from 'node:test';
+import { crc32c } from '@platformatic/wasm-utils';
+import fc from 'fast-check';
 import { parseConfig } from '../src/config/load.ts';
 import { Inspect } from '../src/controls/inspect.ts';
 import { GatewayError, type Operation } from '../src/operation.ts';
@@ -13,6 +15,7 @@ import { Inspector } from '../src/inspect/inspector.ts';
 import { RuleBook } from '../src/inspect/rules.ts';
 import { decodeRecords, streamRecords } from '../src/protocols/kafka/records.ts';
 import { clientBatch } from './helpers/batches.ts';
+import { fuzzRuns } from './helpers/fuzz.ts';
 
 const MASKED = '**** **** **** 1111';
 
@@ -149,4 +152,27 @@ test('the inspect control on encoded records: parts replaced, audit facts set, s
     (err: unknown) => err instanceof GatewayError && err.kind === 'too-large' && /^record 3 is 42 bytes/.test(err.message) && err.rule === 'limits.maxRecordBytes',
   );
   assert.deepEqual(big.encoded!.counts, [3, 1], 'the listener maps record 3 to partition 1, index 0');
+});
+
+test('fuzz: mutated batches with a valid CRC come back inspected or invalid, never as an exception', () => {
+  // the CRC is recomputed after mutating, so the bytes reach the decompressors and the record parser
+  fc.assert(
+    fc.property(
+      fc.constantFrom('none', 'gzip', 'snappy', 'lz4', 'zstd'),
+      fc.integer({ min: 1, max: 12 }),
+      fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { minLength: 1, maxLength: 6 }),
+      fc.boolean(),
+      (codec, n, flips, tail) => {
+        const batch = Buffer.from(clientBatch(codec as 'none', n));
+        // past the CRC field (and, most of the time, past the header into the records)
+        for (const [at, value] of flips) batch[21 + (at % (batch.length - 21))] = value;
+        batch.writeUInt32BE(crc32c(batch.subarray(21)), 17);
+        const blob = tail ? Buffer.concat([batch, batch.subarray(0, 30)]) : batch;
+        const r = inspectEncoded(engine, { format: 'kafka', parts: [blob], ruleset });
+        if ('invalid' in r) return;
+        for (const p of r.parts) if (p) decodeRecords(p); // what goes on decodes again
+      },
+    ),
+    { numRuns: fuzzRuns(400) },
+  );
 });
