@@ -614,6 +614,11 @@ class Connection {
       this.#write(up, frame, inflight);
       return p;
     }
+    if (this.#closed) {
+      // a detached Produce that finished after the connection closed: nothing to wait for
+      inflight?.reject(new GatewayError('upstream-unavailable', 'the connection closed before the request was forwarded'));
+      return p;
+    }
     const at = place ?? { state: 'waiting' };
     if (!place) this.#sendQueue.push(at);
     Object.assign(at, { state: 'ready', up, frame, inflight });
