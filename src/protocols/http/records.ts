@@ -27,6 +27,16 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The value as JSON text; nesting too deep for the serializer (thousands of levels) is the client's error. */
+function jsonText(field: string, data: unknown): string {
+  try {
+    return JSON.stringify(data);
+  } catch (err) {
+    if (err instanceof RangeError) throw invalid(`${field}.data is nested too deeply`);
+    throw err;
+  }
+}
+
 function decodeData(field: string, raw: unknown): { bytes: Uint8Array | null; type: string | null } {
   if (raw === undefined || raw === null) return { bytes: null, type: null };
   if (!isObject(raw)) throw invalid(`${field} must be an object like {"type": "JSON", "data": ...}`);
@@ -41,7 +51,7 @@ function decodeData(field: string, raw: unknown): { bytes: Uint8Array | null; ty
   switch (type) {
     case 'JSON':
       if (data === undefined) throw invalid(`${field}.data is required`);
-      return { bytes: data === null ? null : Buffer.from(JSON.stringify(data)), type };
+      return { bytes: data === null ? null : Buffer.from(jsonText(field, data)), type };
     case 'STRING':
       if (typeof data !== 'string') throw invalid(`${field}.data must be a string for type STRING`);
       return { bytes: Buffer.from(data, 'utf8'), type };
@@ -49,7 +59,8 @@ function decodeData(field: string, raw: unknown): { bytes: Uint8Array | null; ty
       if (typeof data !== 'string' || !BASE64.test(data)) throw invalid(`${field}.data must be standard base64 for type BINARY`);
       return { bytes: Buffer.from(data, 'base64'), type };
     default:
-      throw invalid(`${field}.type must be one of JSON, STRING, BINARY (got ${JSON.stringify(raw.type)})`);
+      // (described, not echoed: the client's value could be anything, of any size or depth)
+      throw invalid(`${field}.type must be one of JSON, STRING, BINARY (got ${typeof raw.type === 'string' ? JSON.stringify(raw.type.slice(0, 64)) : typeof raw.type})`);
   }
 }
 
