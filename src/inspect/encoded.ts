@@ -37,6 +37,40 @@ export interface EncodedResult {
 }
 
 export const UNCHANGED_HASH = ' '.repeat(64);
+/** packParts: the length of a part that is null (unchanged) */
+const NULL_PART = 0xffffffff;
+
+/** Parts back to back in one buffer with their lengths: one copy, then transferred to or from a pool worker. */
+export function packParts(parts: ReadonlyArray<Uint8Array | null>): { data: Uint8Array<ArrayBuffer>; lengths: Uint32Array<ArrayBuffer> } {
+  const lengths = new Uint32Array(parts.length);
+  let total = 0;
+  parts.forEach((p, k) => {
+    lengths[k] = p === null ? NULL_PART : p.byteLength;
+    total += p?.byteLength ?? 0;
+  });
+  const data = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) {
+    if (p === null) continue;
+    data.set(p, o);
+    o += p.byteLength;
+  }
+  return { data, lengths };
+}
+
+/** The parts of packParts, as views of `data`. */
+export function unpackParts(data: Uint8Array, lengths: Uint32Array): Array<Uint8Array | null> {
+  const parts: Array<Uint8Array | null> = [];
+  let at = 0;
+  for (const len of lengths) {
+    if (len === NULL_PART) parts.push(null);
+    else {
+      parts.push(data.subarray(at, at + len));
+      at += len;
+    }
+  }
+  return parts;
+}
 const EMPTY = new Uint8Array(0);
 
 /** `invalid`: the records could not be decoded (the client's fault: corrupt, or a compression bomb). */

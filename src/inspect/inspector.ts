@@ -3,7 +3,7 @@ import { Piscina } from 'piscina';
 import type { InspectionConfig } from '../config/schema.ts';
 import { GatewayError } from '../operation.ts';
 import { inspectValues, type BatchResult } from './batch.ts';
-import { inspectEncoded, type EncodedResult, type EncodedTask } from './encoded.ts';
+import { inspectEncoded, packParts, unpackParts, type EncodedResult, type EncodedTask } from './encoded.ts';
 import type { CompiledProgram } from './compile/program.ts';
 import { WasmEngine } from './engine.ts';
 import type { EncodedPoolResult, EncodedPoolTask, PoolResult, PoolTask, PoolWorkerData } from './worker.ts';
@@ -75,11 +75,16 @@ export class Inspector {
     return this.#pool?.queueSize ?? 0;
   }
 
+  /** Whether a batch of `bytes` is inspected on the accept thread rather than in the pool. */
+  #inline(bytes: number): boolean {
+    return !this.#pool || this.#config.mode === 'inline' || (this.#config.mode === 'auto' && bytes <= this.#config.inlineMaxBytes);
+  }
+
   /** Inspects `values` under one compiled ruleset (0 = hash only). */
   async inspect(values: ReadonlyArray<Uint8Array | null>, ruleset: number): Promise<InspectOutcome> {
     let bytes = 0;
     for (const v of values) bytes += v?.byteLength ?? 0;
-    const inline = !this.#pool || this.#config.mode === 'inline' || (this.#config.mode === 'auto' && bytes <= this.#config.inlineMaxBytes);
+    const inline = this.#inline(bytes);
     try {
       if (inline) return { result: inspectValues(this.#engine, values, ruleset), where: 'inline' };
       return { result: await this.#enqueue(values, ruleset), where: 'pool' };
@@ -96,7 +101,7 @@ export class Inspector {
    * Records that cannot be decoded are refused as 'invalid'.
    */
   async inspectEncoded(task: EncodedTask, decodedBytes: number): Promise<EncodedOutcome> {
-    const inline = !this.#pool || this.#config.mode === 'inline' || (this.#config.mode === 'auto' && decodedBytes <= this.#config.inlineMaxBytes);
+    const inline = this.#inline(decodedBytes);
     let result: EncodedResult | { invalid: string };
     try {
       result = inline ? inspectEncoded(this.#engine, task) : await this.#runEncoded(task);
@@ -113,30 +118,12 @@ export class Inspector {
   async #runEncoded(task: EncodedTask): Promise<EncodedResult | { invalid: string }> {
     // one copy of the (usually compressed) wire bytes, transferred: the parts are views of a
     // request frame whose memory is reused
-    let total = 0;
-    for (const p of task.parts) total += p.byteLength;
-    const data = new Uint8Array(total);
-    const lengths = new Uint32Array(task.parts.length);
-    let o = 0;
-    task.parts.forEach((p, k) => {
-      data.set(p, o);
-      o += p.byteLength;
-      lengths[k] = p.byteLength;
-    });
+    const { data, lengths } = packParts(task.parts);
     const poolTask: EncodedPoolTask = { kind: 'encoded', version: this.#program.version, format: task.format, data, lengths, ruleset: task.ruleset };
     const r = (await this.#pool!.run(poolTask, { transferList: [data.buffer, lengths.buffer] })) as EncodedPoolResult;
     if ('invalid' in r) return r;
     const { data: out, lengths: outLengths, ...rest } = r;
-    const parts: Array<Uint8Array | null> = [];
-    let at = 0;
-    for (const len of outLengths) {
-      if (len === NULL_LENGTH) parts.push(null);
-      else {
-        parts.push(out.subarray(at, at + len));
-        at += len;
-      }
-    }
-    return { ...rest, parts };
+    return { ...rest, parts: unpackParts(out, outLengths) };
   }
 
   #enqueue(values: ReadonlyArray<Uint8Array | null>, ruleset: number): Promise<BatchResult> {

@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto';
 import { Piscina, workerData } from 'piscina';
 import type { RecordFormat } from '../operation.ts';
-import { inspectEncoded, type EncodedResult } from './encoded.ts';
+import { inspectEncoded, packParts, unpackParts, type EncodedResult } from './encoded.ts';
 import { FLAG_CHANGED, WasmEngine } from './engine.ts';
 
 /**
@@ -40,13 +40,13 @@ export interface EncodedPoolTask {
   kind: 'encoded';
   version: string;
   format: RecordFormat;
-  /** the parts back to back, and each part's length */
+  /** the parts, packed (encoded.ts packParts) */
   data: Uint8Array;
   lengths: Uint32Array;
   ruleset: number;
 }
 
-/** EncodedResult with the re-encoded parts back to back (a part of length 0xffffffff is unchanged), or why the records could not be decoded. */
+/** EncodedResult with the re-encoded parts packed (encoded.ts packParts), or why the records could not be decoded. */
 export type EncodedPoolResult =
   | (Omit<EncodedResult, 'parts'> & { data: Uint8Array; lengths: Uint32Array })
   | { invalid: string };
@@ -97,31 +97,14 @@ export default function inspectTask(task: PoolTask | EncodedPoolTask): PoolResul
 }
 
 function encodedTask(task: EncodedPoolTask): EncodedPoolResult {
-  const parts: Uint8Array[] = [];
-  let at = 0;
-  for (const len of task.lengths) {
-    parts.push(task.data.subarray(at, at + len));
-    at += len;
-  }
+  // the input parts are never null (packed from Uint8Arrays)
+  const parts = unpackParts(task.data, task.lengths) as Uint8Array[];
   const r = inspectEncoded(engine, { format: task.format, parts, ruleset: task.ruleset });
   if ('invalid' in r) return r;
   const { parts: out, ...rest } = r;
-  const lengths = new Uint32Array(out.length);
-  let total = 0;
-  out.forEach((p, k) => {
-    lengths[k] = p === null ? NULL_LENGTH : p.byteLength;
-    total += p?.byteLength ?? 0;
-  });
-  const data = new Uint8Array(total);
-  let o = 0;
-  for (const p of out) {
-    if (p === null) continue;
-    data.set(p, o);
-    o += p.byteLength;
-  }
-  const result = { ...rest, data, lengths };
+  const { data, lengths } = packParts(out);
   return Piscina.move({
     [Piscina.transferableSymbol]: [data.buffer, lengths.buffer, r.sizes.buffer, r.flags.buffer, r.stopRule.buffer, r.hitStart.buffer, r.hitCount.buffer, r.hits.buffer],
-    [Piscina.valueSymbol]: result,
+    [Piscina.valueSymbol]: { ...rest, data, lengths },
   } as never) as unknown as EncodedPoolResult;
 }

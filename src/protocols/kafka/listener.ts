@@ -200,6 +200,9 @@ interface SendPlace {
   inflight?: Inflight;
 }
 
+/** The answer for requests still queued for the broker when their connection closed. */
+const closedBeforeForwarding = () => new GatewayError('upstream-unavailable', 'the connection closed before the request was forwarded');
+
 /** Inspected Produce requests of one connection that may wait for the pool at the same time. */
 const MAX_DETACHED = 8;
 
@@ -616,7 +619,7 @@ class Connection {
     }
     if (this.#closed) {
       // a detached Produce that finished after the connection closed: nothing to wait for
-      inflight?.reject(new GatewayError('upstream-unavailable', 'the connection closed before the request was forwarded'));
+      inflight?.reject(closedBeforeForwarding());
       return p;
     }
     const at = place ?? { state: 'waiting' };
@@ -650,7 +653,7 @@ class Connection {
     while (this.#sendQueue.length > 0 && this.#sendQueue[0]!.state !== 'waiting') {
       const next = this.#sendQueue.shift()!;
       if (next.state !== 'ready') continue;
-      if (this.#closed) next.inflight?.reject(new GatewayError('upstream-unavailable', 'the connection closed before the request was forwarded'));
+      if (this.#closed) next.inflight?.reject(closedBeforeForwarding());
       else this.#write(next.up!, next.frame!, next.inflight);
     }
   }
@@ -815,18 +818,18 @@ class Connection {
     for (const [name, list] of entries) {
       const parts = list.flatMap((t) => t.PartitionData as Struct[]);
       const op = this.#newOp(h, { kind: 'topic', name, action: 'produce', ...(parts.length === 1 ? { partition: parts[0]!.Index as number } : {}) });
-      const sum = { records: 0, bytes: 0, batches: 0 };
-      for (const p of parts) summarize(p.Records as Uint8Array | null, sum);
-      op.batch = { records: sum.records, bytes: sum.bytes, hash: '' };
+      op.batch = { ...countParts(parts), hash: '' };
       // an operation an approval rule covers may go through once approved: decoded (inspected) and hashed now like an allowed one
       const approvable = this.#l.dispatcher.approvable?.(this.#identity!, 'produce', op.resource) ?? false;
-      // decoded where inspection rules or session recording need the records
-      const decode = this.#l.dispatcher.inspects?.(name, 'produce', this.#identity!.roles) || this.#l.dispatcher.records?.(name, 'produce', this.#identity!);
-      if (decode && !this.#l.dispatcher.records?.(name, 'produce', this.#identity!) && (approvable || this.#permits('produce', op.resource))) {
-        // inspected only: the records go to the engine still encoded (decoded, masked and re-encoded in one task)
+      const mayGo = approvable || this.#permits('produce', op.resource);
+      // session recording needs the decoded records (with offsets); inspection alone takes them encoded
+      const recorded = this.#l.dispatcher.records?.(name, 'produce', this.#identity!) === true;
+      const inspected = this.#l.dispatcher.inspects?.(name, 'produce', this.#identity!.roles) === true;
+      if (inspected && !recorded && mayGo) {
+        // the engine decodes, masks and re-encodes them in one task
         op.encoded = encodedParts(parts, 'Index');
         op.batch.hash = hashParts(parts);
-      } else if (decode && (approvable || this.#permits('produce', op.resource))) {
+      } else if (recorded && mayGo) {
         const decoded = parts.map((p) => decodeRecords(p.Records as Uint8Array | null));
         const records: StreamRecord[] = [];
         parts.forEach((p, k) => streamRecords(decoded[k]!, p.Index as number, records));
@@ -834,7 +837,7 @@ class Connection {
         decodedByOp.set(op, decoded);
         // the original bytes: they are replaced by the masked ones before forwarding
         op.batch.hash = hashParts(parts);
-      } else if (hashNow || approvable || !this.#permits('produce', op.resource)) op.batch.hash = hashParts(parts);
+      } else if (hashNow || approvable || !mayGo) op.batch.hash = hashParts(parts);
       else hashPending.push([op, parts]);
       op.meta.partitions = parts.map((p) => p.Index as number).join(',');
       op.meta.acks = acks;
@@ -865,14 +868,8 @@ class Connection {
       }
       let rewritten = false;
       for (const o of send) {
-        if (o.encoded?.changed) {
-          const changed = o.encoded.changed;
-          const parts = o.encoded.parts;
-          byOp.get(o)!.flatMap((t) => t.PartitionData as Struct[]).forEach((p, k) => {
-            if (!changed[k]) return;
-            p.Records = parts[k]!;
-            rewritten = true;
-          });
+        if (o.encoded) {
+          if (rebuilt(byOp.get(o)!.flatMap((t) => t.PartitionData as Struct[]), o.encoded)) rewritten = true;
           continue;
         }
         const decoded = decodedByOp.get(o);
@@ -984,7 +981,8 @@ class Connection {
     // so their responses are never cut through. A fetch session keeps returning topics its
     // first request named, so once one was inspected the connection stays on this path.
     // (recorded topics take the same path: their records are decoded with their offsets)
-    const inspected = (topic: string) => this.#l.dispatcher.inspects?.(topic, 'consume', this.#identity!.roles) === true || this.#l.dispatcher.records?.(topic, 'consume', this.#identity!) === true;
+    const recorded = (topic: string) => this.#l.dispatcher.records?.(topic, 'consume', this.#identity!) === true;
+    const inspected = (topic: string) => this.#l.dispatcher.inspects?.(topic, 'consume', this.#identity!.roles) === true || recorded(topic);
     if ([...entries.keys()].some(inspected)) this.#fetchInspects = true;
     const { forwarded, settled } = this.#authorize([...byOp.keys()], (allowed, refused) => {
       denied = refused;
@@ -1043,14 +1041,12 @@ class Connection {
             const parts = tr.Partitions as Struct[];
             op.meta.partitions = parts.map((p) => p.PartitionIndex as number).join(',');
             op.meta.fetch_session = String(body.SessionId ?? 0);
-            if (!delivered && inspected(tr.Topic as string) && !this.#l.dispatcher.records?.(tr.Topic as string, 'consume', this.#identity!)) {
+            if (!delivered && inspected(tr.Topic as string) && !recorded(tr.Topic as string)) {
               // masked only: the engine decodes, masks and re-encodes the batches in one task
               op.encoded = encodedParts(parts, 'PartitionIndex');
               op.meta.inspect_roles = this.#identity!.roles.join(',');
               // counted from the batch headers until the engine has read them (then hashed per record)
-              const sum = { records: 0, bytes: 0, batches: 0 };
-              for (const p of parts) summarize(p.Records as Uint8Array | null, sum);
-              op.batch = { records: sum.records, bytes: sum.bytes, hash: '' };
+              op.batch = { ...countParts(parts), hash: '' };
             } else if (!delivered && inspected(tr.Topic as string)) {
               const dec = parts.map((p) => decodeRecords(p.Records as Uint8Array | null));
               const records: StreamRecord[] = [];
@@ -1065,12 +1061,8 @@ class Connection {
           unnamed.forEach((tr, i) => {
             if (checks[i]!.status === 'rejected') return;
             const encoded = ops[i]!.encoded;
-            if (encoded?.changed) {
-              (tr.Partitions as Struct[]).forEach((p, k) => {
-                if (!encoded.changed![k]) return;
-                p.Records = encoded.parts[k]!;
-                changed = true;
-              });
+            if (encoded) {
+              if (rebuilt(tr.Partitions as Struct[], encoded)) changed = true;
               return;
             }
             const dec = decodedParts.get(tr);
@@ -1373,13 +1365,26 @@ function hashParts(parts: Struct[]): string {
 
 /** Records of one topic in a Fetch response, counted and hashed without decoding them. */
 function fetchedSummary(tr: Struct): { records: number; bytes: number; hash: string } {
+  const parts = tr.Partitions as Struct[];
+  return { ...countParts(parts), hash: hashParts(parts) };
+}
+
+/** Records and bytes of some partitions' records, from the batch headers. */
+function countParts(parts: Struct[]): { records: number; bytes: number } {
   const sum = { records: 0, bytes: 0, batches: 0 };
-  let hash;
-  for (const p of tr.Partitions as Struct[]) {
-    summarize(p.Records as Uint8Array | null, sum);
-    hash = hashInto(hash, p.Records as Uint8Array | null);
-  }
-  return { records: sum.records, bytes: sum.bytes, hash: hash ? hash.digest('hex') : '' };
+  for (const p of parts) summarize(p.Records as Uint8Array | null, sum);
+  return { records: sum.records, bytes: sum.bytes };
+}
+
+/** Puts the inspect control's rebuilt batches into the partitions they came from; true when any changed. */
+function rebuilt(parts: Struct[], encoded: EncodedRecords): boolean {
+  let any = false;
+  encoded.changed?.forEach((changed, k) => {
+    if (!changed) return;
+    parts[k]!.Records = encoded.parts[k]!;
+    any = true;
+  });
+  return any;
 }
 
 function kafkaErrorFor(err: GatewayError | undefined): number {

@@ -301,16 +301,15 @@ export function decodedSizeHint(blob: Uint8Array | null | undefined): number {
     const size = 12 + view.getInt32(o + 8);
     if (size < HEADER_BYTES || o + size > blob.byteLength) break;
     const codec = view.getInt8(o + MAGIC_AT) === 2 ? view.getInt16(o + ATTRIBUTES_AT) & COMPRESSION_MASK : 0;
-    const payload = Buffer.from(blob.buffer, blob.byteOffset + o + HEADER_BYTES, size - HEADER_BYTES);
     let hint = size * 4;
     if (codec === 0) hint = size;
     else if (codec === 3) {
       try {
-        hint = lz4FrameBound(payload);
+        hint = lz4FrameBound(Buffer.from(blob.buffer, blob.byteOffset + o + HEADER_BYTES, size - HEADER_BYTES));
       } catch {
         hint = size; // corrupt: decoding fails fast wherever it runs
       }
-    } else if (codec === 1 && payload.byteLength >= 18) hint = payload.readUInt32LE(payload.byteLength - 4);
+    } else if (codec === 1 && size - HEADER_BYTES >= 18) hint = view.getUint32(o + size - 4, true); // gzip ISIZE trailer
     total += hint;
     o += size;
   }
