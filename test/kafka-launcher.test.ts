@@ -6,8 +6,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { Admin, Consumer, Producer, stringDeserializers, stringSerializers } from '@platformatic/kafka';
 import { ensureKafkaJars, runKafkaTool, startKafka, type RunningKafka } from '../src/dev/kafka.ts';
+import { freePort } from './helpers/infra.ts';
 
 const TOPIC = 'launcher-test';
 let dataDir = '';
@@ -85,7 +87,28 @@ test('starts, serves Java and Node clients, and keeps data across a restart', { 
   await kafka.stop();
   kafka = undefined;
 
-  kafka = await startKafka({ dataDir, port });
+  // restarted with a second listener behind a relay (the bench's bare-hop baseline): clients
+  // that come in through the relay are told to stay on it
+  const relay = createServer((c) => {
+    const b = connect({ host: '127.0.0.1', port: relayedPort });
+    c.pipe(b).pipe(c);
+    c.on('error', () => b.destroy());
+    b.on('error', () => c.destroy());
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  const relayPort = (relay.address() as AddressInfo).port;
+  const relayedPort = await freePort();
+  kafka = await startKafka({ dataDir, port, relayedListener: { port: relayedPort, advertisedPort: relayPort } });
   assert.equal(kafka.port, port);
   assert.deepEqual(await consoleConsume(kafka.bootstrap, 3), ['k1:hello', 'k2:world', 'k3:from-node']);
+  const admin = new Admin({ clientId: 'relayed', bootstrapBrokers: [`127.0.0.1:${relayPort}`] });
+  try {
+    const viaRelay = [...(await admin.metadata({ topics: [] })).brokers.values()];
+    assert.deepEqual(viaRelay.map((b) => b.port), [relayPort]);
+    assert.deepEqual(await consoleConsume(`127.0.0.1:${relayPort}`, 3), ['k1:hello', 'k2:world', 'k3:from-node']);
+  } finally {
+    await admin.close();
+    relay.close();
+  }
 });
+

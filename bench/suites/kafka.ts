@@ -5,8 +5,10 @@
 //
 //   npm run bench -- kafka [--quick] [--only produce,consume,latency,probe,masking]
 //
-// Every throughput run also reports the CPU seconds the gateway and the broker spent on it
-// (from /proc), so a ratio can be read against who used the two cores.
+// Every throughput run also reports the CPU seconds the gateway (all threads, and its accept
+// thread alone) and the broker spent on it (from /proc), so a ratio can be read against who
+// used the two cores. Consume and the probe also run through a bare TCP relay
+// (bench/servers/relay.ts): what any extra hop costs here, reported beside the gateway.
 //
 // Starts its own broker, identity provider and gateway (a child process).
 
@@ -14,6 +16,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Producer } from '@platformatic/kafka';
 import { runKafkaTool } from '../../src/dev/kafka.ts';
+import { connect } from 'node:net';
 import { freePort, spawnNode, waitHealthy } from '../lib/procs.ts';
 import { startServices } from '../lib/services.ts';
 
@@ -39,10 +42,10 @@ export interface KafkaBenchOptions {
   phases: KafkaPhase[];
 }
 
-/** CPU seconds (user + system) a process has used so far, from /proc. */
-function cpuSeconds(pid: number): number {
+/** CPU seconds (user + system) a process (or, with `thread`, one of its threads) has used so far, from /proc. */
+function cpuSeconds(pid: number, thread?: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     // fields 14 and 15 (utime, stime) are the 12th and 13th after the command name
     return (Number(f[11]) + Number(f[12])) / 100;
@@ -68,12 +71,39 @@ function parseProducerPerf(out: string): PerfResult {
   return { recordsPerSec: Number(m[1]), mbPerSec: Number(m[2]), avgMs: Number(m[3]), p50Ms: Number(m[4]), p99Ms: Number(m[5]) };
 }
 
-function parseConsumerPerf(out: string): { mbPerSec: number; recordsPerSec: number } {
-  // CSV: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
+interface ConsumePerf {
+  /** fetch.MB.sec: while fetching, the consumer group's join (rebalance) not counted */
+  mbPerSec: number;
+  recordsPerSec: number;
+  /** MB.sec: over the whole run, the group join included */
+  overallMbPerSec: number;
+  rebalanceMs: number;
+}
+
+function parseConsumerPerf(out: string): ConsumePerf {
+  // CSV: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec,
+  //      rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
   const line = out.trim().split('\n').filter((l) => /^\d{4}-/.test(l)).pop();
   if (!line) throw new Error(`unexpected ConsumerPerformance output:\n${out.slice(-2000)}`);
-  const cols = line.split(',').map((c) => c.trim());
-  return { mbPerSec: Number(cols[3]), recordsPerSec: Number(cols[5]) };
+  const cols = line.split(',').map((c) => Number(c.trim()));
+  return { mbPerSec: cols[8]!, recordsPerSec: cols[9]!, overallMbPerSec: cols[3]!, rebalanceMs: cols[6]! };
+}
+
+/** Resolves once something accepts connections on 127.0.0.1:`port`. */
+async function waitListening(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -117,7 +147,9 @@ async function probe(bootstrap: string, topic: string, rate: number, seconds: nu
 
 export async function runKafkaSuite(opts: KafkaBenchOptions, log: (s: string) => void = console.log): Promise<Record<string, unknown>> {
   log('starting Kafka, the identity provider and the gateway...');
-  const { work, kafka, idp } = await startServices('kafka');
+  // the broker's second listener is reached through a bare relay, which it advertises
+  const [relayPort, relayedPort] = await Promise.all([freePort(), freePort()]);
+  const { work, kafka, idp } = await startServices('kafka', { port: relayedPort, advertisedPort: relayPort });
   const topic = 'bench.passthrough';
   // a topic with a produce rule: records are decoded, card numbers masked, batches re-encoded
   const maskedTopic = 'bench.masked';
@@ -161,6 +193,9 @@ audit:
   });
   await waitHealthy(gateway, `http://127.0.0.1:${httpPort}`);
   const viaGateway = `127.0.0.1:${kafkaPort}`;
+  const relay = spawnNode('relay', join(ROOT, 'bench/servers/relay.ts'), ['--port', String(relayPort), '--to', `127.0.0.1:${relayedPort}`], { logFile: join(work, 'relay.log'), cwd: ROOT });
+  await waitListening(relayPort);
+  const viaRelay = `127.0.0.1:${relayPort}`;
   const token = await idp.token('ops');
   const props = join(work, 'client.properties');
   writeFileSync(
@@ -220,11 +255,16 @@ audit:
 
   // CPU seconds of the gateway and the broker over one run: on two shared cores, whatever
   // the gateway spends per byte is taken from the broker and the client
-  const withCpu = async <T extends { mbPerSec: number }>(run: () => Promise<T>): Promise<T & { cpu: { gatewayS: number; brokerS: number } }> => {
-    const g0 = cpuSeconds(gateway.child.pid ?? -1);
+  const gatewayPid = gateway.child.pid ?? -1;
+  const withCpu = async <T extends { mbPerSec: number }>(run: () => Promise<T>): Promise<T & { cpu: { gatewayS: number; gatewayAcceptS: number; brokerS: number } }> => {
+    const g0 = cpuSeconds(gatewayPid);
+    const a0 = cpuSeconds(gatewayPid, gatewayPid);
     const b0 = cpuSeconds(kafka.pid);
     const r = await run();
-    return { ...r, cpu: { gatewayS: round(cpuSeconds(gateway.child.pid ?? -1) - g0), brokerS: round(cpuSeconds(kafka.pid) - b0) } };
+    return {
+      ...r,
+      cpu: { gatewayS: round(cpuSeconds(gatewayPid) - g0), gatewayAcceptS: round(cpuSeconds(gatewayPid, gatewayPid) - a0), brokerS: round(cpuSeconds(kafka.pid) - b0) },
+    };
   };
   const phase = (p: KafkaPhase) => opts.phases.includes(p);
   const result: Record<string, unknown> = { suite: 'kafka', options: opts };
@@ -253,15 +293,27 @@ audit:
     }
   }
   if (phase('consume')) {
-    log('throughput: ConsumerPerformance (2 rounds)');
-    let directConsume = await withCpu(() => consumerPerf(kafka.bootstrap, plainProps, opts.records));
-    let gatewayConsume = await withCpu(() => consumerPerf(viaGateway, props, opts.records));
-    gatewayConsume = best(gatewayConsume, await withCpu(() => consumerPerf(viaGateway, props, opts.records)));
-    directConsume = best(directConsume, await withCpu(() => consumerPerf(kafka.bootstrap, plainProps, opts.records)));
-    const consume = { direct: directConsume, gateway: gatewayConsume, mbRatio: round(gatewayConsume.mbPerSec / directConsume.mbPerSec) };
+    log('throughput: ConsumerPerformance, direct / gateway / bare relay (2 rounds, fetch MB/s)');
+    const direct = () => withCpu(() => consumerPerf(kafka.bootstrap, plainProps, opts.records));
+    const viaGw = () => withCpu(() => consumerPerf(viaGateway, props, opts.records));
+    const viaBare = () => withCpu(() => consumerPerf(viaRelay, plainProps, opts.records));
+    let directConsume = await direct();
+    let gatewayConsume = await viaGw();
+    let relayConsume = await viaBare();
+    relayConsume = best(relayConsume, await viaBare());
+    gatewayConsume = best(gatewayConsume, await viaGw());
+    directConsume = best(directConsume, await direct());
+    const consume = {
+      direct: directConsume,
+      gateway: gatewayConsume,
+      relay: relayConsume,
+      mbRatio: round(gatewayConsume.mbPerSec / directConsume.mbPerSec),
+      relayRatio: round(relayConsume.mbPerSec / directConsume.mbPerSec),
+    };
     result.consume = consume;
     metrics['kafka.consume.throughput_ratio'] = consume.mbRatio;
-    log(`consume  direct ${directConsume.mbPerSec} MB/s, gateway ${gatewayConsume.mbPerSec} MB/s, ratio ${consume.mbRatio} (gateway CPU ${gatewayConsume.cpu.gatewayS} s, broker ${gatewayConsume.cpu.brokerS} s vs ${directConsume.cpu.brokerS} s direct)`);
+    metrics['kafka.consume.relay_ratio'] = consume.relayRatio;
+    log(`consume  direct ${directConsume.mbPerSec} MB/s, gateway ${gatewayConsume.mbPerSec} MB/s, bare relay ${relayConsume.mbPerSec} MB/s: ratio ${consume.mbRatio} (relay ${consume.relayRatio}); gateway CPU ${gatewayConsume.cpu.gatewayS} s (accept thread ${gatewayConsume.cpu.gatewayAcceptS} s), broker ${gatewayConsume.cpu.brokerS} s vs ${directConsume.cpu.brokerS} s direct`);
   }
   if (phase('latency')) {
     log(`latency: ProducerPerformance at ${opts.rate} records/s (2 alternating rounds, averaged)`);
@@ -281,20 +333,32 @@ audit:
     log(`latency at ${opts.rate}/s: added avg ${latencyAtRate.addedAvgMs} ms, added p99 ${latencyAtRate.addedP99Ms} ms (ProducerPerformance, 1 ms resolution)`);
   }
   if (phase('probe')) {
-    log(`latency: one-at-a-time probe at 500 requests/s, ${opts.probeSeconds} s per side in 4 alternating slices`);
+    log(`latency: one-at-a-time probe at 500 requests/s, ${opts.probeSeconds} s per side in 4 alternating slices (direct, gateway, bare relay)`);
     const directLat: number[] = [];
     const gatewayLat: number[] = [];
+    const relayLat: number[] = [];
     for (let i = 0; i < 4; i++) {
       directLat.push(...(await probe(kafka.bootstrap, topic, 500, opts.probeSeconds / 4, opts.recordSize)));
       gatewayLat.push(...(await probe(viaGateway, topic, 500, opts.probeSeconds / 4, opts.recordSize, { token })));
+      relayLat.push(...(await probe(viaRelay, topic, 500, opts.probeSeconds / 4, opts.recordSize)));
     }
     const direct = latencySummary(directLat);
     const gw = latencySummary(gatewayLat);
-    const probeResult = { direct, gateway: gw, addedP50Us: gw.p50Us - direct.p50Us, addedP99Us: gw.p99Us - direct.p99Us };
+    const bare = latencySummary(relayLat);
+    const probeResult = {
+      direct,
+      gateway: gw,
+      relay: bare,
+      addedP50Us: gw.p50Us - direct.p50Us,
+      addedP99Us: gw.p99Us - direct.p99Us,
+      relayAddedP50Us: bare.p50Us - direct.p50Us,
+      relayAddedP99Us: bare.p99Us - direct.p99Us,
+    };
     result.probe = probeResult;
     metrics['kafka.fixed.p50_added_ms'] = round(probeResult.addedP50Us / 1000);
     metrics['kafka.fixed.p99_added_ms'] = round(probeResult.addedP99Us / 1000);
-    log(`probe at 500/s: added p50 ${probeResult.addedP50Us} us, added p99 ${probeResult.addedP99Us} us`);
+    metrics['kafka.fixed.relay_p99_added_ms'] = round(probeResult.relayAddedP99Us / 1000);
+    log(`probe at 500/s: added p50 ${probeResult.addedP50Us} us, added p99 ${probeResult.addedP99Us} us (bare relay: p50 ${probeResult.relayAddedP50Us} us, p99 ${probeResult.relayAddedP99Us} us)`);
     // the same one-at-a-time probe with ~1 KiB JSON records holding a card number: direct vs the masked topic
     log(`latency: the probe with JSON card records, direct vs masked topic (${opts.probeSeconds} s per side)`);
     const cardRecord = Buffer.from(JSON.stringify({ id: 1, card: '4111 1111 1111 1111', merchant: 'm-1', note: 'lorem ipsum '.repeat(80) }));
@@ -318,14 +382,25 @@ audit:
     let maskDirect = await withCpu(() => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords));
     let maskPass = await withCpu(() => jsonPerf(viaGateway, props, topic, maskRecords));
     let masked = await withCpu(() => jsonPerf(viaGateway, props, maskedTopic, maskRecords));
+    let maskRelay = await withCpu(() => jsonPerf(viaRelay, plainProps, topic, maskRecords));
+    maskRelay = best(maskRelay, await withCpu(() => jsonPerf(viaRelay, plainProps, topic, maskRecords)));
     maskDirect = best(maskDirect, await withCpu(() => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords)));
     maskPass = best(maskPass, await withCpu(() => jsonPerf(viaGateway, props, topic, maskRecords)));
     masked = best(masked, await withCpu(() => jsonPerf(viaGateway, props, maskedTopic, maskRecords)));
-    const masking = { direct: maskDirect, passthrough: maskPass, masked, passthroughRatio: round(maskPass.mbPerSec / maskDirect.mbPerSec), maskedRatio: round(masked.mbPerSec / maskDirect.mbPerSec) };
+    const masking = {
+      direct: maskDirect,
+      passthrough: maskPass,
+      masked,
+      relay: maskRelay,
+      passthroughRatio: round(maskPass.mbPerSec / maskDirect.mbPerSec),
+      maskedRatio: round(masked.mbPerSec / maskDirect.mbPerSec),
+      relayRatio: round(maskRelay.mbPerSec / maskDirect.mbPerSec),
+    };
     result.masking = masking;
     metrics['kafka.lz4.passthrough.throughput_ratio'] = masking.passthroughRatio;
     metrics['kafka.lz4.masked.throughput_ratio'] = masking.maskedRatio;
-    log(`masking (lz4 JSON) direct ${maskDirect.mbPerSec} MB/s, passthrough ${maskPass.mbPerSec} MB/s, masked ${masked.mbPerSec} MB/s (gateway CPU ${masked.cpu.gatewayS} s)`);
+    metrics['kafka.lz4.relay.throughput_ratio'] = masking.relayRatio;
+    log(`masking (lz4 JSON) direct ${maskDirect.mbPerSec} MB/s, bare relay ${maskRelay.mbPerSec} MB/s, passthrough ${maskPass.mbPerSec} MB/s, masked ${masked.mbPerSec} MB/s (gateway CPU ${masked.cpu.gatewayS} s, accept thread ${masked.cpu.gatewayAcceptS} s)`);
     log('masking, varied JSON records (~2-3x lz4): direct vs masked topic (best of 2)');
     let variedDirect = await withCpu(() => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords, variedPayloads));
     let variedMasked = await withCpu(() => jsonPerf(viaGateway, props, maskedTopic, maskRecords, variedPayloads));
@@ -338,6 +413,7 @@ audit:
   }
 
   await gateway.stop();
+  await relay.stop();
   // flat names for bench:check (bench/budgets.json)
   return { ...result, metrics };
 }

@@ -22,6 +22,11 @@ export interface KafkaOptions {
   dataDir?: string;
   /** Where server.log and the JVM's own stdout/stderr (kafka.out) go; default <dataDir>/logs. */
   logDir?: string;
+  /**
+   * A second plaintext listener on 127.0.0.1:`port` that tells its clients to connect to
+   * `advertisedPort` instead (something relaying to it): the bench measures a bare TCP hop.
+   */
+  relayedListener?: { port: number; advertisedPort: number };
   /** server.properties overrides, applied last. */
   extraConfig?: Record<string, string>;
   /** Ready timeout in ms (default 90 000). */
@@ -344,7 +349,7 @@ async function launch(java: string, classpath: string, dataDir: string, autoData
   await writeFile(join(dataDir, PORTS_FILE), JSON.stringify({ port: clientPort, controllerPort: ctrlPort }) + '\n');
 
   const propsFile = join(dataDir, 'server.properties');
-  await writeFile(propsFile, serverProperties(clientPort, ctrlPort, metaDir, opts.extraConfig ?? {}));
+  await writeFile(propsFile, serverProperties(clientPort, ctrlPort, metaDir, { ...relayedListener(clientPort, ctrlPort, opts.relayedListener), ...opts.extraConfig }));
   const logFile = join(logDir, 'server.log');
   const log4jFile = join(dataDir, 'log4j2.properties');
   await writeFile(log4jFile, brokerLog4jConfig(logFile));
@@ -438,6 +443,15 @@ async function launch(java: string, classpath: string, dataDir: string, autoData
       dying.add(exitPromise);
       void exitPromise.then(() => dying.delete(exitPromise));
     },
+  };
+}
+
+function relayedListener(port: number, controllerPort: number, relayed: KafkaOptions['relayedListener']): Record<string, string> {
+  if (!relayed) return {};
+  return {
+    listeners: `PLAINTEXT://127.0.0.1:${port},RELAYED://127.0.0.1:${relayed.port},CONTROLLER://127.0.0.1:${controllerPort}`,
+    'advertised.listeners': `PLAINTEXT://127.0.0.1:${port},RELAYED://127.0.0.1:${relayed.advertisedPort}`,
+    'listener.security.protocol.map': 'PLAINTEXT:PLAINTEXT,RELAYED:PLAINTEXT,CONTROLLER:PLAINTEXT',
   };
 }
 
