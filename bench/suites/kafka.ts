@@ -313,6 +313,9 @@ audit:
     result.consume = consume;
     metrics['kafka.consume.throughput_ratio'] = consume.mbRatio;
     metrics['kafka.consume.relay_ratio'] = consume.relayRatio;
+    // the gateway's own cost on the fetch path, the hop's taken out: a regression guard that
+    // this machine can pass, beside the product target it cannot (bench/RESULTS.md)
+    metrics['kafka.consume.vs_relay_ratio'] = round(gatewayConsume.mbPerSec / relayConsume.mbPerSec);
     log(`consume  direct ${directConsume.mbPerSec} MB/s, gateway ${gatewayConsume.mbPerSec} MB/s, bare relay ${relayConsume.mbPerSec} MB/s: ratio ${consume.mbRatio} (relay ${consume.relayRatio}); gateway CPU ${gatewayConsume.cpu.gatewayS} s (accept thread ${gatewayConsume.cpu.gatewayAcceptS} s), broker ${gatewayConsume.cpu.brokerS} s vs ${directConsume.cpu.brokerS} s direct`);
   }
   if (phase('latency')) {
