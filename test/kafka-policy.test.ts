@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Policy } from '../src/policy/policy.ts';
 import type { Identity } from '../src/operation.ts';
-import { API, errorResponse, resourcesOf } from '../src/protocols/kafka/apis.ts';
+import { API, errorResponse, requestElements, resourcesOf } from '../src/protocols/kafka/apis.ts';
 import { loadMessages } from '../src/protocols/kafka/messages.ts';
 import { summarize } from '../src/protocols/kafka/batches.ts';
 
@@ -52,6 +52,23 @@ test('each request names its resources with the action Kafka would check', () =>
   ]);
   assert.deepEqual(resourcesOf(API.InitProducerId, 4, { TransactionalId: null }), [], 'idempotent producers need only an identity');
   assert.deepEqual(resourcesOf(API.DeleteTopics, 5, { TopicNames: ['a'] }), [{ kind: 'topic', name: 'a', action: 'admin' }]);
+});
+
+test('requests that list independent resources are split per element; the rest are not', () => {
+  const create = requestElements(API.CreateTopics, 7, { Topics: [{ Name: 'a' }, { Name: 'b' }], timeoutMs: 1 })!;
+  assert.equal(create.list, 'Topics');
+  assert.equal(create.responseList, 'Topics');
+  assert.deepEqual(create.elements.map((e) => e.named), [[{ kind: 'topic', name: 'a', action: 'admin' }], [{ kind: 'topic', name: 'b', action: 'admin' }]]);
+  // DeleteTopics lists plain names before v6 and structs from v6
+  assert.deepEqual(requestElements(API.DeleteTopics, 5, { TopicNames: ['a'] })?.list, 'TopicNames');
+  assert.deepEqual(requestElements(API.DeleteTopics, 6, { Topics: [{ Name: 'a' }] })?.responseList, 'Responses');
+  const configs = requestElements(API.DescribeConfigs, 4, { Resources: [{ ResourceType: 2, ResourceName: 't' }, { ResourceType: 4, ResourceName: '1' }] })!;
+  assert.equal(configs.responseList, 'Results');
+  assert.deepEqual(configs.elements.map((e) => e.named[0]!.kind), ['topic', 'cluster']);
+  assert.deepEqual(requestElements(API.DescribeGroups, 5, { Groups: ['g'] })?.elements[0]?.named, [{ kind: 'group', name: 'g', action: 'describe' }]);
+  // a group with its topics, a transaction with its partitions: refused or forwarded whole
+  assert.equal(requestElements(API.OffsetCommit, 9, { GroupId: 'g', Topics: [{ Name: 't' }] }), undefined);
+  assert.equal(requestElements(API.AddPartitionsToTxn, 3, { V3AndBelowTransactionalId: 'tx', V3AndBelowTopics: [{ Name: 't' }] }), undefined);
 });
 
 test('error responses mirror the request per topic, partition, group and config resource', async () => {

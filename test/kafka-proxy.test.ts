@@ -181,6 +181,58 @@ test('one Produce request for an allowed and a denied topic: the allowed part is
   assert.equal((await readTopic(infra.kafka, SECRET, 1, 2000)).length, 0, 'the denied topic got nothing');
 });
 
+test('admin requests listing several resources are answered per resource, as the broker authorizer does: allowed ones done, refused ones get their error', async () => {
+  // alice administers her own sandbox topics only (a grant added for this test)
+  const made = testConfig(infra, (y) =>
+    y.replace(
+      '      topics: ["sandbox.{sub}.*"]      # each identity gets its own sandbox prefix',
+      '      topics: ["sandbox.{sub}.*"]      # each identity gets its own sandbox prefix\n    - roles: [payments-writer]\n      actions: [admin, describe]\n      topics: ["sandbox.{sub}.*"]',
+    ),
+  );
+  const gw = await startGateway(made.config);
+  const mine = `sandbox.alice.split-${run}`;
+  const theirs = `sandbox.bob.split-${run}`;
+  const token = await infra.idp.token('alice');
+  const client = await rawClient(gw.addresses.kafka!.port);
+  try {
+    assert.equal((await client.request(17, 1, { Mechanism: 'OAUTHBEARER' })).ErrorCode, 0);
+    assert.equal((await client.request(36, 2, { AuthBytes: Buffer.from(`n,,\x01auth=Bearer ${token}\x01\x01`) })).ErrorCode, 0);
+    const topic = (name: string) => ({ Name: name, NumPartitions: 1, ReplicationFactor: 1, Assignments: [], Configs: [] });
+    const created = await client.request(19, 7, { Topics: [topic(theirs), topic(mine)], timeoutMs: 10_000, validateOnly: false });
+    const byName = new Map((created.Topics as Array<{ Name: string; ErrorCode: number; ErrorMessage: string | null }>).map((t) => [t.Name, t]));
+    assert.equal(byName.size, 2, 'one answer per requested topic');
+    assert.equal(byName.get(mine)?.ErrorCode, 0, byName.get(mine)?.ErrorMessage ?? '');
+    assert.equal(byName.get(theirs)?.ErrorCode, 29, 'TOPIC_AUTHORIZATION_FAILED');
+    assert.match(byName.get(theirs)?.ErrorMessage ?? '', /alice may not admin/);
+
+    const described = await client.request(32, 4, {
+      Resources: [
+        { ResourceType: 2, ResourceName: mine, ConfigurationKeys: ['cleanup.policy'] },
+        { ResourceType: 2, ResourceName: theirs, ConfigurationKeys: ['cleanup.policy'] },
+      ],
+      IncludeSynonyms: false,
+      IncludeDocumentation: false,
+    });
+    const results = new Map((described.Results as Array<{ ResourceName: string; ErrorCode: number; Configs: Array<{ Name: string; Value: string | null }> }>).map((r) => [r.ResourceName, r]));
+    assert.equal(results.get(mine)?.ErrorCode, 0);
+    assert.equal(results.get(mine)?.Configs.find((c) => c.Name === 'cleanup.policy')?.Value, 'delete', 'the broker answered for the allowed topic');
+    assert.equal(results.get(theirs)?.ErrorCode, 29);
+  } finally {
+    client.close();
+  }
+  const admin = new Admin({ clientId: 'check-split', bootstrapBrokers: [infra.kafka] });
+  try {
+    const existing = await admin.listTopics();
+    assert.ok(existing.includes(mine), 'the allowed topic was created');
+    assert.ok(!existing.includes(theirs), 'the refused topic never reached the broker');
+  } finally {
+    await admin.close();
+  }
+  const rows = readAudit(made.spoolDir).filter((r) => r.subject === 'alice' && r.action === 'admin');
+  assert.ok(rows.some((r) => r.resource === mine && r.decision === 'allow'));
+  assert.ok(rows.some((r) => r.resource === theirs && r.decision === 'deny'));
+});
+
 test('Metadata auto-creates a topic only for an identity with admin on it', async () => {
   const login = async (who: string) => {
     const client = await rawClient(gateway.addresses.kafka!.port);

@@ -90,7 +90,8 @@ function configResources(list: unknown, write: boolean, out: Named[]): void {
 
 /**
  * The resources a request names and the action each needs. Produce/Fetch/Metadata are
- * handled by the listener itself (per-topic filtering), the rest are all-or-nothing.
+ * handled by the listener itself (per-topic filtering); requests that list independent
+ * resources are split (requestElements); the rest are all-or-nothing.
  */
 export function resourcesOf(apiKey: number, version: number, req: Struct): Named[] {
   const out: Named[] = [];
@@ -208,6 +209,48 @@ export function resourcesOf(apiKey: number, version: number, req: Struct): Named
       break;
   }
   return out;
+}
+
+/**
+ * APIs whose request is a list of independent resources that the broker answers one by one
+ * (its own authorizer refuses an element, not the request): the list field of the request.
+ * A refused element is answered with its own error and the others are forwarded. The
+ * response list is the request's, or the one LISTS names.
+ */
+const PER_ELEMENT: Partial<Record<number, string>> = {
+  [API.ListOffsets]: 'Topics',
+  [API.CreateTopics]: 'Topics',
+  [API.DeleteTopics]: 'Topics',
+  [API.CreatePartitions]: 'Topics',
+  [API.DeleteRecords]: 'Topics',
+  [API.OffsetForLeaderEpoch]: 'Topics',
+  [API.DescribeConfigs]: 'Resources',
+  [API.AlterConfigs]: 'Resources',
+  [API.IncrementalAlterConfigs]: 'Resources',
+  [API.DescribeGroups]: 'Groups',
+  [API.DeleteGroups]: 'GroupsNames',
+  [API.ConsumerGroupDescribe]: 'GroupIds',
+  [API.DescribeProducers]: 'Topics',
+  [API.DescribeTransactions]: 'TransactionalIds',
+};
+
+/** One element of a per-element request with the resources it names. */
+export interface RequestElement {
+  element: unknown;
+  named: Named[];
+}
+
+/**
+ * For a per-element API (see PER_ELEMENT): its request list field, its response list field
+ * and each element with the resources it names; undefined for other APIs and for versions
+ * that list resources elsewhere (DeleteTopics before v6 lists plain names).
+ */
+export function requestElements(apiKey: number, version: number, req: Struct): { list: string; responseList: string; elements: RequestElement[] } | undefined {
+  let list = PER_ELEMENT[apiKey];
+  if (apiKey === API.DeleteTopics && !Array.isArray(req.Topics)) list = 'TopicNames';
+  if (!list || !Array.isArray(req[list])) return undefined;
+  const elements = (req[list] as unknown[]).map((element) => ({ element, named: resourcesOf(apiKey, version, { ...req, [list]: [element] }) }));
+  return { list, responseList: LISTS[apiKey]?.[list] ?? list, elements };
 }
 
 // Kafka error codes the gateway produces itself

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { KafkaListenerConfig, KafkaUpstreamConfig } from '../../config/schema.ts';
 import type { Dispatcher } from '../../gateway.ts';
 import { GatewayError, type Action, type EncodedRecords, type Identity, type Operation, type Resource, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
-import { API, authorizationError, ERR, errorResponse, MAX_VERSION, resourcesOf, SUPPORTED, type Named } from './apis.ts';
+import { API, authorizationError, ERR, errorResponse, MAX_VERSION, requestElements, resourcesOf, SUPPORTED, type Named } from './apis.ts';
 import { hashInto, summarize } from './batches.ts';
 import { decodedSizeHint, decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from './records.ts';
 import { KafkaProtocolError, type Struct } from './codec.ts';
@@ -754,20 +754,43 @@ class Connection {
     return { forwarded, settled: Promise.allSettled(runs) };
   }
 
-  /** All-or-nothing APIs: any refused resource refuses the request with the API's own error codes. */
+  /**
+   * APIs that name resources: a request the policy refuses in part is answered like the
+   * broker's own authorizer would. Requests that list independent resources (CreateTopics,
+   * DescribeConfigs, ...) forward the allowed elements and answer each refused one with its
+   * error; the others (a group with its topics, a transaction with its partitions) are
+   * refused whole with the API's own error codes.
+   */
   async #gated(frame: Buffer, h: Header, body: Struct, named: Named[], transform?: (res: Struct) => Promise<Struct>): Promise<void> {
     const up = await this.#connectUpstream();
     const slot = this.#slot(h);
     const ops = named.map((n) => this.#newOp(h, n));
+    const split = requestElements(h.apiKey, h.version, body);
     let response: Promise<Buffer> | undefined;
     let refusal: GatewayError | undefined;
     let refusedKind: Resource['kind'] = 'topic';
+    /** split requests: the refused elements, each with why */
+    const refusedElements: Array<{ element: unknown; kind: Resource['kind']; err: GatewayError }> = [];
     const { forwarded, settled } = this.#authorize(ops, (allowed, denied) => {
       if (denied.size === 0) {
         response = this.#send(up, frame, true)!;
         return response.then(() => new Map());
       }
       const [op, err] = [...denied][0]!;
+      if (split) {
+        const refusedBy = new Map<string, [Operation, GatewayError]>();
+        for (const [o, e] of denied) refusedBy.set(`${o.resource.kind}\0${o.resource.name}`, [o, e]);
+        const forward: unknown[] = [];
+        for (const { element, named: names } of split.elements) {
+          const hit = names.map((n) => refusedBy.get(`${n.kind}\0${n.name}`)).find((x) => x !== undefined);
+          if (hit) refusedElements.push({ element, kind: hit[0].resource.kind, err: hit[1] });
+          else forward.push(element);
+        }
+        if (forward.length > 0) {
+          response = this.#send(up, this.#reencode(h, { ...body, [split.list]: forward }), true)!;
+          return response.then(() => new Map());
+        }
+      }
       refusal = err;
       refusedKind = op.resource.kind;
       const notForwarded = new GatewayError('forbidden', `not forwarded: ${err.message}`, err.rule ? { rule: err.rule } : undefined);
@@ -775,14 +798,24 @@ class Connection {
     });
     await forwarded;
     void settled.then(async () => {
+      const codec = this.#l.reg.responses.get(h.apiKey)!;
       if (refusal) {
-        const codec = this.#l.reg.responses.get(h.apiKey)!;
         const code = refusal.kind === 'forbidden' ? authorizationError(refusedKind) : kafkaErrorFor(refusal);
         return this.#complete(slot, this.#encodeResponse(h, errorResponse(h.apiKey, codec.defaults(h.version), body, code, refusal.message)));
       }
       const res = await response!;
-      if (!transform) return this.#complete(slot, res);
-      this.#complete(slot, this.#encodeResponse(h, await transform(this.#responseBody(h, res))));
+      if (!transform && refusedElements.length === 0) return this.#complete(slot, res);
+      let decoded = this.#responseBody(h, res);
+      if (transform) decoded = await transform(decoded);
+      if (split && refusedElements.length > 0) {
+        const answers = decoded[split.responseList] as unknown[];
+        for (const { element, kind, err } of refusedElements) {
+          const code = err.kind === 'forbidden' ? authorizationError(kind) : kafkaErrorFor(err);
+          const part = errorResponse(h.apiKey, codec.defaults(h.version), { ...body, [split.list]: [element] }, code, err.message);
+          answers.push(...(part[split.responseList] as unknown[]));
+        }
+      }
+      this.#complete(slot, this.#encodeResponse(h, decoded));
     }).catch(() => this.destroy());
   }
 
