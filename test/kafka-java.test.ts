@@ -110,6 +110,25 @@ test('ProducerPerformance runs through the gateway', async () => {
   assert.match(res.stdout, /5000 records sent/);
 });
 
+test('KIP-368: the Java producer re-authenticates on its connections as its 2-second tokens come and go, and sends every record', async () => {
+  const topic = `payments.java-reauth-${run}`;
+  await createTopics(infra.kafka, [topic], 1);
+  // ~8 s at 50 records/s: several token lifetimes (the shortlived client's tokens live 2 s;
+  // the Java login refreshes halfway through each, the gateway reports the session lifetime)
+  const res = await runKafkaTool(
+    'org.apache.kafka.tools.ProducerPerformance',
+    ['--topic', topic, '--num-records', '400', '--record-size', '100', '--throughput', '50', '--command-config', clientProps('shortlived', { 'bootstrap.servers': bootstrap, acks: 'all' })],
+    { jvmOpts: jvmOpts(), timeoutMs: 90_000 },
+  );
+  assert.equal(res.code, 0, res.stderr);
+  assert.match(res.stdout, /400 records sent/);
+  assert.equal((await readTopic(infra.kafka, topic, 400, 10_000)).length, 400, 'the broker holds every record');
+  const logins = readAudit(spoolDir).filter((r) => r.subject === 'shortlived' && r.meta.api === 'SaslAuthenticate' && r.decision === 'allow');
+  const perSession = new Map<string, number>();
+  for (const r of logins) perSession.set(r.session_id, (perSession.get(r.session_id) ?? 0) + 1);
+  assert.ok(Math.max(...perSession.values()) >= 3, `re-authentication on one connection (SASL logins per session: ${[...perSession.values()].join(', ')})`);
+});
+
 test('no Java client ever saw a broker address', () => {
   const brokerPort = Number(infra.kafka.split(':')[1]);
   assert.ok(watch.seen.length > 0);
