@@ -765,7 +765,8 @@ class Connection {
     const up = await this.#connectUpstream();
     const slot = this.#slot(h);
     const ops = named.map((n) => this.#newOp(h, n));
-    const split = requestElements(h.apiKey, h.version, body);
+    /** a request that lists independent resources, split once something in it is refused */
+    let split: ReturnType<typeof requestElements>;
     let response: Promise<Buffer> | undefined;
     let refusal: GatewayError | undefined;
     let refusedKind: Resource['kind'] = 'topic';
@@ -777,6 +778,7 @@ class Connection {
         return response.then(() => new Map());
       }
       const [op, err] = [...denied][0]!;
+      split = requestElements(h.apiKey, h.version, body);
       if (split) {
         const refusedBy = new Map<string, [Operation, GatewayError]>();
         for (const [o, e] of denied) refusedBy.set(`${o.resource.kind}\0${o.resource.name}`, [o, e]);
