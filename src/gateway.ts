@@ -64,6 +64,12 @@ export interface Dispatcher {
   /** The policy's answer without an operation, for filtering listings (Kafka Metadata, ListGroups). */
   permits(identity: Identity, action: Action, resource: Resource): boolean;
   /**
+   * Whether the identity may take `action` on every resource of `kind`, whatever its name
+   * (a grant for `*` and no deny for the action); for requests whose resources the broker
+   * picks (a Kafka regex subscription). Optional for test doubles (then: never).
+   */
+  permitsEvery?(identity: Identity, action: Action, kind: Resource['kind']): boolean;
+  /**
    * Whether records of `topic` on `side` (for a reader with `roles`) need inspection; a
    * listener decodes records only then (passthrough otherwise). Optional for test doubles.
    */
@@ -441,6 +447,12 @@ export class Gateway implements Dispatcher {
   permits(identity: Identity, action: Action, resource: Resource): boolean {
     if (scopeRefusal(identity, action, resource)) return false;
     return this.#policy.decide(identity, action, resource.name, resource.kind).allowed;
+  }
+
+  permitsEvery(identity: Identity, action: Action, kind: Resource['kind']): boolean {
+    // a just-in-time credential is scoped to the names it was issued for
+    if (identity.credentialScope) return false;
+    return this.#policy.unrestricted(identity, action, kind);
   }
 
   async refuse(op: Operation, error: unknown): Promise<never> {

@@ -40,6 +40,12 @@ const kafkaListener = z.strictObject({
   maxNodeId: z.int().min(0).max(10_000).default(99),
   /** larger request frames close the connection (Kafka's socket.request.max.bytes) */
   maxFrameBytes: byteSize.default(100 * 1024 * 1024),
+  /**
+   * Before a connection has authenticated: larger frames close it, and reading pauses while
+   * this many request bytes wait (Kafka's sasl.server.max.receive.size): an anonymous client
+   * cannot make the gateway buffer more than this per connection.
+   */
+  maxFrameBytesBeforeAuth: byteSize.default(512 * 1024),
   /** upper bound of session_lifetime_ms; the token's expiry lowers it (KIP-368 re-authentication) */
   maxSessionLifetimeMs: z.int().positive().default(3_600_000),
   /** Kafka APIs the gateway does not inspect but forwards unchanged (by name, e.g. GetTelemetrySubscriptions); default: none, fail closed */

@@ -78,6 +78,22 @@ export class Policy {
     return allowedBy ? { allowed: true, rule: `grants[${allowedBy.index}]` } : { allowed: false, rule: 'default-deny' };
   }
 
+  /**
+   * Whether `action` is allowed on every name of `kind`: an allow grant of the identity's
+   * roles whose pattern is `*`, and no deny grant of its roles for the action on that kind.
+   */
+  unrestricted(identity: Identity, action: Action, kind: ResourceKind = 'topic'): boolean {
+    let all = false;
+    for (const grant of this.#grants) {
+      if (!grant.actions.has(action) || !identity.roles.some((r) => grant.roles.has(r))) continue;
+      const patterns = kind === 'group' ? grant.groups : kind === 'transactional-id' ? grant.transactionalIds : grant.patterns;
+      if (kind === 'cluster' ? !grant.cluster : patterns.length === 0) continue;
+      if (grant.effect === 'deny') return false;
+      if (kind === 'cluster' || patterns.includes('*')) all = true;
+    }
+    return all;
+  }
+
   #matches(pattern: string, topic: string, identity: Identity): boolean {
     let glob = pattern;
     if (pattern.includes('{')) {

@@ -232,6 +232,7 @@ const PER_ELEMENT: Partial<Record<number, string>> = {
   [API.ConsumerGroupDescribe]: 'GroupIds',
   [API.DescribeProducers]: 'Topics',
   [API.DescribeTransactions]: 'TransactionalIds',
+  [API.FindCoordinator]: 'CoordinatorKeys',
 };
 
 /** One element of a per-element request with the resources it names. */
@@ -314,6 +315,9 @@ const LISTS: Record<number, Record<string, string>> = {
   [API.FindCoordinator]: { CoordinatorKeys: 'Coordinators' },
   [API.ConsumerGroupDescribe]: { GroupIds: 'Groups' },
   [API.DescribeTransactions]: { TransactionalIds: 'TransactionStates' },
+  [API.DescribeProducers]: { PartitionIndexes: 'Partitions' },
+  [API.OffsetFetch]: { PartitionIndexes: 'Partitions' },
+  [API.AddPartitionsToTxn]: { V3AndBelowTopics: 'ResultsByTopicV3AndBelow', Transactions: 'ResultsByTransaction', Topics: 'TopicResults', Partitions: 'ResultsByPartition' },
 };
 
 // Elements of a request list of strings become this field of the response element

@@ -24,7 +24,7 @@ export interface FrameReader {
 }
 
 export class Framer {
-  readonly #maxBytes: number;
+  #maxBytes: number;
   readonly #minBytes: number;
   /** every complete frame; reassigned when a connection changes hands (set-up, then traffic) */
   onFrame: (frame: Buffer) => void;
@@ -46,6 +46,11 @@ export class Framer {
     this.#maxBytes = maxBytes;
     this.#minBytes = minBytes;
     this.onFrame = onFrame;
+  }
+
+  /** The largest frame accepted from now on (raised once a client has authenticated). */
+  set maxBytes(n: number) {
+    this.#maxBytes = n;
   }
 
   #checkSize(size: number): void {

@@ -18,12 +18,14 @@ import type { Dispatcher } from '../../gateway.ts';
 import { GatewayError, type Action, type EncodedRecords, type Identity, type Operation, type Resource, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
 import { API, authorizationError, ERR, errorResponse, MAX_VERSION, requestElements, resourcesOf, SUPPORTED, type Named } from './apis.ts';
 import { hashInto, summarize } from './batches.ts';
+import { filterConsumerGroupDescribe, filterOffsetFetch, redactBrokerConfigs } from './reveal.ts';
 import { decodedSizeHint, decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from './records.ts';
 import { KafkaProtocolError, type Struct } from './codec.ts';
+import { FETCH_SESSION_ID_NOT_FOUND, FetchSessions, type SessionPartitions } from './fetch-sessions.ts';
 import { FrameError, Framer } from './framing.ts';
 import { loadMessages, type MessageRegistry } from './messages.ts';
 import { MECHANISMS, oauthBearerFailure, parseOauthBearer, parsePlain, SaslError, type Mechanism } from './sasl.ts';
-import { connectUpstream, discoverBrokers, parseHostPort, type HostPort } from './upstream.ts';
+import { brokerApiVersions, connectUpstream, discoverBrokers, parseHostPort, type HostPort } from './upstream.ts';
 
 const MAX_QUEUED_REQUESTS = 64;
 const MIN_FRAME = 8; // api key, version, correlation id
@@ -42,6 +44,14 @@ export class KafkaListener {
   readonly #ports = new Map<number, Promise<number>>();
   readonly #connections = new Set<Connection>();
   #discovery: Promise<void> | undefined;
+  /**
+   * The brokers' ApiVersions answer (unfiltered), learned on the gateway's own connection at
+   * start (again when an authenticated client needs a broker and it is still unknown) and from
+   * every answer forwarded to an authenticated client. Clients that have not logged in are
+   * answered from it: an anonymous connection never opens a broker connection.
+   */
+  brokerVersions: Struct | undefined;
+  #learningVersions: Promise<void> | undefined;
 
   constructor(config: KafkaListenerConfig, upstream: KafkaUpstreamConfig, dispatcher: Dispatcher, log: Logger) {
     this.config = config;
@@ -59,6 +69,7 @@ export class KafkaListener {
       if (key === undefined) throw new Error(`listeners.kafka.passthroughApis: unknown Kafka API "${name}"`);
       this.passthrough.add(key);
     }
+    this.learnBrokerVersions();
     const port = await this.#serve('bootstrap', this.config.port);
     if (this.config.brokerPortBase > 0) {
       // Fixed broker ports: open them now, so clients that learned them before a gateway
@@ -137,6 +148,22 @@ export class KafkaListener {
     return p;
   }
 
+  /** Asks the brokers for their ApiVersions unless known or already asking (never for an anonymous client). */
+  learnBrokerVersions(): void {
+    if (this.brokerVersions || this.#learningVersions) return;
+    this.#learningVersions = brokerApiVersions(this.reg, this.upstream)
+      .then((res) => void (this.brokerVersions ??= res))
+      .catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'broker ApiVersions not learned; clients are answered from the gateway table until they are'))
+      .finally(() => (this.#learningVersions = undefined));
+  }
+
+  /** Every broker host the gateway knows (never told to clients). */
+  brokerHosts(): Set<string> {
+    const hosts = new Set([...this.brokers.values()].map((b) => b.host));
+    for (const b of this.upstream.bootstrap) hosts.add(parseHostPort(b).host);
+    return hosts;
+  }
+
   learn(nodeId: number, host: string, port: number): void {
     this.brokers.set(nodeId, { host, port });
   }
@@ -175,6 +202,13 @@ interface Slot {
 export const responseChannel = channel('streamgate:kafka:response');
 /** Every request frame read from a client (with its size prefix), before any decision. */
 export const requestChannel = channel('streamgate:kafka:request');
+/** Every frame the gateway writes to a broker for a client connection, and every broker connection it opens for one. */
+export const upstreamChannel = channel('streamgate:kafka:upstream');
+export interface UpstreamMessage {
+  session: string;
+  /** undefined: a broker connection was opened */
+  frame?: Buffer;
+}
 export interface ResponseMessage {
   apiKey: number;
   version: number;
@@ -246,8 +280,8 @@ class Connection {
   /** aborted when the connection ends: operations still waiting (for an approval) are dropped */
   readonly #gone = new AbortController();
   #clientId = '';
-  /** a Fetch on this connection named a topic with consume rules for this reader (no cut-through from then on) */
-  #fetchInspects = false;
+  /** the incremental fetch sessions (KIP-227) the broker opened for this connection */
+  readonly #fetchSessions = new FetchSessions();
   /** KIP-219 throttling: no reads before this time; the next answer carries the delay as throttle_time_ms */
   #mutedUntil = 0;
   #throttleNextMs = 0;
@@ -259,7 +293,8 @@ class Connection {
     this.#target = target;
     socket.setNoDelay(true);
     this.#session = listener.dispatcher.newSession('kafka', { address: socket.remoteAddress ?? '' });
-    this.#framer = new Framer(listener.config.maxFrameBytes, (f) => this.#onFrame(f), MIN_FRAME);
+    // until it has logged in a client gets Kafka's small SASL frame limit, not the data limit
+    this.#framer = new Framer(Math.min(listener.config.maxFrameBytes, listener.config.maxFrameBytesBeforeAuth), (f) => this.#onFrame(f), MIN_FRAME);
     socket.on('data', (chunk: Buffer) => {
       try {
         this.#framer.push(chunk);
@@ -307,7 +342,7 @@ class Connection {
 
   /** Reads again unless muted, the request queue is full, or the broker connection is backed up. */
   #resumeReads(): void {
-    if (this.#closed || Date.now() < this.#mutedUntil || this.#queued >= MAX_QUEUED_REQUESTS / 2 || this.#queuedBytes >= this.#maxInflightBytes / 2 || this.#upstreamBusy()) return;
+    if (this.#closed || Date.now() < this.#mutedUntil || this.#queued >= MAX_QUEUED_REQUESTS / 2 || this.#queuedBytes >= this.#inflightLimit() / 2 || this.#upstreamBusy()) return;
     if (this.#socket.isPaused()) this.#socket.resume();
   }
 
@@ -331,7 +366,7 @@ class Connection {
     };
     const login = this.#l.dispatcher.login(op).then(
       (identity) => {
-        this.#identity = identity;
+        this.#loggedIn(identity);
         this.#credentialExpiresAt = Math.min((identity.expiresAt ?? 0) * 1000, Date.now() + 10 * 365 * 86_400_000);
       },
       () => {},
@@ -376,7 +411,7 @@ class Connection {
     this.#queued++;
     this.#queuedBytes += frame.byteLength;
     // backpressure: a client that pipelines faster than the gateway forwards is paused
-    if (this.#queued >= MAX_QUEUED_REQUESTS || this.#queuedBytes >= this.#maxInflightBytes) this.#socket.pause();
+    if (this.#queued >= MAX_QUEUED_REQUESTS || this.#queuedBytes >= this.#inflightLimit()) this.#socket.pause();
     const done = () => {
       this.#queued--;
       this.#queuedBytes -= frame.byteLength;
@@ -402,6 +437,17 @@ class Connection {
           this.destroy();
         }
       });
+  }
+
+  /** Request bytes that may wait before reads pause: small until the client has logged in. */
+  #inflightLimit(): number {
+    return this.#identity ? this.#maxInflightBytes : Math.min(this.#maxInflightBytes, this.#l.config.maxFrameBytesBeforeAuth);
+  }
+
+  /** Logged in (SASL or mTLS): the data path's frame limit applies from now on. */
+  #loggedIn(identity: Identity): void {
+    this.#identity = identity;
+    this.#framer.maxBytes = this.#l.config.maxFrameBytes;
   }
 
   #upstreamBusy(): boolean {
@@ -446,7 +492,12 @@ class Connection {
 
     switch (apiKey) {
       case API.ApiVersions:
-        return this.#forward(frame, h, async (res) => this.#apiVersions(res, version, false));
+        // before login: answered here from what the brokers said to the gateway, nothing forwarded
+        if (!this.#identity) return this.#localResponse(h, version, await this.#apiVersionsBeforeLogin(version));
+        return this.#forward(frame, h, async (res) => {
+          if (res.ErrorCode === 0 && version >= 3) this.#l.brokerVersions = { ...res, ApiKeys: (res.ApiKeys as Struct[]).map((a) => ({ ...a })) };
+          return this.#apiVersions(res, version, false);
+        });
       case API.SaslHandshake:
         return this.#saslHandshake(h, body);
       case API.SaslAuthenticate:
@@ -471,10 +522,45 @@ class Connection {
         });
     }
     if (passthrough && !SUPPORTED.has(apiKey)) return this.#forward(frame, h);
+    if (apiKey === API.ConsumerGroupHeartbeat) {
+      const regex = body.SubscribedTopicRegex;
+      // the broker resolves a regex against every topic it has: only an identity that may
+      // consume every topic may subscribe by one (the gateway cannot narrow the broker's match)
+      if (typeof regex === 'string' && regex !== '' && !this.#l.dispatcher.permitsEvery?.(this.#identity, 'consume', 'topic')) {
+        return this.#refuseHere(h, body, { kind: 'topic', name: `regex:${regex.slice(0, 200)}`, action: 'consume' }, 'a topic regex subscription needs consume on every topic; subscribe by topic name');
+      }
+    }
     const named = resourcesOf(apiKey, version, body);
-    const transform = apiKey === API.FindCoordinator ? (res: Struct) => this.#findCoordinator(res, version) : undefined;
+    const transform = this.#responseFilter(apiKey, version);
     if (named.length === 0) return this.#forward(frame, h, transform);
     return this.#gated(frame, h, body, named, transform);
+  }
+
+  /** What a response may reveal, cut down to what this identity may see (reveal.ts). */
+  #responseFilter(apiKey: number, version: number): ((res: Struct) => Promise<Struct>) | undefined {
+    const canDescribe = (topic: string) => this.#permits('describe', { kind: 'topic', name: topic });
+    switch (apiKey) {
+      case API.FindCoordinator:
+        return (res) => this.#findCoordinator(res, version);
+      case API.OffsetFetch:
+        return async (res) => filterOffsetFetch(res, version, canDescribe);
+      case API.ConsumerGroupDescribe:
+        return async (res) => filterConsumerGroupDescribe(res, canDescribe);
+      case API.DescribeConfigs:
+        return async (res) => redactBrokerConfigs(res, this.#l.brokerHosts());
+      default:
+        return undefined;
+    }
+  }
+
+  /** Refused by the listener before the chain could name the resource (e.g. a regex): audited, answered with the API's own error. */
+  #refuseHere(h: Header, body: Struct, n: Named, message: string): void {
+    const slot = this.#slot(h);
+    const op = this.#newOp(h, n);
+    const err = new GatewayError('forbidden', message, { rule: 'kafka.unauthorizable' });
+    void this.#l.dispatcher.refuse(op, err).catch(() => {});
+    const codec = this.#l.reg.responses.get(h.apiKey)!;
+    this.#complete(slot, this.#encodeResponse(h, errorResponse(h.apiKey, codec.defaults(h.version), body, authorizationError(n.kind), message)));
   }
 
   #permits(action: Action, resource: Resource): boolean {
@@ -554,6 +640,7 @@ class Connection {
       let last: unknown;
       for (const addr of await this.#l.upstreamAddress(this.#target)) {
         try {
+          if (upstreamChannel.hasSubscribers) upstreamChannel.publish({ session: this.#session.id } satisfies UpstreamMessage);
           const { socket: s, framer } = await connectUpstream(this.#l.reg, this.#l.upstream, addr);
           if (this.#closed) {
             s.destroy();
@@ -563,6 +650,7 @@ class Connection {
           framer.onFrame = (f) => this.#onUpstreamFrame(f);
           framer.onStart = (size) => this.#cutThrough(size);
           this.#upFramer = framer;
+          this.#l.learnBrokerVersions();
           s.on('drain', () => this.#resumeReads());
           s.on('error', () => {});
           s.on('close', () => this.destroy());
@@ -631,6 +719,7 @@ class Connection {
 
   #write(up: Socket, frame: Buffer, inflight: Inflight | undefined): void {
     if (inflight) this.#inflight.push(inflight);
+    if (upstreamChannel.hasSubscribers) upstreamChannel.publish({ session: this.#session.id, frame } satisfies UpstreamMessage);
     // the frame's memory goes back to the framer once the kernel has it
     if (!up.write(frame, () => this.#framer.release(frame))) this.#socket.pause();
   }
@@ -989,11 +1078,14 @@ class Connection {
   }
 
   async #fetch(frame: Buffer, h: Header, body: Struct): Promise<void> {
-    const up = await this.#connectUpstream();
-    const slot = this.#slot(h);
     if ((body.ReplicaId as number | undefined) !== undefined && (body.ReplicaId as number) >= 0) {
       return this.#violation('follower fetches are not served by the gateway', h);
     }
+    // fetch sessions are this connection's own: another's id is refused before anything leaves
+    const plan = this.#fetchSessions.plan(body.SessionId as number | undefined, body.SessionEpoch as number | undefined);
+    if (plan.kind === 'foreign') return this.#foreignFetchSession(h, plan.id);
+    const up = await this.#connectUpstream();
+    const slot = this.#slot(h);
     const topics = body.Topics as Struct[];
     // one operation per topic, even where a client lists a topic once per partition
     const entries = new Map<string, Struct[]>();
@@ -1010,30 +1102,44 @@ class Connection {
       op.meta.partitions = parts.map((p) => p.Partition as number).join(',');
       byOp.set(op, list);
     }
+    // Topics the session serves without this request naming them are authorized again now,
+    // before the request leaves: one no longer allowed is dropped from the broker's session
+    // (ForgottenTopicsData) and answered with an authorization error per partition.
+    const sessionOnly = this.#fetchSessions.topics(plan).filter((t) => !byName.has(t));
+    const sessionRefused = sessionOnly.filter((t) => !this.#permits('consume', { kind: 'topic', name: t }));
+    const sessionRefusals = sessionRefused.map((t) => ({ topic: t, partitions: this.#fetchSessions.partitions(plan, t) }));
+    for (const t of sessionRefused) this.#refuseSessionTopic(h, t, plan.kind === 'incremental' ? plan.id : 0);
     let response: Promise<Buffer> | undefined;
     let denied = new Map<Operation, GatewayError>();
     // Consume-side rules for this reader: such topics are decoded, masked and re-encoded,
-    // so their responses are never cut through. A fetch session keeps returning topics its
-    // first request named, so once one was inspected the connection stays on this path.
-    // (recorded topics take the same path: their records are decoded with their offsets)
+    // so their responses are never cut through. (recorded topics take the same path: their
+    // records are decoded with their offsets.) The session's topics count as named.
     const recorded = (topic: string) => this.#l.dispatcher.records?.(topic, 'consume', this.#identity!) === true;
     const inspected = (topic: string) => this.#l.dispatcher.inspects?.(topic, 'consume', this.#identity!.roles) === true || recorded(topic);
-    if ([...entries.keys()].some(inspected)) this.#fetchInspects = true;
+    const servesInspected = [...byName, ...sessionOnly].some(inspected);
     const { forwarded, settled } = this.#authorize([...byOp.keys()], (allowed, refused) => {
       denied = refused;
       // an incremental fetch (session) may name no topic at all: still forwarded
       if (allowed.length === 0 && topics.length > 0) return undefined;
-      const out = refused.size === 0 ? frame : this.#reencode(h, { ...body, Topics: allowed.flatMap((o) => byOp.get(o)!) });
-      // nothing to merge into the answer: it may go to the client as it arrives
-      response = this.#send(up, out, true, refused.size === 0 && !this.#fetchInspects ? slot : undefined)!;
+      const forwardedTopics = allowed.flatMap((o) => byOp.get(o)!);
+      const forgotten = [...((body.ForgottenTopicsData as Struct[] | undefined) ?? []), ...sessionRefusals.map((r) => ({ Topic: r.topic, Partitions: r.partitions }))];
+      const rewrite = refused.size > 0 || sessionRefusals.length > 0 || plan.forwardId !== (body.SessionId ?? 0);
+      const out = rewrite
+        ? this.#reencode(h, { ...body, Topics: forwardedTopics, ...(body.SessionId !== undefined ? { SessionId: plan.forwardId, ForgottenTopicsData: forgotten } : {}) })
+        : frame;
+      // nothing to merge into the answer and nothing to mask: it may go to the client as it arrives
+      const cutThrough = refused.size === 0 && sessionRefusals.length === 0 && !servesInspected;
+      response = this.#send(up, out, true, cutThrough ? slot : undefined)!;
       return response.then((res) => {
         const results = new Map<Operation, UpstreamResult>();
         decodedRes = this.#responseBody(h, res);
+        this.#fetchSessions.settle(plan, forwardedTopics.map(sessionPartitions), forgotten.map(sessionPartitions), decodedRes.ErrorCode as number ?? 0, decodedRes.SessionId as number ?? 0);
         const toInspect = (decodedRes.Responses as Struct[]).some((tr) => inspected(tr.Topic as string) && hasRecords(tr));
         // Reads are delivered first and audited right after (hashing a large fetch costs about
-        // as much as the broker's answer): the topics were authorized before the request left,
-        // and topics a fetch session adds are checked against the policy here.
-        if (slot.streamed || (!toInspect && refused.size === 0 && this.#sessionTopics(topics, decodedRes).every((t) => this.#permits('consume', { kind: 'topic', name: t.Topic as string })))) {
+        // as much as the broker's answer): every topic was authorized before the request left.
+        // A topic the request and its session did not cover is never delivered unchecked.
+        const covered = (t: string) => byName.has(t) || sessionOnly.includes(t);
+        if (slot.streamed || (!toInspect && refused.size === 0 && sessionRefusals.length === 0 && this.#sessionTopics(topics, decodedRes).every((t) => covered(t.Topic as string) && this.#permits('consume', { kind: 'topic', name: t.Topic as string })))) {
           delivered = true;
           this.#complete(slot, res);
         }
@@ -1058,11 +1164,14 @@ class Connection {
         const codec = this.#l.reg.responses.get(h.apiKey)!;
         if (!response) {
           const err = refused[0]?.[1];
-          return this.#complete(slot, this.#encodeResponse(h, errorResponse(h.apiKey, codec.defaults(h.version), body, err?.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(err), err?.message ?? 'refused')));
+          const answer = errorResponse(h.apiKey, codec.defaults(h.version), body, err?.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(err), err?.message ?? 'refused');
+          // the session stays as it was: keep its id in the answer so the client does not start over
+          if (plan.kind === 'incremental') answer.SessionId = plan.id;
+          return this.#complete(slot, this.#encodeResponse(h, answer));
         }
         const res = await response;
         const decoded = (decodedRes ??= this.#responseBody(h, res));
-        let changed = refused.length > 0;
+        let changed = refused.length > 0 || sessionRefusals.length > 0;
         // incremental fetch sessions (KIP-227) return partitions the request did not name:
         // their records are authorized and audited here, and withheld if no longer allowed
         const unnamed = delivered ? (decoded.Responses as Struct[]).filter((t) => !byName.has(t.Topic as string) && (summaries.get(t.Topic as string)?.bytes ?? 0) > 0) : this.#sessionTopics(topics, decoded);
@@ -1125,9 +1234,39 @@ class Connection {
           const part = errorResponse(h.apiKey, codec.defaults(h.version), { Topics: byOp.get(op)! }, err.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(err), err.message);
           (decoded.Responses as Struct[]).push(...(part.Responses as Struct[]));
         }
+        for (const r of sessionRefusals) {
+          const request = { Topics: [{ Topic: r.topic, Partitions: r.partitions.map((p) => ({ Partition: p })) }] };
+          const part = errorResponse(h.apiKey, codec.defaults(h.version), request, ERR.TOPIC_AUTHORIZATION_FAILED, `consume on ${r.topic} is no longer allowed`);
+          (decoded.Responses as Struct[]).push(...(part.Responses as Struct[]));
+        }
         this.#complete(slot, this.#encodeResponse(h, decoded));
       })
       .catch(() => this.destroy());
+  }
+
+  /** A Fetch naming a session another connection opened (or none): FETCH_SESSION_ID_NOT_FOUND, audited; the client starts a new session. */
+  #foreignFetchSession(h: Header, id: number): void {
+    const slot = this.#slot(h);
+    const op = this.#newOp(h, { kind: 'cluster', name: 'fetch-session', action: 'consume' });
+    op.meta.fetch_session = String(id);
+    const message = `fetch session ${id} was not opened on this connection`;
+    void this.#l.dispatcher.refuse(op, new GatewayError('forbidden', message, { rule: 'kafka.fetch-session' })).catch(() => {});
+    const codec = this.#l.reg.responses.get(h.apiKey)!;
+    const answer = codec.defaults(h.version);
+    answer.ErrorCode = FETCH_SESSION_ID_NOT_FOUND;
+    answer.SessionId = 0;
+    answer.Responses = [];
+    this.#complete(slot, this.#encodeResponse(h, answer));
+  }
+
+  /**
+   * A topic the session serves that the reader may no longer consume: run through the chain
+   * so the refusal is audited with its rule; the caller drops it from the session.
+   */
+  #refuseSessionTopic(h: Header, topic: string, sessionId: number): void {
+    const op = this.#newOp(h, { kind: 'topic', name: topic, action: 'consume' });
+    op.meta.fetch_session = String(sessionId);
+    void this.#l.dispatcher.run(op, () => Promise.resolve({})).catch(() => {});
   }
 
   /** Topics with records in a Fetch response that the request did not name (incremental fetch sessions). */
@@ -1153,17 +1292,24 @@ class Connection {
   async #metadata(frame: Buffer, h: Header, body: Struct): Promise<void> {
     const up = await this.#connectUpstream();
     const slot = this.#slot(h);
-    const requested = body.Topics as Struct[] | null;
+    // Metadata before v4 has no AllowAutoTopicCreation and the broker takes it as true: an
+    // identity without the admin action could create topics by asking for them. Old versions
+    // are forwarded as v4 (v0's empty list, "every topic", becomes v4's null) and answered
+    // in the client's version, so creation is decided below like for every other version.
+    const legacy = h.version < 4;
+    const forward: Header = legacy ? { ...h, version: 4 } : h;
+    const requested = legacy && h.version === 0 && (body.Topics as Struct[]).length === 0 ? null : (body.Topics as Struct[] | null);
+    const autoCreate = legacy ? true : body.AllowAutoTopicCreation === true;
     const ops = (requested ?? []).map((t) => this.#newOp(h, { kind: 'topic', name: (t.Name as string | null) ?? '<topic-id>', action: 'describe' }));
     let response: Promise<Buffer> | undefined;
     let denied = new Map<Operation, GatewayError>();
     const { forwarded, settled } = this.#authorize(ops, (allowed, refused) => {
       denied = refused;
       let out = frame;
-      const mayCreate = body.AllowAutoTopicCreation === true && allowed.every((o) => this.#permits('admin', o.resource));
-      if (refused.size > 0 || (body.AllowAutoTopicCreation === true && !mayCreate)) {
+      const mayCreate = autoCreate && allowed.every((o) => this.#permits('admin', o.resource));
+      if (legacy || refused.size > 0 || (autoCreate && !mayCreate)) {
         const keep = requested === null ? null : requested.filter((_t, i) => !refused.has(ops[i]!));
-        out = this.#reencode(h, { ...body, Topics: keep, AllowAutoTopicCreation: mayCreate });
+        out = this.#reencode(forward, { ...body, Topics: keep, AllowAutoTopicCreation: mayCreate });
       }
       response = this.#send(up, out, true)!;
       return response.then(() => new Map());
@@ -1171,7 +1317,7 @@ class Connection {
     await forwarded;
     settled
       .then(async () => {
-        const res = this.#responseBody(h, await response!);
+        const res = this.#responseBody(forward, await response!);
         const deniedNames = new Set([...denied.keys()].map((o) => o.resource.name));
         res.Topics = (res.Topics as Struct[]).filter((t) => typeof t.Name === 'string' && !deniedNames.has(t.Name) && this.#permits('describe', { kind: 'topic', name: t.Name }));
         const codec = this.#l.reg.responses.get(h.apiKey)!;
@@ -1207,6 +1353,14 @@ class Connection {
     if (version >= 4) for (const c of res.Coordinators as Struct[]) await rewrite(c);
     else await rewrite(res);
     return res;
+  }
+
+  /** The answer to an ApiVersions before login: the brokers' versions the gateway learned, else its own table. */
+  async #apiVersionsBeforeLogin(version: number): Promise<Struct> {
+    const res = this.#l.reg.responses.get(API.ApiVersions)!.defaults(version);
+    const known = this.#l.brokerVersions;
+    if (!known) return this.#apiVersions({ ...res, ErrorCode: ERR.NONE, ApiKeys: [] }, version, true);
+    return this.#apiVersions({ ...res, ...known, ThrottleTimeMs: 0, ApiKeys: (known.ApiKeys as Struct[]).map((a) => ({ ...a })) }, version, false);
   }
 
   async #apiVersions(res: Struct, version: number, local: boolean): Promise<Struct> {
@@ -1288,7 +1442,7 @@ class Connection {
       await this.#l.dispatcher.refuse(op, new GatewayError('throttled', message, { rule: 'limits.connections.perIdentity' })).catch(() => {});
       return fail(message);
     }
-    this.#identity = identity;
+    this.#loggedIn(identity);
     const now = Date.now();
     const expiresAt = identity.expiresAt !== undefined ? identity.expiresAt * 1000 : now + this.#l.config.maxSessionLifetimeMs;
     const lifetime = Math.min(this.#l.config.maxSessionLifetimeMs, expiresAt - now);
@@ -1386,6 +1540,12 @@ function encodedParts(parts: Struct[], indexField: 'Index' | 'PartitionIndex'): 
     partitions: parts.map((p) => p[indexField] as number),
     decodedBytes,
   };
+}
+
+/** A Fetch request's topic entry (or forgotten topic) as the session's partitions. */
+function sessionPartitions(t: Struct): SessionPartitions {
+  const parts = (t.Partitions as Array<Struct | number> | undefined) ?? [];
+  return { topic: t.Topic as string, partitions: parts.map((p) => (typeof p === 'number' ? p : (p.Partition as number))) };
 }
 
 function hasRecords(tr: Struct): boolean {

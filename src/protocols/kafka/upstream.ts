@@ -153,6 +153,27 @@ async function scram(algorithm: 'SHA-256' | 'SHA-512', username: string, passwor
   }
 }
 
+/** The brokers' ApiVersions answer (v3), asked on the gateway's own connection: what clients are told before they log in. */
+export async function brokerApiVersions(reg: MessageRegistry, config: KafkaUpstreamConfig): Promise<Struct> {
+  let last: unknown;
+  for (const b of config.bootstrap) {
+    try {
+      const conn = await connectUpstream(reg, config, parseHostPort(b));
+      try {
+        const frame = await exchange(conn, encodeRequest(reg, API.ApiVersions, 3, 1, { ClientSoftwareName: 'streamgate', ClientSoftwareVersion: '1' }));
+        const res = decodeResponse(reg, API.ApiVersions, 3, frame);
+        if (res.ErrorCode !== 0) throw new Error(`the broker answered ApiVersions with error ${String(res.ErrorCode)}`);
+        return res;
+      } finally {
+        conn.socket.destroy();
+      }
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw last instanceof Error ? last : new Error('no bootstrap broker answered');
+}
+
 /** The brokers of the cluster, asked directly (used when a broker port is hit before any Metadata passed through). */
 export async function discoverBrokers(reg: MessageRegistry, config: KafkaUpstreamConfig): Promise<Map<number, HostPort>> {
   let last: unknown;
