@@ -1306,7 +1306,8 @@ class Connection {
     const { forwarded, settled } = this.#authorize(ops, (allowed, refused) => {
       denied = refused;
       let out = frame;
-      const mayCreate = autoCreate && allowed.every((o) => this.#permits('admin', o.resource));
+      // (a request whose every topic was refused creates nothing: `every` of nothing is true)
+      const mayCreate = autoCreate && allowed.length > 0 && allowed.every((o) => this.#permits('admin', o.resource));
       if (legacy || refused.size > 0 || (autoCreate && !mayCreate)) {
         const keep = requested === null ? null : requested.filter((_t, i) => !refused.has(ops[i]!));
         out = this.#reencode(forward, { ...body, Topics: keep, AllowAutoTopicCreation: mayCreate });
@@ -1379,9 +1380,12 @@ class Connection {
       const key = a.ApiKey as number;
       const codec = reg.requests.get(key);
       if (!codec || (!SUPPORTED.has(key) && !this.#l.passthrough.has(key))) continue;
-      const [, max] = codec.validVersions;
+      const [min, max] = codec.validVersions;
       const ceiling = Math.min(max, MAX_VERSION[key] ?? max, a.MaxVersion as number);
-      if (ceiling < (a.MinVersion as number)) continue;
+      // versions the broker still lists but the definitions (and so the gateway) no longer serve are not offered
+      const floor = Math.max(min, a.MinVersion as number);
+      if (ceiling < floor) continue;
+      a.MinVersion = floor;
       a.MaxVersion = ceiling;
       out.push(a);
     }
