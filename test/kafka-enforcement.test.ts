@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createTopics, getInfra, startGateway, testConfig, type Infra } from './helpers/infra.ts';
-import { rawClient } from './helpers/kafka-gateway.ts';
+import { rawClient, walkResponse as walk } from './helpers/kafka-gateway.ts';
 import type { Gateway } from '../src/gateway.ts';
 import type { Identity } from '../src/operation.ts';
 import type { Struct } from '../src/protocols/kafka/codec.ts';
@@ -114,26 +114,6 @@ function fill(s: Struct, variants: Variant[], v: Variant): Struct {
     }
   }
   return s;
-}
-
-/**
- * Every sub-struct of a decoded response, with whether it, something below it or something
- * above it carries a non-zero error code (an element inside a refused entry is covered by it).
- */
-function walk(v: unknown, visit: (s: Struct, hasError: boolean) => void, inherited = false): boolean {
-  if (Array.isArray(v)) {
-    let any = false;
-    for (const x of v) any = walk(x, visit, inherited) || any;
-    return any;
-  }
-  if (!v || typeof v !== 'object' || v instanceof Uint8Array) return false;
-  const s = v as Struct;
-  let own = false;
-  for (const [k, x] of Object.entries(s)) if (/ErrorCode$/.test(k) && typeof x === 'number' && x !== 0) own = true;
-  let below = false;
-  for (const x of Object.values(s)) if (x && typeof x === 'object') below = walk(x, visit, inherited || own) || below;
-  visit(s, inherited || own || below);
-  return own || below;
 }
 
 async function login(who: string): Promise<Awaited<ReturnType<typeof rawClient>>> {

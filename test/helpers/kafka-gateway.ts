@@ -64,17 +64,43 @@ export async function rawClient(port: number): Promise<{ request: (apiKey: numbe
     const s = connect(port, '127.0.0.1', () => resolve(s));
     s.once('error', reject);
   });
-  const waiting: Array<(f: Buffer) => void> = [];
-  const framer = new Framer(1 << 30, (f) => waiting.shift()?.(Buffer.from(f)));
+  // answers come back in request order; one close handler fails whatever still waits
+  const waiting: Array<{ resolve: (f: Buffer) => void; reject: (err: Error) => void }> = [];
+  const framer = new Framer(1 << 30, (f) => waiting.shift()?.resolve(Buffer.from(f)));
   socket.on('data', (d) => framer.push(d));
+  let closed = false;
+  socket.once('close', () => {
+    closed = true;
+    for (const w of waiting.splice(0)) w.reject(new Error('connection closed'));
+  });
   let correlation = 100;
   return {
     request: (apiKey, version, body) =>
       new Promise((resolve, reject) => {
-        waiting.push((f) => resolve(decodeResponse(reg, apiKey, version, f)));
-        socket.once('close', () => reject(new Error('connection closed')));
+        if (closed) return reject(new Error('connection closed'));
+        waiting.push({ resolve: (f) => resolve(decodeResponse(reg, apiKey, version, f)), reject });
         socket.write(encodeRequest(reg, apiKey, version, correlation++, body, 'raw-test'));
       }),
     close: () => socket.destroy(),
   };
+}
+
+/**
+ * Every sub-struct of a decoded response, with whether it, something below it or something
+ * above it carries a non-zero error code (an element inside a refused entry is covered by it).
+ */
+export function walkResponse(v: unknown, visit: (s: Struct, hasError: boolean) => void, inherited = false): boolean {
+  if (Array.isArray(v)) {
+    let any = false;
+    for (const x of v) any = walkResponse(x, visit, inherited) || any;
+    return any;
+  }
+  if (!v || typeof v !== 'object' || v instanceof Uint8Array) return false;
+  const s = v as Struct;
+  let own = false;
+  for (const [k, x] of Object.entries(s)) if (/ErrorCode$/.test(k) && typeof x === 'number' && x !== 0) own = true;
+  let below = false;
+  for (const x of Object.values(s)) if (x && typeof x === 'object') below = walkResponse(x, visit, inherited || own) || below;
+  visit(s, inherited || own || below);
+  return own || below;
 }
