@@ -54,6 +54,13 @@ export interface Dispatcher {
    * learns nothing about its request) and audit, then reject with `error`.
    */
   refuse(op: Operation, error: unknown): Promise<never>;
+  /**
+   * The authenticate control's verification alone, with no audit row: sets `op.identity` from
+   * `op.credential`, or rejects with the reason. For listeners that check the credential in the
+   * headers before reading a body; on failure they answer through `refuse` (which audits), and
+   * on success `run` does not verify again.
+   */
+  authenticate(op: Operation): Promise<Identity>;
   /** The client's connection closed: audits the session's end (its start is audited by newSession). */
   endSession(session: Session): void;
   /**
@@ -153,6 +160,7 @@ export class Gateway implements Dispatcher {
   #kafka: KafkaListener | undefined;
   #kinesis: KinesisListener | undefined;
   readonly #login: (op: Operation) => Promise<UpstreamResult>;
+  readonly #authenticateOnly: (op: Operation) => Promise<UpstreamResult>;
   /** per-operation terminal for listeners that forward the request themselves (Kafka); default: the configured upstream */
   readonly #forwards = new WeakMap<Operation, Next>();
 
@@ -225,6 +233,7 @@ export class Gateway implements Dispatcher {
       close: () => upstream.close(),
     });
     this.#login = (op) => metrics.handle(op, (m) => audit.handle(m, (o) => authenticate.handle(o, () => Promise.resolve({}))));
+    this.#authenticateOnly = (op) => authenticate.handle(op, () => Promise.resolve({}));
     this.#refuseChain = (op, error) =>
       metrics.handle(op, (m) => audit.handle(m, (o) => authenticate.handle(o, () => Promise.reject(error))));
   }
@@ -354,6 +363,12 @@ export class Gateway implements Dispatcher {
 
   async login(op: Operation): Promise<Identity> {
     await this.#login(op);
+    if (!op.identity) throw new GatewayError('unauthenticated', 'no identity after authentication');
+    return op.identity;
+  }
+
+  async authenticate(op: Operation): Promise<Identity> {
+    await this.#authenticateOnly(op);
     if (!op.identity) throw new GatewayError('unauthenticated', 'no identity after authentication');
     return op.identity;
   }

@@ -108,7 +108,7 @@ test('missing, expired, foreign-audience and unsigned tokens get 401 and an audi
   for (const row of denied) {
     assert.equal(row.decision, 'deny');
     assert.equal(row.resource, MASKED_TOPIC);
-    assert.equal(row.record_hashes.length, 1);
+    assert.equal(row.record_hashes.length, 0, 'the body of an unauthenticated request is never read');
     assert.ok(!JSON.stringify(row).includes(aliceToken.split('.')[2]!), 'no token material in audit rows');
   }
 });
@@ -137,7 +137,7 @@ test('malformed bodies get 400 with a precise message and an audit row', async (
     [{ value: { type: 'BINARY', data: '***' } }, /base64/],
     [{ value: { type: 'AVRO', data: 1 } }, /type must be one of/],
     [{ partition_id: -1, value: { data: 1 } }, /partition_id/],
-    [{ value: { data: 1 }, extra: true }, /unknown property "extra"/],
+    [{ value: { data: 1 }, extra: true }, /unknown property \(member 2\)/],
     [{ value: { data: 1 } }, /Content-Type/, 'text/plain'],
   ];
   for (const [body, message, ctype] of cases) {

@@ -8,7 +8,7 @@ import { SigV4Verifier } from '../src/protocols/kinesis/sigv4.ts';
 import { TokenBinder } from '../src/protocols/kinesis/tokens.ts';
 import { accessKeyIdFor } from '../src/jit/access-keys.ts';
 import { getInfra, readAudit, startGateway, testConfig } from './helpers/infra.ts';
-import { kinesisClient, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
+import { jitCredentials, kinesisClient, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
 import type { RunningIdp } from '../src/dev/idp.ts';
 
 const KEY_ID = 'SGJTESTKEY';
@@ -16,7 +16,7 @@ const SECRET = 'test-secret-access-key';
 const NOW = Date.UTC(2026, 10, 24, 12, 0, 0);
 
 /** A request signed by the same signer the AWS SDK uses. */
-async function signed(opts: { body?: string; secret?: string; at?: number; token?: string } = {}) {
+async function signed(opts: { body?: string; secret?: string; at?: number; token?: string; payloadHash?: string } = {}) {
   const body = opts.body ?? '{"StreamName":"s"}';
   const signer = new SignatureV4({
     credentials: { accessKeyId: KEY_ID, secretAccessKey: opts.secret ?? SECRET, ...(opts.token ? { sessionToken: opts.token } : {}) },
@@ -25,7 +25,7 @@ async function signed(opts: { body?: string; secret?: string; at?: number; token
     sha256: Sha256,
   });
   const req = await signer.sign(
-    { method: 'POST', protocol: 'http:', hostname: 'gw', path: '/', headers: { host: 'gw:9567', 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'Kinesis_20131202.ListShards' }, body },
+    { method: 'POST', protocol: 'http:', hostname: 'gw', path: '/', headers: { host: 'gw:9567', 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'Kinesis_20131202.ListShards', ...(opts.payloadHash ? { 'x-amz-content-sha256': opts.payloadHash } : {}) }, body },
     { signingDate: new Date(opts.at ?? NOW) },
   );
   const headers: Record<string, string> = {};
@@ -33,8 +33,8 @@ async function signed(opts: { body?: string; secret?: string; at?: number; token
   return { method: 'POST', path: '/', headers, body: Buffer.from(body) };
 }
 
-function verifier(now = NOW) {
-  return new SigV4Verifier({ secretFor: (id) => (id === KEY_ID ? SECRET : undefined), maxSkewSeconds: 300, service: 'kinesis', now: () => now });
+function verifier(now = NOW, allowUnsignedPayload = false) {
+  return new SigV4Verifier({ secretFor: (id) => (id === KEY_ID ? SECRET : undefined), maxSkewSeconds: 300, service: 'kinesis', now: () => now, allowUnsignedPayload });
 }
 
 describe('SigV4 verification (unit)', () => {
@@ -63,6 +63,17 @@ describe('SigV4 verification (unit)', () => {
     const out = (await verifier().verify(r)) as { error: string; message: string };
     assert.equal(out.error, 'InvalidSignatureException');
     assert.match(out.message, /x-amz-content-sha256/);
+  });
+
+  test('UNSIGNED-PAYLOAD is refused from the headers alone, unless allowed (then the body is not covered)', async () => {
+    const unsigned = await signed({ payloadHash: 'UNSIGNED-PAYLOAD' });
+    const refused = verifier().check(unsigned.headers) as { error: string; message: string };
+    assert.equal(refused.error, 'InvalidSignatureException');
+    assert.match(refused.message, /UNSIGNED-PAYLOAD/);
+    assert.equal(((await verifier().verify(unsigned)) as { error: string }).error, 'InvalidSignatureException');
+    unsigned.body = Buffer.from('{"StreamName":"another"}');
+    assert.ok(!('error' in (await verifier(NOW, true).verify(unsigned))), 'allowed: a changed body still verifies, which is why it needs TLS');
+    assert.deepEqual(verifier().check((await signed({ token: 't' })).headers), { accessKeyId: KEY_ID, sessionToken: 't', region: 'eu-west-1' });
   });
 
   test('an unknown access key is UnrecognizedClientException', async () => {
@@ -114,6 +125,7 @@ describe('SigV4 through the gateway (AWS SDK v3, HTTP/2)', () => {
   let endpoint: string;
   let spoolDir: string;
   let secretOf: (keyId: string) => string | undefined;
+  let httpBase: string;
   const keyId = accessKeyIdFor('cred-for-someone-else');
 
   before(async () => {
@@ -124,6 +136,7 @@ describe('SigV4 through the gateway (AWS SDK v3, HTTP/2)', () => {
     spoolDir = t.spoolDir;
     const gw = await startGateway(t.config);
     endpoint = `http://127.0.0.1:${gw.addresses.kinesis!.port}`;
+    httpBase = `http://127.0.0.1:${gw.addresses.http!.port}`;
     // the secret the gateway derives for a just-in-time access key id (config credentials)
     secretOf = (id) => gw.sigv4Secret(id);
     assert.ok(secretOf(keyId), 'the example config issues just-in-time credentials');
@@ -132,8 +145,9 @@ describe('SigV4 through the gateway (AWS SDK v3, HTTP/2)', () => {
   const errorOf = (p: Promise<unknown>) => p.then(() => assert.fail('expected an error'), (e: Error) => e);
 
   test('a bad signature: InvalidSignatureException, audited with who tried, nothing forwarded', async () => {
-    const token = await idp.token('alice');
-    const client = kinesisClient(endpoint, { accessKeyId: keyId, secretAccessKey: 'not-the-derived-secret', sessionToken: token });
+    // alice's own just-in-time key (so the key and its credential match), signed with a wrong secret
+    const aws = await jitCredentials(httpBase, await idp.token('alice'), 'describe:payments.*');
+    const client = kinesisClient(endpoint, { ...aws, secretAccessKey: 'not-the-derived-secret' });
     const err = await errorOf(client.send(new ListStreamsCommand({})));
     assert.equal(err.name, 'InvalidSignatureException');
     assert.equal(upstream.captured.length, 0);
@@ -159,7 +173,7 @@ describe('SigV4 through the gateway (AWS SDK v3, HTTP/2)', () => {
   test('a replayed request: refused within the window (replay) and after it (expired), audited', async () => {
     // capture one signed request as the SDK sends it (HTTP/1.1 so it can be resent byte for byte)
     let sent: { headers: Record<string, string>; body: string } | undefined;
-    const client = kinesisClient(endpoint, { accessKeyId: keyId, secretAccessKey: secretOf(keyId)!, sessionToken: await idp.token('ops') }, { http1: true });
+    const client = kinesisClient(endpoint, await jitCredentials(httpBase, await idp.token('ops'), 'describe:*'), { http1: true });
     client.middlewareStack.add(
       ((next: (a: { request: { headers: Record<string, string>; body: string } }) => Promise<unknown>) => (args: { request: { headers: Record<string, string>; body: string } }) => {
         sent = { headers: { ...args.request.headers }, body: String(args.request.body) };
@@ -167,8 +181,9 @@ describe('SigV4 through the gateway (AWS SDK v3, HTTP/2)', () => {
       }) as never,
       { step: 'finalizeRequest', priority: 'low' } as never,
     );
-    await errorOf(client.send(new ListStreamsCommand({})));
+    await client.send(new ListStreamsCommand({}));
     assert.ok(sent?.headers.authorization?.startsWith('AWS4-HMAC-SHA256'));
+    const forwarded = upstream.captured.length;
     const replay = async () => {
       const res = await request(endpoint, { method: 'POST', headers: sent!.headers, body: sent!.body });
       return (await res.body.json()) as { __type: string; message: string };
@@ -180,7 +195,7 @@ describe('SigV4 through the gateway (AWS SDK v3, HTTP/2)', () => {
     const outside = await replay();
     assert.equal(outside.__type, 'InvalidSignatureException');
     assert.match(outside.message, /Signature expired/);
-    assert.equal(upstream.captured.length, 0);
+    assert.equal(upstream.captured.length, forwarded, 'the replays did not reach Kinesis');
     const rows = readAudit(spoolDir).filter((r) => r.event === 'operation' && /replay|Signature expired/.test(r.message));
     assert.equal(rows.length, 2);
     assert.ok(rows.every((r) => r.decision === 'deny' && r.subject === 'ops'));

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { KinesisClient, ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttp2Handler, NodeHttpHandler } from '@smithy/node-http-handler';
 import { getInfra, readAudit, startGateway, testConfig } from './helpers/infra.ts';
-import { jitCredentials, startCapturedKinesis, withKinesis, type AwsCredentials } from './helpers/kinesis.ts';
+import { request, Agent as UndiciAgent } from 'undici';
+import { jitCredentials, signKinesisCall, startCapturedKinesis, withKinesis, type AwsCredentials } from './helpers/kinesis.ts';
 
 // The Kinesis listener over TLS, as SDKs reach https:// endpoints: HTTP/2 and HTTP/1.1 by ALPN.
 const dir = mkdtempSync(join(tmpdir(), 'sg-kinesis-tls-'));
@@ -24,7 +25,8 @@ before(async () => {
   openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '1', '-extfile', 'san.ext']);
   const infra = await getInfra();
   const upstream = await startCapturedKinesis();
-  const t = testConfig(infra, (y) => withKinesis(y, upstream.endpoint).replace('\n  kinesis:\n    port: 0\n', `\n  kinesis:\n    port: 0\n    tls: { cert: "${join(dir, 'server.crt')}", key: "${join(dir, 'server.key')}" }\n`));
+  // on TLS, and allowing unsigned bodies (which only TLS then protects)
+  const t = testConfig(infra, (y) => withKinesis(y, upstream.endpoint).replace('\n  kinesis:\n    port: 0\n', `\n  kinesis:\n    port: 0\n    tls: { cert: "${join(dir, 'server.crt')}", key: "${join(dir, 'server.key')}" }\n    allowUnsignedPayload: true\n`));
   spoolDir = t.spoolDir;
   const gw = await startGateway(t.config);
   endpoint = `https://127.0.0.1:${gw.addresses.kinesis!.port}`;
@@ -44,4 +46,17 @@ test('SDK v3 over TLS: HTTP/2 (its default) and HTTP/1.1, SigV4 with a just-in-t
   const rows = readAudit(spoolDir).filter((r) => r.meta.api === 'ListStreams' && r.meta.auth === 'sigv4');
   assert.equal(rows.length, 2);
   assert.ok(rows.every((r) => r.decision === 'allow' && r.subject === 'ops'));
+});
+
+test('with allowUnsignedPayload on a TLS listener, an UNSIGNED-PAYLOAD signature is accepted', async () => {
+  const body = '{}';
+  const dispatcher = new UndiciAgent({ allowH2: false, connect: { ca: readFileSync(join(dir, 'ca.crt')) } });
+  try {
+    const res = await request(endpoint, { method: 'POST', headers: await signKinesisCall(endpoint, aws, 'ListStreams', body, { payloadHash: 'UNSIGNED-PAYLOAD' }), body, dispatcher });
+    const answer = (await res.body.json()) as { StreamNames?: string[]; __type?: string };
+    assert.equal(res.statusCode, 200, JSON.stringify(answer));
+    assert.ok(Array.isArray(answer.StreamNames));
+  } finally {
+    await dispatcher.close();
+  }
 });

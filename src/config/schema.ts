@@ -74,7 +74,13 @@ const kinesisListener = z.strictObject({
   requestTimeoutMs: z.int().positive().default(30_000),
   /** TLS (PEM file paths): HTTP/2 or HTTP/1.1 by ALPN, what SDKs use against https:// endpoints */
   tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
-});
+  /**
+   * SigV4 with `x-amz-content-sha256: UNSIGNED-PAYLOAD` (the signature does not cover the
+   * body) is refused unless this is true, which needs `tls`: without TLS the body could be
+   * changed in transit under a valid signature
+   */
+  allowUnsignedPayload: z.boolean().default(false),
+}).refine((l) => !l.allowUnsignedPayload || l.tls !== undefined, { message: 'allowUnsignedPayload needs tls (an unsigned body is only protected by TLS)', path: ['allowUnsignedPayload'] });
 
 /** Operations endpoints (metrics, liveness, readiness) on their own port, never on a data port. */
 const adminListener = z.strictObject({

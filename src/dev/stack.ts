@@ -71,7 +71,7 @@ export async function runDevStack(opts: DevStackOptions): Promise<void> {
 function withDevKinesis(config: Config, endpoint: string): void {
   const upstream = config.upstream as { kinesis?: unknown };
   if (config.listeners.kinesis || upstream.kinesis) return;
-  config.listeners.kinesis = { host: '127.0.0.1', port: Number(process.env.KINESIS_PORT ?? 9567), maxBodyBytes: 8 * 1024 * 1024, maxClockSkewSeconds: 300, requestTimeoutMs: 30_000 };
+  config.listeners.kinesis = { host: '127.0.0.1', port: Number(process.env.KINESIS_PORT ?? 9567), maxBodyBytes: 8 * 1024 * 1024, maxClockSkewSeconds: 300, requestTimeoutMs: 30_000, allowUnsignedPayload: false };
   // kinesalite accepts any signature; the gateway still signs with these
   upstream.kinesis = { endpoint, region: 'us-east-1', credentials: { accessKeyId: 'local', secretAccessKey: 'local' }, connections: 16, timeoutMs: 10_000 };
 }

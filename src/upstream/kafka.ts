@@ -123,5 +123,7 @@ function toGatewayError(err: unknown, topic: string): GatewayError {
   }
   const protocol = findErrorBy(e, 'code', 'PLT_KFK_PROTOCOL');
   if (protocol) return new GatewayError('upstream-error', `the broker answered ${String(protocol.apiId)}`, { cause: err });
-  return new GatewayError('upstream-error', `the Kafka produce failed: ${(err as Error).message}`, { cause: err });
+  // the client's message can quote what it was given (keys, serialization input): its code says enough
+  const code = (err as { code?: unknown } | null)?.code;
+  return new GatewayError('upstream-error', `the Kafka produce failed (${typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code) ? code : 'unexpected error'})`, { cause: err });
 }

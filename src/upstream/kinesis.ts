@@ -70,7 +70,7 @@ export class KinesisUpstream {
         bodyTimeout: this.#timeoutMs,
       });
     } catch (err) {
-      throw new GatewayError('upstream-unavailable', `the Kinesis endpoint does not answer: ${(err as Error).message}`, { cause: err });
+      throw new GatewayError('upstream-unavailable', `the Kinesis endpoint does not answer (${errorCode(err)})`, { cause: err });
     }
     const text = await res.body.text();
     let parsed: Record<string, unknown> = {};
@@ -80,11 +80,13 @@ export class KinesisUpstream {
       throw new GatewayError('upstream-error', `the Kinesis endpoint answered ${res.statusCode} with a body that is not JSON`);
     }
     if (res.statusCode >= 200 && res.statusCode < 300) return parsed;
-    const rawType = String(parsed.__type ?? res.headers['x-amzn-errortype'] ?? 'InternalFailure');
-    const type = rawType.slice(rawType.lastIndexOf('#') + 1).split(':')[0]!;
-    const message = String(parsed.message ?? parsed.Message ?? '');
+    const type = errorType(parsed.__type ?? res.headers['x-amzn-errortype']);
+    // Kinesis' own message is not passed on: its validation errors quote the request's values
+    // ("Value 'S3cr3t...' at 'shardIteratorType' failed to satisfy constraint"), which must not
+    // reach an audit row or a log line; the type says what went wrong
+    const message = `the Kinesis endpoint answered ${type}`;
     const kind = type === 'ResourceNotFoundException' ? 'not-found' : res.statusCode >= 500 ? 'upstream-unavailable' : 'upstream-error';
-    throw new GatewayError(kind, `${type}: ${message}`, { cause: new KinesisError(type, message, res.statusCode) });
+    throw new GatewayError(kind, message, { cause: new KinesisError(type, message, res.statusCode) });
   }
 
   async ready(): Promise<boolean> {
@@ -99,4 +101,17 @@ export class KinesisUpstream {
   async close(): Promise<void> {
     await this.#pool.close();
   }
+}
+
+/** A Kinesis error type from `__type` or X-Amzn-ErrorType ("aws.kinesis#Foo:http://..." -> "Foo"); InternalFailure when it is not a plain name. */
+export function errorType(raw: unknown): string {
+  const text = String(raw ?? '');
+  const type = text.slice(text.lastIndexOf('#') + 1).split(':')[0]!;
+  return /^[A-Za-z][A-Za-z0-9.]{0,99}$/.test(type) ? type : 'InternalFailure';
+}
+
+/** A connection failure's code (ECONNREFUSED, UND_ERR_CONNECT_TIMEOUT, ...), not its message, which names addresses. */
+function errorCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code) ? code : 'connection failed';
 }

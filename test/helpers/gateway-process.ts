@@ -15,6 +15,7 @@ export interface GatewayProcess {
   http?: number;
   kafka?: number;
   admin?: number;
+  kinesis?: number;
   /** every log line so far (pino JSON on stderr) */
   logs: string[];
   /** settles when the process exits, however that happens */
@@ -35,7 +36,7 @@ after(async () => {
 });
 
 /** Starts `streamgate serve` with `yaml` and waits for the `wait` listeners (default http); log level info, the ready lines carry the ports. */
-export async function spawnGateway(yaml: string, opts: { env?: Record<string, string>; timeoutMs?: number; wait?: Array<'http' | 'kafka' | 'admin'>; args?: string[] } = {}): Promise<GatewayProcess> {
+export async function spawnGateway(yaml: string, opts: { env?: Record<string, string>; timeoutMs?: number; wait?: Array<'http' | 'kafka' | 'admin' | 'kinesis'>; args?: string[] } = {}): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'sg-gwproc-'));
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, yaml.replace(/level: silent/, 'level: info'));
@@ -84,6 +85,7 @@ export async function spawnGateway(yaml: string, opts: { env?: Record<string, st
       if (l.msg === 'HTTP listener ready') proc.http = l.port;
       if (l.msg === 'Kafka listener ready') proc.kafka = l.port;
       if (l.msg?.startsWith('admin listener ready')) proc.admin = l.port;
+      if (l.msg === 'Kinesis listener ready') proc.kinesis = l.port;
       if (wait.every((w) => proc[w] !== undefined)) {
         clearTimeout(timer);
         resolve();

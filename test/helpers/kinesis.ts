@@ -3,8 +3,10 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DescribeStreamSummaryCommand, KinesisClient } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { Pool } from 'undici';
 import { startKinesis, type RunningKinesis } from '../../src/dev/kinesis.ts';
+import { NodeSha256 } from '../../src/upstream/sha256.ts';
 
 /** What reached the Kinesis endpoint: every request the capturing proxy forwarded. */
 export interface Captured {
@@ -137,4 +139,32 @@ export async function waitActive(client: KinesisClient, stream: string): Promise
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`${stream} did not become ACTIVE`);
+}
+
+/**
+ * The headers of a hand-signed Kinesis call (what an SDK would send), signed with
+ * @smithy/signature-v4 for `endpoint` (`http://host:port`). `payloadHash` goes into
+ * x-amz-content-sha256 (signed, and used by the signer instead of hashing the body), e.g.
+ * 'UNSIGNED-PAYLOAD'; without it the body's SHA-256 is signed.
+ */
+export async function signKinesisCall(
+  endpoint: string,
+  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string },
+  api: string,
+  body: string | Uint8Array,
+  opts: { payloadHash?: string; contentLength?: number } = {},
+): Promise<Record<string, string>> {
+  const url = new URL(endpoint);
+  const signer = new SignatureV4({ credentials, region: 'us-east-1', service: 'kinesis', sha256: NodeSha256 });
+  const headers: Record<string, string> = {
+    host: url.host,
+    'content-type': 'application/x-amz-json-1.1',
+    'x-amz-target': `Kinesis_20131202.${api}`,
+    'content-length': String(opts.contentLength ?? Buffer.byteLength(body)),
+  };
+  if (opts.payloadHash) headers['x-amz-content-sha256'] = opts.payloadHash;
+  const signed = await signer.sign({ method: 'POST', protocol: url.protocol, hostname: url.hostname, port: Number(url.port), path: '/', headers, body });
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(signed.headers)) out[k.toLowerCase()] = String(v);
+  return out;
 }

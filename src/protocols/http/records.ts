@@ -40,11 +40,12 @@ function jsonText(field: string, data: unknown): string {
 function decodeData(field: string, raw: unknown): { bytes: Uint8Array | null; type: string | null } {
   if (raw === undefined || raw === null) return { bytes: null, type: null };
   if (!isObject(raw)) throw invalid(`${field} must be an object like {"type": "JSON", "data": ...}`);
-  for (const k of Object.keys(raw)) {
+  for (const [at, k] of Object.keys(raw).entries()) {
     if (k === 'schema_id' || k === 'schema' || k === 'schema_version' || k === 'subject' || k === 'subject_name_strategy') {
       throw invalid(`${field}.${k}: schema registry formats are not supported; send type JSON, STRING or BINARY`);
     }
-    if (k !== 'type' && k !== 'data') throw invalid(`${field}: unknown property "${k}"`);
+    // the name is client input (it could be a secret): the message says where, not what
+    if (k !== 'type' && k !== 'data') throw invalid(`${field}: unknown property (member ${at + 1}); expected type and data`);
   }
   const type = raw.type === undefined ? 'JSON' : String(raw.type);
   const data = raw.data;
@@ -66,7 +67,7 @@ function decodeData(field: string, raw: unknown): { bytes: Uint8Array | null; ty
 
 export function decodeRecord(raw: unknown, where = 'record'): DecodedRecord {
   if (!isObject(raw)) throw invalid(`${where} must be a JSON object`);
-  for (const k of Object.keys(raw)) if (!RECORD_KEYS.has(k)) throw invalid(`${where}: unknown property "${k}"`);
+  for (const [at, k] of Object.keys(raw).entries()) if (!RECORD_KEYS.has(k)) throw invalid(`${where}: unknown property (member ${at + 1}); expected ${[...RECORD_KEYS].join(', ')}`);
 
   const record: StreamRecord = { key: null, value: null, headers: [] };
   if (raw.partition_id !== undefined && raw.partition_id !== null) {
@@ -98,13 +99,14 @@ export function decodeRecord(raw: unknown, where = 'record'): DecodedRecord {
 export function decodeBatch(raw: unknown): BatchEntry[] {
   if (!isObject(raw) || !Array.isArray(raw.entries)) throw invalid('a batch body is {"entries": [ {"id": "...", ...record}, ... ]}');
   if (raw.entries.length === 0) throw invalid('entries must not be empty');
-  const ids = new Set<string>();
+  const ids = new Map<string, number>();
   return raw.entries.map((entry: unknown, i) => {
     const where = `entries[${i}]`;
     if (!isObject(entry) || (typeof entry.id !== 'string' && typeof entry.id !== 'number')) throw invalid(`${where}.id is required (string)`);
     const id = String(entry.id);
-    if (ids.has(id)) throw invalid(`${where}.id "${id}" is used twice`);
-    ids.add(id);
+    const first = ids.get(id);
+    if (first !== undefined) throw invalid(`${where}.id is the id of entries[${first}] too`);
+    ids.set(id, i);
     return { id, ...decodeRecord(entry, where) };
   });
 }

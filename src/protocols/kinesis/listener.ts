@@ -7,13 +7,15 @@ import type { Logger } from 'pino';
 import type { KinesisListenerConfig, KinesisUpstreamConfig } from '../../config/schema.ts';
 import type { Dispatcher } from '../../gateway.ts';
 import { accessKeyIdFor } from '../../jit/access-keys.ts';
-import { GatewayError, type Action, type Operation, type RecordOutcome, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
+import { GatewayError, type Action, type Identity, type Operation, type RecordOutcome, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
 import type { StateStore } from '../../state/store.ts';
-import { KinesisUpstream } from '../../upstream/kinesis.ts';
+import { errorType, KinesisUpstream } from '../../upstream/kinesis.ts';
+import { BODY_BYTES_BEFORE_AUTH, describeJsonError, expectsContinue, JSON_BYTES_PARSED_UNCOUNTED, jsonValuesOver, unreadBodyNeedsClose } from '../request-body.ts';
 import { kinesisErrorFor, kinesisRefusal } from './errors.ts';
-import { isSigV4, SigV4Verifier, type SigV4Failure, type VerifiedSignature } from './sigv4.ts';
+import { isSigV4, SigV4Verifier, type SignatureClaim, type SigV4Failure, type VerifiedSignature } from './sigv4.ts';
 import { KinesisSessions } from './sessions.ts';
 import { TokenBinder } from './tokens.ts';
+import { deliveredRecord, entryRecord, forwardedEntry } from './records.ts';
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -26,6 +28,19 @@ const STREAM_ARN = /^arn:aws[a-z-]*:kinesis:[^:]*:[^:]*:stream\/([a-zA-Z0-9_.-]{
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const MAX_PUT_RECORDS = 500;
 const HTTP2_PREFACE = 'PRI';
+/**
+ * The most JSON values one request body may hold (see `jsonValuesOver`): the largest valid
+ * request, PutRecords with 500 records, has about 2,000, and a body of many small values is
+ * what makes JSON.parse slow (an 8 MiB one of empty objects: over half a second).
+ */
+const MAX_JSON_VALUES = 10_000;
+/**
+ * HTTP/2 streams a client may have open on one connection. Each may hold up to
+ * BODY_BYTES_BEFORE_AUTH of body before the gateway reads it, so this bounds what an
+ * unauthenticated connection can make the gateway hold (2 MiB); the AWS SDK uses one stream
+ * per connection.
+ */
+const MAX_CONCURRENT_STREAMS = 32;
 
 /** Every Kinesis API the gateway serves and the action it needs on the stream. */
 const ACTIONS: Record<string, Action> = {
@@ -55,6 +70,18 @@ interface Call {
   body: Body;
   /** set when the request was SigV4-signed (the JIT access key must match the identity) */
   signature: VerifiedSignature | undefined;
+  /** who the credential proved to be, before the body was read */
+  identity: Identity;
+  /** the credential: the bearer JWT or the SigV4 session token */
+  token: string;
+}
+
+/** Who sent a request, as far as it is known when the request is refused (for the audit row). */
+interface Caller {
+  token?: string | undefined;
+  identity?: Identity;
+  /** the access key id the Authorization header names (audited; proven only once the signature is) */
+  accessKeyId?: string | undefined;
 }
 
 /** What the listener answers: a JSON body or a Kinesis error. */
@@ -105,6 +132,8 @@ export class KinesisListener {
       maxSkewSeconds: config.maxClockSkewSeconds,
       service: 'kinesis',
       ...(shared ? { remember: (signature: string, ttlMs: number) => shared.setIfAbsent(`kinesis:sigv4:${signature}`, '1', ttlMs) } : {}),
+      // a signature that does not cover the body is only worth something when TLS protects it
+      allowUnsignedPayload: config.allowUnsignedPayload && config.tls !== undefined,
     });
     const handler = (req: Req, res: Res) => {
       this.#handle(req, res).catch((err: unknown) => {
@@ -112,9 +141,14 @@ export class KinesisListener {
         if (!res.headersSent) send(res, { status: 500, error: { type: 'InternalFailure', message: 'internal error' }, requestId: '' });
       });
     };
-    // HTTP/2's default 64 KiB flow-control windows would stall a PutRecords body of a few
-    // hundred KiB on WINDOW_UPDATE round trips: open them to the body limit up front
+    // HTTP/2 flow control: the connection's window is opened to the body limit up front, so
+    // streams do not wait on each other's WINDOW_UPDATEs; each stream starts with
+    // BODY_BYTES_BEFORE_AUTH, the most a client can send before the gateway starts reading that
+    // stream, which it does only once the credential is verified (then every read opens the
+    // window again). Opening stream windows to the body limit instead let an anonymous
+    // client park maxBodyBytes per stream in the gateway.
     const window = Math.min(2 ** 31 - 1, Math.max(65_535, config.maxBodyBytes));
+    const settings = { initialWindowSize: BODY_BYTES_BEFORE_AUTH, maxConcurrentStreams: MAX_CONCURRENT_STREAMS };
     const track = (socket: Socket) => {
       this.#sockets.add(socket);
       this.#connections?.opened('kinesis');
@@ -126,7 +160,9 @@ export class KinesisListener {
     };
     if (config.tls) {
       // TLS: ALPN picks HTTP/2 or HTTP/1.1, one server answers both
-      const secure = createSecureServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), allowHTTP1: true, settings: { initialWindowSize: window } }, handler);
+      const secure = createSecureServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), allowHTTP1: true, settings }, handler);
+      // `Expect: 100-continue` is answered once the credential is verified (#handle)
+      secure.on('checkContinue', handler);
       secure.on('session', (h2session) => h2session.setLocalWindowSize(window));
       secure.on('sessionError', () => {});
       secure.on('connection', (socket: Socket) => {
@@ -137,7 +173,9 @@ export class KinesisListener {
       return;
     }
     const h1 = createHttp1Server({ requestTimeout: config.requestTimeoutMs }, handler);
-    const h2 = createHttp2Server({ settings: { initialWindowSize: window } }, handler);
+    const h2 = createHttp2Server({ settings }, handler);
+    h1.on('checkContinue', handler);
+    h2.on('checkContinue', handler);
     h2.on('session', (h2session) => h2session.setLocalWindowSize(window));
     h2.on('sessionError', () => {});
     // Node's cleartext HTTP/2 server cannot also speak HTTP/1.1 (allowHTTP1 is TLS-only), so
@@ -201,70 +239,120 @@ export class KinesisListener {
     const authorization = req.headers.authorization;
     const securityToken = req.headers['x-amz-security-token'];
     const presented = authorization?.startsWith('Bearer ') ? authorization.slice('Bearer '.length).trim() : typeof securityToken === 'string' ? securityToken : undefined;
-    const fail = (err: GatewayError) => this.#refuse(session, api, action, err, presented);
+    const sigv4 = isSigV4(authorization);
+    const caller: Caller = { token: presented, accessKeyId: sigv4 ? claimedAccessKey(authorization) : undefined };
+    const fail = (err: unknown) => this.#refuse(session, api, action, err, caller);
+    // refused before the body is read: it stays unread (Node drains a small rest; a larger one
+    // closes the HTTP/1.1 connection, and an HTTP/2 stream the gateway never read is reset)
+    const refuseUnread = async (err: unknown) => send(res, await fail(err), unreadBodyNeedsClose(req.headers));
 
-    const body = await readBody(req, this.#config.maxBodyBytes);
-    if (body === undefined) {
-      send(res, await fail(kinesisRefusal('too-large', 'SerializationException', `the request body is over ${this.#config.maxBodyBytes} bytes`, 413)), true);
-      return;
-    }
-    if (req.method !== 'POST') return send(res, await fail(kinesisRefusal('invalid', 'UnknownOperationException', `${req.method} is not a Kinesis API call`)));
+    if (req.method !== 'POST') return refuseUnread(kinesisRefusal('invalid', 'UnknownOperationException', `${req.method} is not a Kinesis API call`));
     if (!api || !(api in ACTIONS)) {
-      return send(res, await fail(kinesisRefusal('invalid', 'UnknownOperationException', target ? `${target} is not served by the gateway` : 'X-Amz-Target is missing')));
+      return refuseUnread(kinesisRefusal('invalid', 'UnknownOperationException', target ? `${target.slice(0, 100)} is not served by the gateway` : 'X-Amz-Target is missing'));
     }
     const contentType = String(req.headers['content-type'] ?? '');
     if (contentType.startsWith('application/x-amz-cbor')) {
-      return send(res, await fail(kinesisRefusal('invalid', 'SerializationException', 'CBOR is not accepted: use JSON 1.1 (AWS SDK for Java: -Daws.cborEnabled=false or AWS_CBOR_DISABLE=true)')));
+      return refuseUnread(kinesisRefusal('invalid', 'SerializationException', 'CBOR is not accepted: use JSON 1.1 (AWS SDK for Java: -Daws.cborEnabled=false or AWS_CBOR_DISABLE=true)'));
     }
+    if (Number(req.headers['content-length'] ?? 0) > this.#config.maxBodyBytes) return refuseUnread(this.#tooLarge());
 
-    // who is calling: SigV4 over a just-in-time key, or a bearer JWT
-    let signature: VerifiedSignature | undefined;
+    // who is calling: SigV4 over a just-in-time key (the credential rides as the session token),
+    // or a bearer JWT. Both are in the headers, so they are checked before any body is read:
+    // an unauthenticated client never makes the gateway hold or parse its body.
+    const headers = req.headers as Record<string, string | string[] | undefined>;
+    let claim: SignatureClaim | undefined;
     let token: string;
-    if (isSigV4(authorization)) {
-      const headers = req.headers as Record<string, string | string[] | undefined>;
-      const verified = await this.#verifier.verify({ method: req.method ?? 'POST', path: req.url ?? '/', headers, body });
-      if ('error' in verified) return send(res, await fail(sigv4Refusal(verified)));
-      if (!verified.sessionToken) {
-        return send(res, await fail(kinesisRefusal('unauthenticated', 'UnrecognizedClientException', 'a just-in-time access key needs its session token (X-Amz-Security-Token)')));
+    if (sigv4) {
+      const checked = this.#verifier.check(headers);
+      if ('error' in checked) return refuseUnread(sigv4Refusal(checked));
+      if (!checked.sessionToken) {
+        return refuseUnread(kinesisRefusal('unauthenticated', 'UnrecognizedClientException', 'a just-in-time access key needs its session token (X-Amz-Security-Token)'));
       }
-      signature = verified;
-      token = verified.sessionToken;
+      claim = checked;
+      token = checked.sessionToken;
     } else if (authorization?.startsWith('Bearer ')) {
       token = authorization.slice('Bearer '.length).trim();
     } else {
-      return send(res, await fail(kinesisRefusal('unauthenticated', 'MissingAuthenticationTokenException', 'Missing Authentication Token: sign with a just-in-time access key or send Authorization: Bearer <JWT>')));
+      return refuseUnread(kinesisRefusal('unauthenticated', 'MissingAuthenticationTokenException', 'Missing Authentication Token: sign with a just-in-time access key or send Authorization: Bearer <JWT>'));
+    }
+    let identity: Identity;
+    try {
+      const probe = this.#dispatcher.newOperation(session, action, { kind: 'stream', name: '' });
+      probe.credential = { scheme: 'bearer', token };
+      identity = await this.#dispatcher.authenticate(probe);
+      // SigV4: the access key must be the one derived from the credential the session token proves
+      if (claim) checkKey(identity, claim.accessKeyId);
+    } catch (err) {
+      return refuseUnread(err);
+    }
+
+    // from here on the caller is authenticated; the body is read (bounded) and, for SigV4,
+    // the signature checked over it
+    const body = await readBody(req, res, this.#config.maxBodyBytes);
+    const known: Caller = { ...caller, identity };
+    if (body === 'too-large') return send(res, await this.#refuse(session, api, action, this.#tooLarge(), known), true);
+    if (body === 'failed') {
+      return send(res, await this.#refuse(session, api, action, kinesisRefusal('invalid', 'SerializationException', 'the request body could not be read (the connection failed)'), known), true);
+    }
+    let signature: VerifiedSignature | undefined;
+    if (claim) {
+      const verified = await this.#verifier.verify({ method: req.method ?? 'POST', path: req.url ?? '/', headers, body });
+      if ('error' in verified) return send(res, await this.#refuse(session, api, action, sigv4Refusal(verified), known));
+      signature = verified;
     }
 
     let parsed: Body;
+    if (body.byteLength > JSON_BYTES_PARSED_UNCOUNTED && jsonValuesOver(body, MAX_JSON_VALUES)) {
+      const refusal = kinesisRefusal('too-large', 'SerializationException', `the request body holds more than ${MAX_JSON_VALUES} JSON values (no Kinesis request needs that many)`, 413);
+      return send(res, await this.#refuse(session, api, action, refusal, known));
+    }
     try {
       const value: unknown = body.byteLength === 0 ? {} : JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
-      if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not an object');
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+        return send(res, await this.#refuse(session, api, action, kinesisRefusal('invalid', 'SerializationException', 'the request body is not a JSON object'), known));
+      }
       parsed = value as Body;
     } catch {
-      return send(res, await fail(kinesisRefusal('invalid', 'SerializationException', 'the request body is not a JSON object')));
+      // V8's message quotes the body: say where instead
+      return send(res, await this.#refuse(session, api, action, kinesisRefusal('invalid', 'SerializationException', describeJsonError('the request body', body)), known));
     }
 
-    const call: Call = { session, api, body: parsed, signature };
+    const call: Call = { session, api, body: parsed, signature, identity, token };
     let answer: Answer;
     try {
-      answer = await this.#dispatch(call, token);
+      answer = await this.#dispatch(call);
     } catch (err) {
       answer = errorAnswer(err, '');
     }
     send(res, answer);
   }
 
+  #tooLarge(): GatewayError {
+    return kinesisRefusal('too-large', 'SerializationException', `the request body is over ${this.#config.maxBodyBytes} bytes`, 413);
+  }
+
   /** Audits a request refused before it became an operation of its own, and builds the answer. */
-  async #refuse(session: Session, api: string, action: Action, err: GatewayError, token?: string): Promise<Answer> {
+  async #refuse(session: Session, api: string, action: Action, err: unknown, caller: Caller): Promise<Answer> {
     const op = this.#dispatcher.newOperation(session, action, { kind: 'stream', name: '' });
     op.meta.api = api || 'unknown';
-    // with a token the row names who tried (the token is verified first); the answer is this error
-    if (token) op.credential = { scheme: 'bearer', token };
+    if (caller.accessKeyId) {
+      op.meta.auth = 'sigv4';
+      op.meta.access_key = caller.accessKeyId;
+    }
+    // the row names who tried: the identity when it is known, else the one the token proves
+    // (verified by `refuse` first); the answer is this error either way
+    if (caller.identity) op.identity = caller.identity;
+    else if (caller.token) op.credential = { scheme: 'bearer', token: caller.token };
     await this.#dispatcher.refuse(op, err).catch(() => {});
     return errorAnswer(err, op.id);
   }
 
-  #newOp(call: Call, action: Action, stream: string, token: string): Operation {
+  /** Refuses a call of an authenticated caller (audited under its identity). */
+  #refuseCall(call: Call, action: Action, err: GatewayError): Promise<Answer> {
+    return this.#refuse(call.session, call.api, action, err, { token: call.token, identity: call.identity, accessKeyId: call.signature?.accessKeyId });
+  }
+
+  #newOp(call: Call, action: Action, stream: string): Operation {
     const op = this.#dispatcher.newOperation(call.session, action, { kind: 'stream', name: stream });
     op.meta.api = call.api;
     op.meta.auth = call.signature ? 'sigv4' : 'bearer';
@@ -272,19 +360,15 @@ export class KinesisListener {
       op.meta.access_key = call.signature.accessKeyId;
       op.meta.region = call.signature.region;
     }
-    op.credential = { scheme: 'bearer', token };
+    op.credential = { scheme: 'bearer', token: call.token };
+    // verified from the headers before the body was read: the chain does not verify it again
+    op.identity = call.identity;
     return op;
   }
 
-  /** SigV4: the access key must be the one derived from the credential the session token proves. */
+  /** SigV4: the access key must still be the one of the operation's credential (checked again at the terminal). */
   #checkKey(op: Operation, call: Call): void {
-    if (!call.signature) return;
-    const credentialId = op.identity?.credentialId;
-    const expected = Buffer.from(credentialId ? accessKeyIdFor(credentialId) : '');
-    const actual = Buffer.from(call.signature.accessKeyId);
-    if (!credentialId || expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
-      throw kinesisRefusal('unauthenticated', 'UnrecognizedClientException', 'the access key does not belong to the credential in X-Amz-Security-Token');
-    }
+    if (call.signature) checkKey(op.identity, call.signature.accessKeyId);
   }
 
   /** Runs one operation through the controls chain with `forward` as its terminal; maps its failure to a Kinesis error. */
@@ -300,22 +384,32 @@ export class KinesisListener {
     return op.id;
   }
 
-  async #dispatch(call: Call, token: string): Promise<Answer> {
+  async #dispatch(call: Call): Promise<Answer> {
     const { api, body } = call;
-    if (api === 'ListStreams') return this.#listStreams(call, token);
-    if (api === 'GetRecords') return this.#getRecords(call, token);
-    const named = streamOf(body);
-    const stream = named ?? (api === 'ListShards' && typeof body.NextToken === 'string' ? this.#tokens.unwrap(body.NextToken)?.stream : undefined);
+    if (api === 'ListStreams') return this.#listStreams(call);
     const action = ACTIONS[api]!;
-    if (!stream) {
-      const why = api === 'ListShards' && body.NextToken !== undefined ? 'NextToken was not issued by this gateway (or has expired)' : 'StreamName (or StreamARN) is required and must match [a-zA-Z0-9_.-]{1,128}';
-      return this.#refuse(call.session, api, action, kinesisRefusal('invalid', api === 'ListShards' && body.NextToken !== undefined ? 'ExpiredNextTokenException' : 'ValidationException', why), token);
+    // the upstream must act on the stream that is authorized: StreamName and StreamARN have to
+    // agree, and a gateway token (shard iterator, ListShards page) carries its own stream
+    const named = namedStream(body);
+    if (named && 'invalid' in named) return this.#refuseCall(call, action, kinesisRefusal('invalid', named.type, named.invalid));
+    if (api === 'GetRecords') return this.#getRecords(call, named?.stream);
+    let stream = named?.stream;
+    let pageToken: string | undefined;
+    if (api === 'ListShards' && body.NextToken !== undefined) {
+      const bound = typeof body.NextToken === 'string' ? this.#tokens.unwrap(body.NextToken) : undefined;
+      if (!bound) return this.#refuseCall(call, action, kinesisRefusal('invalid', 'ExpiredNextTokenException', 'NextToken was not issued by this gateway (or has expired)'));
+      if (stream !== undefined && stream !== bound.stream) {
+        return this.#refuseCall(call, action, kinesisRefusal('invalid', 'InvalidArgumentException', `NextToken belongs to stream "${bound.stream}", not to "${stream}"`));
+      }
+      stream = bound.stream;
+      pageToken = bound.upstream;
     }
-    if (api === 'PutRecord' || api === 'PutRecords') return this.#put(call, stream, token);
+    if (!stream) return this.#refuseCall(call, action, kinesisRefusal('invalid', 'ValidationException', 'StreamName (or StreamARN) is required'));
+    if (api === 'PutRecord' || api === 'PutRecords') return this.#put(call, stream);
 
-    const op = this.#newOp(call, action, stream, token);
+    const op = this.#newOp(call, action, stream);
     const out = { ...body };
-    if (api === 'ListShards' && typeof body.NextToken === 'string') out.NextToken = this.#tokens.unwrap(body.NextToken)!.upstream;
+    if (pageToken !== undefined) out.NextToken = pageToken;
     let result: Body = {};
     try {
       await this.#run(op, call, async () => {
@@ -333,8 +427,8 @@ export class KinesisListener {
   }
 
   /** ListStreams: any authenticated identity; the answer lists only streams it may describe. */
-  async #listStreams(call: Call, token: string): Promise<Answer> {
-    const op = this.#newOp(call, 'describe', '*', token);
+  async #listStreams(call: Call): Promise<Answer> {
+    const op = this.#newOp(call, 'describe', '*');
     op.meta.listing = 'true';
     let identity;
     try {
@@ -357,14 +451,14 @@ export class KinesisListener {
     return { status: 200, body: filtered, requestId: op.id };
   }
 
-  async #put(call: Call, stream: string, token: string): Promise<Answer> {
+  async #put(call: Call, stream: string): Promise<Answer> {
     const batch = call.api === 'PutRecords';
     const entries = batch ? call.body.Records : [call.body];
     const invalid = validateEntries(entries, batch);
-    if (invalid) return this.#refuse(call.session, call.api, 'produce', kinesisRefusal('invalid', 'ValidationException', invalid), token);
+    if (invalid) return this.#refuseCall(call, 'produce', kinesisRefusal('invalid', 'ValidationException', invalid));
     const list = entries as Body[];
-    const op = this.#newOp(call, 'produce', stream, token);
-    op.records = list.map((e) => ({ key: Buffer.from(String(e.PartitionKey)), value: Buffer.from(String(e.Data), 'base64'), headers: [] }));
+    const op = this.#newOp(call, 'produce', stream);
+    op.records = list.map(entryRecord);
     if (batch) op.recordErrors = [];
     let upstreamAnswer: Body = {};
     // per record, in the client's order: where the upstream stored it, or why it failed
@@ -376,13 +470,10 @@ export class KinesisListener {
         const records = o.records!;
         const forwarded: number[] = [];
         for (let i = 0; i < records.length; i++) if (!o.recordErrors?.[i]) forwarded.push(i);
-        const wire = (i: number) => {
-          const e = list[i]!;
-          const r = records[i]!;
-          return { ...e, Data: Buffer.from(r.value ?? new Uint8Array(0)).toString('base64') };
-        };
+        // built from the inspected records: masked Data, PartitionKey and ExplicitHashKey
+        const wire = (i: number) => forwardedEntry(list[i]!, records[i]!);
         if (!batch) {
-          upstreamAnswer = await this.#upstream.call('PutRecord', { ...call.body, Data: wire(0).Data });
+          upstreamAnswer = await this.#upstream.call('PutRecord', wire(0));
           outcomes[0] = { ShardId: String(upstreamAnswer.ShardId ?? ''), SequenceNumber: String(upstreamAnswer.SequenceNumber ?? '') };
           return { records: positions(Date.now()) };
         }
@@ -397,8 +488,9 @@ export class KinesisListener {
         }
         forwarded.forEach((i, j) => {
           const r = results[j]!;
+          // (Kinesis' ErrorMessage is not passed on, like its error messages: the code says it)
           outcomes[i] = typeof r.ErrorCode === 'string'
-            ? { error: r.ErrorCode, message: String(r.ErrorMessage ?? '') }
+            ? { error: errorType(r.ErrorCode), message: `the Kinesis endpoint did not store this record (${errorType(r.ErrorCode)})` }
             : { ShardId: String(r.ShardId ?? ''), SequenceNumber: String(r.SequenceNumber ?? '') };
         });
         const failed = outcomes.filter((x) => 'error' in x).length;
@@ -429,17 +521,21 @@ export class KinesisListener {
     };
   }
 
-  async #getRecords(call: Call, token: string): Promise<Answer> {
+  /** `named`: the stream of the request's StreamARN, when it has one (it must be the iterator's). */
+  async #getRecords(call: Call, named: string | undefined): Promise<Answer> {
     const iterator = call.body.ShardIterator;
     if (typeof iterator !== 'string' || iterator.length === 0) {
-      return this.#refuse(call.session, 'GetRecords', 'consume', kinesisRefusal('invalid', 'ValidationException', 'ShardIterator is required'), token);
+      return this.#refuseCall(call, 'consume', kinesisRefusal('invalid', 'ValidationException', 'ShardIterator is required'));
     }
     const bound = this.#tokens.unwrap(iterator);
     if (!bound) {
-      return this.#refuse(call.session, 'GetRecords', 'consume', kinesisRefusal('invalid', 'ExpiredIteratorException', 'the shard iterator was not issued by this gateway or has expired; get a new one'), token);
+      return this.#refuseCall(call, 'consume', kinesisRefusal('invalid', 'ExpiredIteratorException', 'the shard iterator was not issued by this gateway or has expired; get a new one'));
+    }
+    if (named !== undefined && named !== bound.stream) {
+      return this.#refuseCall(call, 'consume', kinesisRefusal('invalid', 'InvalidArgumentException', `the shard iterator belongs to stream "${bound.stream}", not to "${named}"`));
     }
     const partition = shardNumber(bound.shard);
-    const op = this.#newOp(call, 'consume', bound.stream, token);
+    const op = this.#newOp(call, 'consume', bound.stream);
     if (partition >= 0) op.resource.partition = partition;
     op.meta.shard = bound.shard;
     let answer: Body = {};
@@ -464,7 +560,7 @@ export class KinesisListener {
         return { records: outcomes() };
       });
       if (inspectSeparately) {
-        const inspected = this.#newOp(call, 'consume', bound.stream, token);
+        const inspected = this.#newOp(call, 'consume', bound.stream);
         if (partition >= 0) inspected.resource.partition = partition;
         inspected.identity = op.identity!;
         inspected.meta.shard = bound.shard;
@@ -479,7 +575,7 @@ export class KinesisListener {
     const records = Array.isArray(answer.Records) ? (answer.Records as Body[]) : [];
     const out: Body = {
       ...answer,
-      Records: records.map((r, i) => ({ ...r, Data: Buffer.from(decoded[i]?.value ?? new Uint8Array(0)).toString('base64') })),
+      Records: records.map((r, i) => deliveredRecord(r, decoded[i])),
     };
     if (typeof answer.NextShardIterator === 'string') out.NextShardIterator = this.#tokens.wrap(bound.stream, bound.shard, answer.NextShardIterator);
     return { status: 200, body: out, requestId: op.id };
@@ -491,6 +587,22 @@ function credentialKey(authorization: string | undefined): string {
   if (!authorization) return '';
   if (authorization.startsWith('Bearer ')) return authorization.slice(7).trim();
   return /Credential=([^/,\s]+)\//.exec(authorization)?.[1] ?? '';
+}
+
+/** The access key id an AWS4-HMAC-SHA256 Authorization header names, when it has the shape of one (for the audit row of a refusal). */
+function claimedAccessKey(authorization: string | undefined): string | undefined {
+  const id = /Credential=([^/,\s]+)\//.exec(authorization ?? '')?.[1];
+  return id !== undefined && /^[A-Z0-9]{1,128}$/.test(id) ? id : undefined;
+}
+
+/** SigV4: the access key must be the one derived from the just-in-time credential the session token proved. */
+function checkKey(identity: Identity | undefined, accessKeyId: string): void {
+  const credentialId = identity?.credentialId;
+  const expected = Buffer.from(credentialId ? accessKeyIdFor(credentialId) : '');
+  const actual = Buffer.from(accessKeyId);
+  if (!credentialId || expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
+    throw kinesisRefusal('unauthenticated', 'UnrecognizedClientException', 'the access key does not belong to the credential in X-Amz-Security-Token');
+  }
 }
 
 function sigv4Refusal(f: SigV4Failure): GatewayError {
@@ -512,11 +624,14 @@ function send(res: Res, answer: Answer, close = false): void {
   res.end(payload);
 }
 
-/** The whole body, or undefined when it is over `max` bytes (then it is not read further). */
-function readBody(req: Req, max: number): Promise<Uint8Array | undefined> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > max) return Promise.resolve(undefined);
-  return new Promise((resolve, reject) => {
+/**
+ * The whole body; 'too-large' when it is over `max` bytes (then it is not read further), or
+ * 'failed' when the connection broke before its end. Called once the caller is authenticated:
+ * a client waiting for 100 Continue is told to send now.
+ */
+function readBody(req: Req, res: Res, max: number): Promise<Uint8Array | 'too-large' | 'failed'> {
+  if (expectsContinue(req.headers)) res.writeContinue();
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
@@ -524,20 +639,40 @@ function readBody(req: Req, max: number): Promise<Uint8Array | undefined> {
       if (size > max) {
         req.removeAllListeners('data');
         req.pause();
-        resolve(undefined);
+        resolve('too-large');
         return;
       }
       chunks.push(chunk);
     });
     req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-    req.once('error', reject);
+    // (what broke is the connection, not the body: nothing of it is worth an error text)
+    req.once('error', () => resolve('failed'));
+    req.once('aborted', () => resolve('failed'));
   });
 }
 
-function streamOf(body: Body): string | undefined {
-  if (typeof body.StreamName === 'string') return STREAM_NAME.test(body.StreamName) ? body.StreamName : undefined;
-  if (typeof body.StreamARN === 'string') return STREAM_ARN.exec(body.StreamARN)?.[1];
-  return undefined;
+/**
+ * The stream a request names by StreamName and/or StreamARN (null counts as absent). Both are
+ * forwarded, and Kinesis acts on one of them: when both are given they must name the same
+ * stream, or the policy would judge one stream while the upstream writes another.
+ */
+function namedStream(body: Body): { stream: string } | { invalid: string; type: 'ValidationException' | 'InvalidArgumentException' } | undefined {
+  let byName: string | undefined;
+  let byArn: string | undefined;
+  if (body.StreamName !== undefined && body.StreamName !== null) {
+    if (typeof body.StreamName !== 'string' || !STREAM_NAME.test(body.StreamName)) return { invalid: 'StreamName must match [a-zA-Z0-9_.-]{1,128}', type: 'ValidationException' };
+    byName = body.StreamName;
+  }
+  if (body.StreamARN !== undefined && body.StreamARN !== null) {
+    const arn = typeof body.StreamARN === 'string' ? STREAM_ARN.exec(body.StreamARN) : null;
+    if (!arn) return { invalid: 'StreamARN must be arn:aws:kinesis:<region>:<account>:stream/<name>', type: 'ValidationException' };
+    byArn = arn[1]!;
+  }
+  if (byName !== undefined && byArn !== undefined && byName !== byArn) {
+    return { invalid: `StreamName "${byName}" and StreamARN (stream "${byArn}") name different streams`, type: 'InvalidArgumentException' };
+  }
+  const stream = byName ?? byArn;
+  return stream === undefined ? undefined : { stream };
 }
 
 /** Why PutRecord(s) entries are malformed, or undefined when they are fine. */

@@ -32,6 +32,20 @@ export interface VerifiedSignature {
   signature: string;
 }
 
+/** What the headers of a SigV4 request claim, checked as far as headers allow (`SigV4Verifier.check`). */
+export interface SignatureClaim {
+  accessKeyId: string;
+  sessionToken: string | undefined;
+  region: string;
+}
+
+interface CheckedHeaders extends SignatureClaim {
+  signature: string;
+  secret: string;
+  signedAt: number;
+  names: string[];
+}
+
 export interface SigV4Options {
   /** secret access key of an access key id, undefined when the id is unknown */
   secretFor: (accessKeyId: string) => string | undefined;
@@ -47,12 +61,19 @@ export interface SigV4Options {
    * the signatures it verified itself.
    */
   remember?: (signature: string, ttlMs: number) => Promise<boolean>;
+  /**
+   * Accept `x-amz-content-sha256: UNSIGNED-PAYLOAD` (a signature that does not cover the
+   * body). Off unless the listener allows it and is on TLS: without TLS the body could be
+   * changed in transit under a valid signature.
+   */
+  allowUnsignedPayload?: boolean;
   now?: () => number;
 }
 
 const AUTH = /^AWS4-HMAC-SHA256 (.+)$/;
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 const HEX64 = /^[0-9a-f]{64}$/;
+const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
 
 export function isSigV4(authorization: string | undefined): boolean {
   return authorization !== undefined && authorization.startsWith('AWS4-HMAC-SHA256 ');
@@ -71,8 +92,19 @@ export class SigV4Verifier {
     this.#maxSeen = options.maxRememberedSignatures ?? 1_000_000;
   }
 
-  async verify(req: SignedRequest): Promise<VerifiedSignature | SigV4Failure> {
-    const authorization = header(req.headers, 'authorization') ?? '';
+  /**
+   * Everything that needs only the headers: the Authorization header's shape, the scope, the
+   * date and its skew, what the signature must cover, whether the access key is one the gateway
+   * issues, and UNSIGNED-PAYLOAD. A listener calls it before reading the body; `verify` repeats
+   * it and then checks the signature over the body.
+   */
+  check(headers: SignedRequest['headers']): SignatureClaim | SigV4Failure {
+    const checked = this.#checkHeaders(headers);
+    return 'error' in checked ? checked : { accessKeyId: checked.accessKeyId, sessionToken: checked.sessionToken, region: checked.region };
+  }
+
+  #checkHeaders(headers: SignedRequest['headers']): CheckedHeaders | SigV4Failure {
+    const authorization = header(headers, 'authorization') ?? '';
     const m = AUTH.exec(authorization);
     if (!m) return { error: 'IncompleteSignatureException', message: 'the Authorization header is not AWS4-HMAC-SHA256' };
     const fields = new Map<string, string>();
@@ -91,7 +123,7 @@ export class SigV4Verifier {
       return { error: 'IncompleteSignatureException', message: `the credential scope must be <key>/<date>/<region>/${this.#options.service}/aws4_request` };
     }
     const [accessKeyId, scopeDate, region] = scope as [string, string, string];
-    const amzDate = header(req.headers, 'x-amz-date');
+    const amzDate = header(headers, 'x-amz-date');
     const d = amzDate ? AMZ_DATE.exec(amzDate) : null;
     if (!amzDate || !d) return { error: 'IncompleteSignatureException', message: 'X-Amz-Date (YYYYMMDDThhmmssZ) is required' };
     if (!amzDate.startsWith(scopeDate)) return { error: 'InvalidSignatureException', message: 'the credential scope date does not match X-Amz-Date' };
@@ -99,7 +131,7 @@ export class SigV4Verifier {
     if (!names.includes('x-amz-date') || !(names.includes('host') || names.includes(':authority'))) {
       return { error: 'InvalidSignatureException', message: 'the signature must cover host (or :authority) and x-amz-date' };
     }
-    const sessionToken = header(req.headers, 'x-amz-security-token');
+    const sessionToken = header(headers, 'x-amz-security-token');
     if (sessionToken !== undefined && !names.includes('x-amz-security-token')) {
       return { error: 'InvalidSignatureException', message: 'the signature must cover x-amz-security-token' };
     }
@@ -109,27 +141,38 @@ export class SigV4Verifier {
 
     const signedAt = Date.UTC(+d[1]!, +d[2]! - 1, +d[3]!, +d[4]!, +d[5]!, +d[6]!);
     const now = this.#now();
-    const skewMs = this.#options.maxSkewSeconds * 1000;
-    if (Math.abs(now - signedAt) > skewMs) {
+    if (Math.abs(now - signedAt) > this.#options.maxSkewSeconds * 1000) {
       return {
         error: 'InvalidSignatureException',
         message: `Signature expired: ${amzDate} is outside the accepted window of ${this.#options.maxSkewSeconds} s around ${amzTimestamp(now)}`,
       };
     }
+    if (header(headers, 'x-amz-content-sha256') === UNSIGNED_PAYLOAD && !this.#options.allowUnsignedPayload) {
+      return { error: 'InvalidSignatureException', message: 'UNSIGNED-PAYLOAD is not accepted: sign the body (x-amz-content-sha256 = its SHA-256)' };
+    }
+    for (const name of names) {
+      if (header(headers, name) === undefined) return { error: 'InvalidSignatureException', message: `signed header ${name} is missing from the request` };
+    }
+    return { accessKeyId, sessionToken, region, signature, secret, signedAt, names };
+  }
+
+  async verify(req: SignedRequest): Promise<VerifiedSignature | SigV4Failure> {
+    const checked = this.#checkHeaders(req.headers);
+    if ('error' in checked) return checked;
+    const { accessKeyId, sessionToken, region, signature, secret, signedAt, names } = checked;
+    const now = this.#now();
+    const skewMs = this.#options.maxSkewSeconds * 1000;
 
     // the signer trusts x-amz-content-sha256 when present, so check it against the body here
+    // (UNSIGNED-PAYLOAD got this far only where it is allowed)
     const bodyHash = createHash('sha256').update(req.body).digest('hex');
     const claimed = header(req.headers, 'x-amz-content-sha256');
-    if (claimed !== undefined && claimed !== 'UNSIGNED-PAYLOAD' && claimed !== bodyHash) {
+    if (claimed !== undefined && claimed !== UNSIGNED_PAYLOAD && claimed !== bodyHash) {
       return { error: 'InvalidSignatureException', message: 'x-amz-content-sha256 does not match the request body' };
     }
 
     const signedHeaderValues: Record<string, string> = {};
-    for (const name of names) {
-      const value = header(req.headers, name);
-      if (value === undefined) return { error: 'InvalidSignatureException', message: `signed header ${name} is missing from the request` };
-      signedHeaderValues[name] = value;
-    }
+    for (const name of names) signedHeaderValues[name] = header(req.headers, name)!;
     const signer = new SignatureV4({ credentials: { accessKeyId, secretAccessKey: secret }, region, service: this.#options.service, sha256: NodeSha256, applyChecksum: false });
     const [path, query] = splitPath(req.path);
     const signed = await signer.sign(
