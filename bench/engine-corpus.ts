@@ -208,3 +208,82 @@ export function corpus(bytes: number, seed?: number, size?: number): CorpusEvent
   }
   return out;
 }
+
+/** A whole record whose sensitive values sit outside JSON string values, or in a value the JSON walker cannot take whole. */
+export interface CorpusRecord {
+  /** what the record exercises: key, header-name, header-value, number, object-key, ndjson, trailing, deep, unterminated */
+  kind: string;
+  key: string | null;
+  headers: Array<[string, string]>;
+  value: string;
+  /** each must be gone from the key, the headers and the value (in escaped values: also once the escapes are decoded) */
+  sensitive: Planted[];
+  nearMisses: Planted[];
+}
+
+export const RECORD_KINDS = ['key', 'header-name', 'header-value', 'number', 'object-key', 'ndjson', 'trailing', 'deep', 'unterminated'] as const;
+
+/** A card as bare digits (what fits a JSON number or a header name). */
+function cardDigits(r: Rng): string {
+  return card(r).replace(/[ -]/g, '');
+}
+
+/** `s` with its leading digit written as a JSON \u escape, the way a client hides it from a byte scan. */
+function escapeFirst(s: string): string {
+  return `\\u${s.charCodeAt(0).toString(16).padStart(4, '0')}${s.slice(1)}`;
+}
+
+/**
+ * Records for the labelled corpus test: one kind after the other, each with a planted value
+ * (and a near-miss) where only whole-record inspection finds it. Deterministic (seeded).
+ */
+export function recordCorpus(count: number, seed = 0x7ec0): CorpusRecord[] {
+  const r = new Rng(seed);
+  const out: CorpusRecord[] = [];
+  for (let i = 0; i < count; i++) {
+    const kind = RECORD_KINDS[i % RECORD_KINDS.length]!;
+    const base = event(r, i, 300);
+    // kinds that replace the value do not carry the event's own planted values
+    const keepsEvent = kind === 'key' || kind === 'header-name' || kind === 'header-value' || kind === 'ndjson' || kind === 'trailing';
+    const sensitive: Planted[] = keepsEvent ? [...base.sensitive] : [];
+    const nearMisses: Planted[] = keepsEvent ? [...base.nearMisses] : [];
+    const plant = (detector: string, value: string) => { sensitive.push({ detector, value }); return value; };
+    const miss = (detector: string, value: string) => { nearMisses.push({ detector, value }); return value; };
+    const rec: CorpusRecord = { kind, key: `k-${i}`, headers: [['trace-id', `t-${r.hex(16)}`]], value: base.json, sensitive, nearMisses };
+    switch (kind) {
+      case 'key':
+        rec.key = r.next() < 0.5 ? `order-${plant('payment-card', card(r))}` : `user:${plant('email', `ann.${r.digits(3)}@example.com`)}`;
+        rec.headers.push(['order', miss('payment-card', luhnInvalid16(r))]);
+        break;
+      case 'header-name':
+        rec.headers.push([plant('payment-card', cardDigits(r)), 'v'], [plant('email', `bob.${r.digits(3)}@example.org`), 'w']);
+        break;
+      case 'header-value':
+        rec.headers.push(['x-card', plant('payment-card', card(r))], ['x-ssn', plant('us-ssn', ssn(r))], ['x-ts', miss('epoch-ms', String(1_700_000_000_000 + i))]);
+        break;
+      case 'number': {
+        const pan = plant('payment-card', cardDigits(r));
+        rec.value = `{"id":${i},"pan":${pan},"neg":-${plant('payment-card', cardDigits(r))},"created_ms":${miss('epoch-ms', String(1_700_000_000_000 + i))},"order":${miss('payment-card', luhnInvalid16(r))}}`;
+        break;
+      }
+      case 'object-key':
+        rec.value = `{"${plant('email', `chen.${r.digits(3)}@example.com`)}":{"ok":true},"${plant('payment-card', cardDigits(r))}":1,"${escapeFirst(plant('payment-card', cardDigits(r)))}":2}`;
+        break;
+      case 'ndjson':
+        rec.value = [base.json, `{"pan":${plant('payment-card', cardDigits(r))}}`, `{"note":"${escapeFirst(plant('payment-card', cardDigits(r)))}"}`, ''].join('\n');
+        break;
+      case 'trailing':
+        rec.value = `${base.json} trailer {"card":"${escapeFirst(plant('payment-card', cardDigits(r)))}","ip":"${plant('ipv4', `10.0.${r.int(256)}.${r.int(256)}`)}"}`;
+        break;
+      case 'deep':
+        rec.value = `${'['.repeat(520)}"${escapeFirst(plant('payment-card', cardDigits(r)))}",${plant('payment-card', cardDigits(r))}${']'.repeat(520)}`;
+        break;
+      case 'unterminated':
+        // the e-mail address's "@" escaped too: detectors must see the decoded text
+        rec.value = `{"card":"${escapeFirst(plant('payment-card', card(r)))}","mail":"${plant('email', `dana.${r.digits(3)}@example.com`).replace('@', '\\u0040')}`;
+        break;
+    }
+    out.push(rec);
+  }
+  return out;
+}

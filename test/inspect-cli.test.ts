@@ -22,14 +22,15 @@ test('masks stdin lines with a topic\'s produce rules; summary on stderr; exit 3
   const r = cli(['--config', config, '--topic', 'customers.eu'], input);
   assert.equal(r.code, 3, r.stderr);
   const lines = r.stdout.trimEnd().split('\n');
-  assert.equal(lines.length, 3, 'the blocked record is not written');
+  assert.equal(lines.length, 2, 'the blocked records are not written');
   assert.match(lines[0]!, /^\{"card":"\*\*\*\* \*\*\*\* \*\*\*\* 1111","password":"[0-9a-f]{16}","mail":"tok_v1_[\w-]{22}"\}$/);
   assert.equal(lines[1], 'hello ***-**-****');
-  assert.equal(lines[2], '{"broken": "************1111"');
-  assert.match(r.stderr, /4 records: 3 changed, 1 blocked, 0 unchanged/);
-  assert.match(r.stderr, /actions by rule: .*pci\.card-number 2/);
+  assert.match(r.stderr, /4 records: 2 changed, 2 blocked, 0 unchanged/);
+  assert.match(r.stderr, /actions by rule: .*pci\.card-number 1/);
   assert.match(r.stderr, /1 records are not valid JSON/);
   assert.match(r.stderr, /record 3: blocked by rule "secrets\.private-key": private keys must not be published/);
+  // fail closed: the topic hashes "$..password" fields, which a value that does not parse cannot show
+  assert.match(r.stderr, /record 4: blocked by rule "inspection\.malformedJson": the value is not valid JSON/);
 });
 
 test('consume side per role, raw format, and topics without rules', () => {

@@ -153,11 +153,19 @@ test('consume: records a listener fetched are masked per reader role', async () 
   assert.equal(other.card, '************1111');
 });
 
-test('malformed JSON is noted in the audit summary', async () => {
+test('malformed JSON is noted in the audit summary; refused where a whole-value field rule is in force', async () => {
+  // pay.* drops "$..password" fields: a value that does not parse could hide one (fail closed)
   const o = op('produce', 'pay.cards', ['{"c":"4111111111111111"', '{"ok":true}']);
-  await through(o);
+  const { forwarded, error } = await through(o);
+  assert.equal(forwarded, null);
+  assert.ok(error instanceof GatewayError && error.kind === 'blocked' && error.rule === 'inspection.malformedJson', String(error));
+  assert.match(error.message, /^record 0 was blocked by inspection rule "inspection\.malformedJson": the value is not valid JSON/);
   assert.deepEqual(o.inspection?.notes, ['json-fallback:1']);
-  assert.equal(dec(o.records![0]!.value), '{"c":"************1111"');
+  // logs has detectors only: the value is scanned as bytes
+  const logs = op('produce', 'logs', ['{"s":"123-45-6789"', '{"ok":true}']);
+  assert.equal((await through(logs)).error, null);
+  assert.deepEqual(logs.inspection?.notes, ['json-fallback:1']);
+  assert.equal(dec(logs.records![0]!.value), '{"s":"[ssn]"');
 });
 
 test('fail closed: an inspection failure refuses the write and never forwards raw bytes', async () => {

@@ -1,17 +1,21 @@
 import type { InspectionConfig } from '../config/schema.ts';
 import type { BatchResult } from '../inspect/batch.ts';
-import { FLAG_BLOCKED, FLAG_JSON_FALLBACK } from '../inspect/engine.ts';
+import {
+  FLAG_BLOCKED, FLAG_HEADERS_CHANGED, FLAG_JSON_FALLBACK, FLAG_JSON_TOO_DEEP, FLAG_JSON_TRAILING, FLAG_KEY_CHANGED, FLAG_NDJSON,
+} from '../inspect/engine.ts';
 import { UNCHANGED_HASH } from '../inspect/encoded.ts';
 import type { Inspector } from '../inspect/inspector.ts';
+import { foldKeyHeaders, planKeyHeaders } from '../inspect/key-headers.ts';
 import { NO_RULES, type RuleBook, type Side } from '../inspect/rules.ts';
 import { GatewayError, type Control, type EncodedRecords, type Inspection, type Next, type Operation, type UpstreamResult } from '../operation.ts';
 
 /**
- * Applies the inspection rules to record values: produce-side rules before the upstream
- * receives them, consume-side rules (chosen by the reader's roles) to records a listener
- * put into a consume operation. Enforces the size limits of produced records first.
- * Topics without rules take the passthrough path: no engine call at all (the audit
- * control still hashes the originals). Any inspection failure refuses the operation.
+ * Applies the inspection rules to whole records (values, and keys and headers where rules
+ * apply to them): produce-side rules before the upstream receives them, consume-side rules
+ * (chosen by the reader's roles) to records a listener put into a consume operation.
+ * Enforces the size limits of produced records first. Topics without rules take the
+ * passthrough path: no engine call at all (the audit control still hashes the originals).
+ * Any inspection failure refuses the operation.
  */
 export class Inspect implements Control {
   readonly name = 'inspect';
@@ -40,14 +44,18 @@ export class Inspect implements Control {
       return next(op);
     }
 
+    // keys and headers ride in the same engine call as the values when rules apply to them
+    const plan = rules.keyHeaders ? planKeyHeaders(records, rules.ruleset, rules.keyHeaders) : null;
     const { result, where } = await this.#inspector.inspect(
-      records.map((r) => r.value),
-      rules.ruleset,
+      plan ? plan.payloads : records.map((r) => r.value),
+      plan ? plan.rulesets : rules.ruleset,
     );
-    op.inspection = summarize(result, where, book);
-    for (let i = 0; i < records.length; i++) {
-      if ((result.flags[i]! & FLAG_BLOCKED) !== 0) {
-        const rule = result.stopRule[i]!;
+    const n = records.length;
+    const facts = plan ? foldKeyHeaders(records, plan, result, (j) => result.values[j] ?? null) : result;
+    op.inspection = summarize({ ...facts, hashes: result.hashes.slice(0, n), maskedHashes: result.maskedHashes.slice(0, n) }, where, book);
+    for (let i = 0; i < n; i++) {
+      if ((facts.flags[i]! & FLAG_BLOCKED) !== 0) {
+        const rule = facts.stopRule[i]!;
         const id = book.ruleId(rule);
         const error = new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id });
         // per-record mode (Kinesis PutRecords): this record fails, the others go on
@@ -56,7 +64,7 @@ export class Inspect implements Control {
       }
     }
     refuseWhenNoneLeft(op);
-    for (let i = 0; i < records.length; i++) records[i]!.value = result.values[i] ?? null;
+    for (let i = 0; i < n; i++) records[i]!.value = result.values[i] ?? null;
     return next(op);
   }
 
@@ -66,7 +74,7 @@ export class Inspect implements Control {
     const side: Side = op.action === 'produce' ? 'produce' : 'consume';
     const rules = book.rulesFor(op.resource.name, side, op.identity?.roles ?? []);
     const { result, where } = await this.#inspector.inspectEncoded(
-      { format: encoded.format, parts: encoded.parts, ruleset: rules?.ruleset ?? NO_RULES },
+      { format: encoded.format, parts: encoded.parts, ruleset: rules?.ruleset ?? NO_RULES, keyHeaders: rules?.keyHeaders ?? null },
       encoded.decodedBytes,
     );
     encoded.counts = result.counts;
@@ -133,12 +141,23 @@ function refuseWhenNoneLeft(op: Operation): void {
   if (first) throw first;
 }
 
-/** The audit facts of an inspected batch: hashes, rule id -> actions applied, notes. */
+/** Audit notes: how many records had each of these facts (`json-fallback:3`). */
+const NOTES: Array<[number, string]> = [
+  [FLAG_JSON_FALLBACK, 'json-fallback'],
+  [FLAG_JSON_TOO_DEEP, 'json-too-deep'],
+  [FLAG_JSON_TRAILING, 'json-trailing'],
+  [FLAG_NDJSON, 'ndjson'],
+  [FLAG_KEY_CHANGED, 'keys-changed'],
+  [FLAG_HEADERS_CHANGED, 'headers-changed'],
+];
+
+/** The audit facts of an inspected batch: hashes (of values), rule id -> actions applied (values, keys and headers), notes. */
 function summarize(result: Pick<BatchResult, 'hashes' | 'maskedHashes' | 'flags' | 'hitStart' | 'hitCount' | 'hits'>, where: 'inline' | 'pool', book: RuleBook): Inspection {
   const counts = new Map<number, number>();
-  let fallbacks = 0;
+  const noted = new Array<number>(NOTES.length).fill(0);
   for (let i = 0; i < result.flags.length; i++) {
-    if ((result.flags[i]! & FLAG_JSON_FALLBACK) !== 0) fallbacks++;
+    const f = result.flags[i]!;
+    for (let k = 0; k < NOTES.length; k++) if ((f & NOTES[k]![0]) !== 0) noted[k]!++;
     const start = result.hitStart[i]!;
     const end = start + result.hitCount[i]!;
     for (let k = start; k < end; k++) {
@@ -153,6 +172,6 @@ function summarize(result: Pick<BatchResult, 'hashes' | 'maskedHashes' | 'flags'
     maskedHashes: result.maskedHashes,
     masking,
     where,
-    notes: fallbacks > 0 ? [`json-fallback:${fallbacks}`] : [],
+    notes: NOTES.flatMap(([, name], k) => (noted[k]! > 0 ? [`${name}:${noted[k]}`] : [])),
   };
 }

@@ -9,13 +9,17 @@ import { KafkaProtocolError } from '../protocols/kafka/codec.ts';
 import { decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from '../protocols/kafka/records.ts';
 import type { RecordFormat } from '../operation.ts';
 import { FLAG_BLOCKED, FLAG_CHANGED, outputOf, type WasmEngine } from './engine.ts';
-
+import { foldKeyHeaders, planKeyHeaders } from './key-headers.ts';
+import type { KeyHeaderRulesets } from './rules.ts';
 
 export interface EncodedTask {
   format: RecordFormat;
   /** one blob per partition (Kafka: a sequence of record batches) */
   parts: Uint8Array[];
+  /** the values' ruleset */
   ruleset: number;
+  /** rulesets of keys and headers; absent or null: only values are inspected */
+  keyHeaders?: KeyHeaderRulesets | null;
 }
 
 export interface EncodedResult {
@@ -99,17 +103,20 @@ export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedRe
     sizes[i] = (r.value?.byteLength ?? 0) + (r.key?.byteLength ?? 0);
     hashes[i] = hash('sha256', r.value ?? EMPTY, 'hex');
   }
-  const r = engine.inspect(values, task.ruleset);
+  const plan = task.keyHeaders ? planKeyHeaders(records, task.ruleset, task.keyHeaders) : null;
+  const r = plan ? engine.inspect(plan.payloads, plan.rulesets) : engine.inspect(values, task.ruleset);
   const masked = new Array<string>(n);
-  let blocked = false;
   for (let i = 0; i < n; i++) {
-    if ((r.flags[i]! & FLAG_BLOCKED) !== 0) blocked = true;
     if ((r.flags[i]! & FLAG_CHANGED) !== 0 && values[i] !== null) {
       const out = outputOf(r, i, values[i]!)!;
       records[i]!.value = out;
       masked[i] = hash('sha256', out, 'hex');
     } else masked[i] = UNCHANGED_HASH;
   }
+  // keys and headers: rewritten in the records, their facts merged into each record's
+  const facts = plan ? foldKeyHeaders(records, plan, r, (j) => outputOf(r, j, plan.payloads[j]!)) : r;
+  let blocked = false;
+  for (let i = 0; i < n; i++) if ((facts.flags[i]! & FLAG_BLOCKED) !== 0) blocked = true;
   // a blocked record refuses the whole operation: nothing to re-encode
   let at = 0;
   const parts = decoded.map((d, k) => {
@@ -118,13 +125,13 @@ export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedRe
     if (blocked) return null;
     // a partial batch at the end (Fetch) holds raw bytes too: a changed part never carries one
     let changed = d.truncated > 0;
-    for (let i = from; i < at; i++) if ((r.flags[i]! & FLAG_CHANGED) !== 0) changed = true;
+    for (let i = from; i < at; i++) if ((facts.flags[i]! & FLAG_CHANGED) !== 0) changed = true;
     return changed ? encodeRecords(d, records, from).blob : null;
   });
   return {
     parts, counts, sizes,
     hashes: hashes.join(''),
     maskedHashes: masked.join(''),
-    flags: r.flags, stopRule: r.stopRule, hitStart: r.hitStart, hitCount: r.hitCount, hits: r.hits,
+    flags: facts.flags, stopRule: facts.stopRule, hitStart: facts.hitStart, hitCount: facts.hitCount, hits: facts.hits,
   };
 }

@@ -1,4 +1,4 @@
-// Host side of the WASM inspection engine (wasm/assembly/index.ts, ABI v2).
+// Host side of the WASM inspection engine (wasm/assembly/index.ts, ABI v3).
 // One instance per thread: works on the main thread and inside piscina workers
 // (only node:fs + WebAssembly, no main-thread-only APIs). The compiled rules (the
 // "program") are copied into the instance once, at load.
@@ -8,8 +8,21 @@ import { instantiateSync } from '@assemblyscript/loader';
 
 export const FLAG_CHANGED = 1;
 export const FLAG_BLOCKED = 2;
+/** should be JSON and did not parse: scanned as bytes with escapes decoded, or refused */
 export const FLAG_JSON_FALLBACK = 4;
 export const FLAG_JSON = 8;
+/** several JSON documents, one per line, each walked */
+export const FLAG_NDJSON = 16;
+/** with FLAG_JSON_FALLBACK: nested deeper than the walker goes (512) */
+export const FLAG_JSON_TOO_DEEP = 32;
+/** with FLAG_JSON_FALLBACK: data after a document that is not another line's document */
+export const FLAG_JSON_TRAILING = 64;
+/** set by the host (inspect/key-headers.ts), never by the engine: the record's key / a header changed */
+export const FLAG_KEY_CHANGED = 1 << 16;
+export const FLAG_HEADERS_CHANGED = 1 << 17;
+
+/** The stop rule of a value refused because it does not parse while its rules need it parsed (no rule index). */
+export const STOP_MALFORMED_JSON = 0xffffffff;
 
 /** The outcome of one inspect() call. Views stay valid until the next call on the engine. */
 export interface EngineResult {
@@ -39,7 +52,7 @@ interface EngineExports {
   sha256Batch(n: number): number;
 }
 
-const ABI_VERSION = 2;
+const ABI_VERSION = 3;
 const E_OUT_FULL = -2;
 const E_HITS_FULL = -6;
 const ERRORS: Record<number, string> = {

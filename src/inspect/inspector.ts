@@ -12,7 +12,8 @@ const NULL_LENGTH = 0xffffffff;
 
 interface Pending {
   values: ReadonlyArray<Uint8Array | null>;
-  ruleset: number;
+  /** one ruleset for all values, or one per value */
+  rulesets: number | Uint32Array;
   resolve: (r: BatchResult) => void;
   reject: (e: unknown) => void;
 }
@@ -80,14 +81,14 @@ export class Inspector {
     return !this.#pool || this.#config.mode === 'inline' || (this.#config.mode === 'auto' && bytes <= this.#config.inlineMaxBytes);
   }
 
-  /** Inspects `values` under one compiled ruleset (0 = hash only). */
-  async inspect(values: ReadonlyArray<Uint8Array | null>, ruleset: number): Promise<InspectOutcome> {
+  /** Inspects `values` under one compiled ruleset (0 = hash only) or one per value. */
+  async inspect(values: ReadonlyArray<Uint8Array | null>, rulesets: number | Uint32Array): Promise<InspectOutcome> {
     let bytes = 0;
     for (const v of values) bytes += v?.byteLength ?? 0;
     const inline = this.#inline(bytes);
     try {
-      if (inline) return { result: inspectValues(this.#engine, values, ruleset), where: 'inline' };
-      return { result: await this.#enqueue(values, ruleset), where: 'pool' };
+      if (inline) return { result: inspectValues(this.#engine, values, rulesets), where: 'inline' };
+      return { result: await this.#enqueue(values, rulesets), where: 'pool' };
     } catch (err) {
       if (err instanceof GatewayError) throw err;
       // fail closed: the caller must never forward values that were not inspected
@@ -119,16 +120,16 @@ export class Inspector {
     // one copy of the (usually compressed) wire bytes, transferred: the parts are views of a
     // request frame whose memory is reused
     const { data, lengths } = packParts(task.parts);
-    const poolTask: EncodedPoolTask = { kind: 'encoded', version: this.#program.version, format: task.format, data, lengths, ruleset: task.ruleset };
+    const poolTask: EncodedPoolTask = { kind: 'encoded', version: this.#program.version, format: task.format, data, lengths, ruleset: task.ruleset, keyHeaders: task.keyHeaders ?? null };
     const r = (await this.#pool!.run(poolTask, { transferList: [data.buffer, lengths.buffer] })) as EncodedPoolResult;
     if ('invalid' in r) return r;
     const { data: out, lengths: outLengths, ...rest } = r;
     return { ...rest, parts: unpackParts(out, outLengths) };
   }
 
-  #enqueue(values: ReadonlyArray<Uint8Array | null>, ruleset: number): Promise<BatchResult> {
+  #enqueue(values: ReadonlyArray<Uint8Array | null>, rulesets: number | Uint32Array): Promise<BatchResult> {
     const { promise, resolve, reject } = Promise.withResolvers<BatchResult>();
-    this.#pending.push({ values, ruleset, resolve, reject });
+    this.#pending.push({ values, rulesets, resolve, reject });
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(() => this.#flush());
@@ -152,15 +153,16 @@ export class Inspector {
     let i = 0;
     let off = 0;
     for (const p of batch) {
-      for (const v of p.values) {
+      const one = typeof p.rulesets === 'number' ? p.rulesets : -1;
+      p.values.forEach((v, k) => {
         index[2 * i] = off;
         index[2 * i + 1] = v === null ? NULL_LENGTH : v.byteLength;
         if (v) {
           data.set(v, off);
           off += v.byteLength;
         }
-        rulesets[i++] = p.ruleset;
-      }
+        rulesets[i++] = one >= 0 ? one : (p.rulesets as Uint32Array)[k]!;
+      });
     }
     const task: PoolTask = { version: this.#program.version, data, index, rulesets };
     this.#pool!.run(task, { transferList: [data.buffer, index.buffer, rulesets.buffer] }).then(

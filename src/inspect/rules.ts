@@ -1,17 +1,45 @@
 import type { InspectionConfig } from '../config/schema.ts';
 import { globToRegExp } from '../policy/policy.ts';
 import { compileProgram, type CompiledProgram, type RuleSpec, type RulesetSpec } from './compile/program.ts';
+import { STOP_MALFORMED_JSON } from './engine.ts';
 import type { InspectionRuleConfig } from './schema.ts';
 
 export type Side = 'produce' | 'consume';
 
+/**
+ * The compiled rulesets for the parts of a record besides its value (applied by
+ * inspect/key-headers.ts in the same engine call as the values). NO_RULES where none apply.
+ */
+export interface KeyHeaderRulesets {
+  key: number;
+  headerName: number;
+  /** values of headers that no rule names */
+  headerValue: number;
+  /** values of headers that a rule names (`headers.<name>`), by exact name */
+  headerValueByName: Map<string, number>;
+}
+
 /** The inspection a topic, side and reader needs; `null` from rulesFor means passthrough. */
 export interface ResolvedRules {
-  /** compiled ruleset index, passed to the engine per record */
+  /** compiled ruleset index for the values, passed to the engine per record (NO_RULES when only keys or headers have rules) */
   ruleset: number;
   /** rule ids in order (also what the audit row's masking summary is keyed by) */
   rules: string[];
+  /** null: no rule applies to keys or headers, only the values go to the engine */
+  keyHeaders: KeyHeaderRulesets | null;
 }
+
+/** The rule id an audit row and an error name for a value refused because it does not parse (no config rule can have it: rule ids are lowercase). */
+export const MALFORMED_JSON_RULE = 'inspection.malformedJson';
+
+const hasMatch = (r: InspectionRuleConfig): boolean => r.detector !== undefined || r.pattern !== undefined;
+// Without targets a rule acts on values as configured, and its detector or pattern also
+// applies to keys, header names and header values; a whole-value field rule stays with values.
+const forValue = (r: InspectionRuleConfig): boolean => !r.targets || r.targets.includes('value');
+const forKey = (r: InspectionRuleConfig): boolean => (r.targets ? r.targets.includes('key') : hasMatch(r));
+const forHeaderName = (r: InspectionRuleConfig): boolean => !r.targets && hasMatch(r);
+const forHeaderValue = (r: InspectionRuleConfig, name: string | null): boolean =>
+  r.targets ? r.targets.includes('headers.*') || (name !== null && r.targets.includes(`headers.${name}`)) : hasMatch(r);
 
 export interface Limits {
   maxRecordBytes: number;
@@ -21,8 +49,8 @@ export interface Limits {
 interface Entry {
   patterns: RegExp[];
   limits: Limits;
-  produce: number | null;
-  consume: Array<{ roles: Set<string> | null; ruleset: number | null }>;
+  produce: ResolvedRules | null;
+  consume: Array<{ roles: Set<string> | null; rules: ResolvedRules | null }>;
 }
 
 /** Ruleset 0 is always "no rules": records that are only hashed. */
@@ -37,7 +65,6 @@ export const NO_RULES = 0;
 export class RuleBook {
   readonly program: CompiledProgram;
   readonly #rules: InspectionRuleConfig[];
-  readonly #rulesetRules: string[][];
   readonly #entries: Entry[];
   readonly #defaultLimits: Limits;
   readonly #cache = new Map<string, ResolvedRules | null>();
@@ -47,27 +74,43 @@ export class RuleBook {
     this.#defaultLimits = config.limits;
     const index = new Map(config.rules.map((r, i) => [r.id, i]));
     const rulesets: RulesetSpec[] = [{ rules: [], format: 'text' }];
-    this.#rulesetRules = [[]];
     const seen = new Map<string, number>();
-    const rulesetOf = (ids: string[], format: RulesetSpec['format']): number | null => {
-      if (ids.length === 0) return null;
-      const key = `${format}|${ids.join(',')}`;
+    const rulesetOf = (ids: string[], format: RulesetSpec['format'], malformedJson: 'scan' | 'block'): number => {
+      if (ids.length === 0) return NO_RULES;
+      const key = `${format}|${malformedJson}|${ids.join(',')}`;
       let k = seen.get(key);
       if (k === undefined) {
         k = rulesets.length;
-        rulesets.push({ rules: ids.map((id) => index.get(id)!), format });
-        this.#rulesetRules.push(ids);
+        rulesets.push({ rules: ids.map((id) => index.get(id)!), format, malformedJson });
         seen.set(key, k);
       }
       return k;
     };
+    const resolve = (ids: string[], format: RulesetSpec['format'], malformedJson: 'scan' | 'block'): ResolvedRules | null => {
+      const listed = ids.map((id) => config.rules[index.get(id)!]!);
+      const pick = (keep: (r: InspectionRuleConfig) => boolean) => listed.filter(keep).map((r) => r.id);
+      // a key or header value may be JSON while another is not: auto unless the topic says text
+      const partFormat = format === 'text' ? 'text' : 'auto';
+      const named = new Set(listed.flatMap((r) => (r.targets ?? []).filter((t) => t.startsWith('headers.') && t !== 'headers.*').map((t) => t.slice('headers.'.length))));
+      const keyHeaders: KeyHeaderRulesets = {
+        key: rulesetOf(pick(forKey), partFormat, malformedJson),
+        headerName: rulesetOf(pick(forHeaderName), 'text', malformedJson),
+        headerValue: rulesetOf(pick((r) => forHeaderValue(r, null)), partFormat, malformedJson),
+        headerValueByName: new Map([...named].map((name) => [name, rulesetOf(pick((r) => forHeaderValue(r, name)), partFormat, malformedJson)])),
+      };
+      const ruleset = rulesetOf(pick(forValue), format, malformedJson);
+      const anyKeyHeader = keyHeaders.key !== NO_RULES || keyHeaders.headerName !== NO_RULES || keyHeaders.headerValue !== NO_RULES || keyHeaders.headerValueByName.size > 0;
+      if (ruleset === NO_RULES && !anyKeyHeader) return null;
+      return { ruleset, rules: ids, keyHeaders: anyKeyHeader ? keyHeaders : null };
+    };
     this.#entries = config.topics.map((t) => {
       const format = t.format ?? config.format;
+      const malformedJson = t.malformedJson ?? config.malformedJson;
       return {
         patterns: t.topics.map(globToRegExp),
         limits: { ...config.limits, ...t.limits },
-        produce: rulesetOf(t.produce, format),
-        consume: t.consume.map((c) => ({ roles: c.roles ? new Set(c.roles) : null, ruleset: rulesetOf(c.rules, format) })),
+        produce: resolve(t.produce, format, malformedJson),
+        consume: t.consume.map((c) => ({ roles: c.roles ? new Set(c.roles) : null, rules: resolve(c.rules, format, malformedJson) })),
       };
     });
     const tk = config.tokenization;
@@ -97,13 +140,9 @@ export class RuleBook {
   #resolve(topic: string, side: Side, roles: readonly string[]): ResolvedRules | null {
     const entry = this.#entry(topic);
     if (!entry) return null;
-    let ruleset: number | null = null;
-    if (side === 'produce') ruleset = entry.produce;
-    else {
-      const chosen = entry.consume.find((c) => c.roles && roles.some((r) => c.roles!.has(r))) ?? entry.consume.find((c) => c.roles === null);
-      ruleset = chosen?.ruleset ?? null;
-    }
-    return ruleset === null ? null : { ruleset, rules: this.#rulesetRules[ruleset]! };
+    if (side === 'produce') return entry.produce;
+    const chosen = entry.consume.find((c) => c.roles && roles.some((r) => c.roles!.has(r))) ?? entry.consume.find((c) => c.roles === null);
+    return chosen?.rules ?? null;
   }
 
   /** Size limits for records produced to `topic`. */
@@ -117,11 +156,13 @@ export class RuleBook {
 
   /** Rule id of a compiled rule index (engine results name rules by index). */
   ruleId(index: number): string {
+    if (index === STOP_MALFORMED_JSON) return MALFORMED_JSON_RULE;
     return this.#rules[index]?.id ?? `#${index}`;
   }
 
   /** The block reason of a rule, for the error returned to the client. */
   blockReason(index: number): string {
+    if (index === STOP_MALFORMED_JSON) return 'the value is not valid JSON (malformed, nested deeper than 512 levels, or followed by other data) and this topic\'s rules need it parsed';
     const a = this.#rules[index]?.action;
     return a?.type === 'block' ? a.reason : 'blocked by an inspection rule';
   }

@@ -41,6 +41,12 @@ const action = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('block'), reason: z.string().min(1).max(200).default('blocked by an inspection rule') }),
 ]);
 
+/**
+ * Where in a record a rule applies: `key`, `value`, `headers.*` (every header value) or
+ * `headers.<name>` (the values of headers with that exact name).
+ */
+const target = z.string().regex(/^(?:key|value|headers\..+)$/, 'a target is key, value, headers.* or headers.<name>');
+
 const inspectionRule = z
   .strictObject({
     id: ruleId,
@@ -52,6 +58,11 @@ const inspectionRule = z
     flags: z.string().regex(/^[is]*$/, 'flags are "i" and/or "s"').optional(),
     /** JSON field paths the rule is limited to ($.a.b, $..name, $.items[*].x); without a detector/pattern the action applies to the whole value */
     fields: z.array(z.string().min(1)).min(1).optional(),
+    /**
+     * where the rule applies; without targets: values, and its detector or pattern also to
+     * keys, header names and header values (a card is a card wherever it is)
+     */
+    targets: z.array(target).min(1).optional(),
     action,
   })
   .superRefine((r, ctx) => {
@@ -81,12 +92,20 @@ const limits = z.strictObject({
 });
 
 const format = z.enum(['auto', 'json', 'text']);
+/**
+ * A value that should be JSON (format json, or auto and it starts with {, [ or ") and does
+ * not parse: `scan` it as bytes with JSON escapes decoded (refused all the same when a rule
+ * acting on whole fields is in force: it cannot apply to bytes), or `block` it.
+ */
+const malformedJson = z.enum(['scan', 'block']);
 
 const topicInspection = z.strictObject({
   /** topic globs (`*` = any run of characters); the first entry that matches a topic wins */
   topics: z.array(z.string().min(1)).min(1),
-  /** payload format; auto: JSON when the value starts with { or [ */
+  /** payload format; auto: JSON when the value starts with {, [ or " */
   format: format.optional(),
+  /** overrides inspection.malformedJson for these topics */
+  malformedJson: malformedJson.optional(),
   /** rule ids applied to record values before the broker receives them */
   produce: z.array(z.string()).default([]),
   /**
@@ -114,6 +133,8 @@ export const inspectionSchema = z
     poolThreads: z.int().min(1).max(64).optional(),
     /** default payload format of topics that do not set one */
     format: format.default('auto'),
+    /** what happens to a value that should be JSON and does not parse (topics may override) */
+    malformedJson: malformedJson.default('scan'),
     /** keys for the tokenize action; tokens carry the version they were made with */
     tokenization: z
       .strictObject({

@@ -3,6 +3,7 @@ import { Piscina, workerData } from 'piscina';
 import type { RecordFormat } from '../operation.ts';
 import { inspectEncoded, packParts, unpackParts, type EncodedResult } from './encoded.ts';
 import { FLAG_CHANGED, WasmEngine } from './engine.ts';
+import type { KeyHeaderRulesets } from './rules.ts';
 
 /**
  * Piscina worker: one WASM instance per thread, loaded once with the compiled rules that
@@ -44,6 +45,7 @@ export interface EncodedPoolTask {
   data: Uint8Array;
   lengths: Uint32Array;
   ruleset: number;
+  keyHeaders: KeyHeaderRulesets | null;
 }
 
 /** EncodedResult with the re-encoded parts packed (encoded.ts packParts), or why the records could not be decoded. */
@@ -99,7 +101,7 @@ export default function inspectTask(task: PoolTask | EncodedPoolTask): PoolResul
 function encodedTask(task: EncodedPoolTask): EncodedPoolResult {
   // the input parts are never null (packed from Uint8Arrays)
   const parts = unpackParts(task.data, task.lengths) as Uint8Array[];
-  const r = inspectEncoded(engine, { format: task.format, parts, ruleset: task.ruleset });
+  const r = inspectEncoded(engine, { format: task.format, parts, ruleset: task.ruleset, keyHeaders: task.keyHeaders });
   if ('invalid' in r) return r;
   const { parts: out, ...rest } = r;
   const { data, lengths } = packParts(out);

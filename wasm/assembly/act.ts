@@ -93,12 +93,15 @@ export let unitLen: u32 = 0;
 export let unitRaw: u32 = 0;
 /** the unit is JSON string content: output must be escaped, drop removes the member */
 export let unitJson: bool = false;
+/** replacements are JSON-escaped though the unit is not a JSON string (the decoded view of a value that did not parse) */
+export let unitEscape: bool = false;
 
-export function setUnit(map: usize, len: u32, raw: u32, json: bool): void {
+export function setUnit(map: usize, len: u32, raw: u32, json: bool, escape: bool = false): void {
   unitMap = map;
   unitLen = len;
   unitRaw = raw;
   unitJson = json;
+  unitEscape = json || escape;
 }
 
 function rawStart(s: u32): u32 {
@@ -120,7 +123,7 @@ export function applyMatch(p: u32, u: usize, s: u32, e: u32): i32 {
   if (act == A_BLOCK) { stopRule = r; return ST_BLOCK; }
   if (act == A_DROP && unitJson) { stopRule = r; return ST_DROP; }
   copyTo(rawStart(s));
-  if (act != A_DROP) replacement(rp, u + s, e - s, unitJson);
+  if (act != A_DROP) replacement(rp, u + s, e - s, unitEscape);
   copied = rawEnd(e);
   hit(r);
   return ST_OK;

@@ -1,4 +1,4 @@
-// streamgate inspection engine: batch ABI over linear memory (ABI v2).
+// streamgate inspection engine: batch ABI over linear memory (ABI v3).
 //
 // The host copies the compiled rules (the "program", src/inspect/compile/program.ts)
 // into memory once, then hands over whole batches. The engine never allocates through a
@@ -18,22 +18,37 @@
 //   out table  : records x {u32 offset, u32 length} into out data; for every record when
 //                inspect(n, emitAll=1), else only where CHANGED
 //   status     : records x {u32 flags, u32 first hit, u32 hit count, u32 stop rule}
+//                (stop rule STOP_MALFORMED_JSON: refused because the value does not parse)
 //   hits       : u32 rule index per applied action, in order, records back to back
 //   digests    : records x 32 bytes (sha256Batch, kept for the benchmark)
 // All pointers move when ensure() grows anything; re-read the header then.
-import { bindProgram, FORMAT_AUTO, FORMAT_JSON, K_BLOCK, K_INNER, K_OUTER, KEY_SIZE, keyTable, numKeys, numRulesets, prog, RS_ALL, RS_FORMAT, RS_HAS_FIELDS, RS_TRIGGERS, ruleset, str } from "./program";
+import {
+  bindProgram, FORMAT_AUTO, FORMAT_JSON, K_BLOCK, K_INNER, K_OUTER, KEY_SIZE, keyTable, numKeys, numRulesets, prog,
+  RS_ALL, RS_FLAGS, RS_FORMAT, RS_HAS_FIELDS, RS_TRIGGERS, RSF_BLOCK_MALFORMED, RSF_WHOLE_VALUE_RULES, ruleset, str,
+} from "./program";
 import { hmacPrepare, sha256 } from "./sha256";
 import { prefilter, regionCount, regionEnd, regionPatterns, regionStart, scanRegion } from "./scan";
 import { copyTo, hitsPos, hitsStart, outPos, putBytes, setUnit, ST_BLOCK, stopRule, writerStart } from "./act";
-import { scratchReset } from "./scratch";
-import { hasBackslash, rewind, save, walkJson, W_BLOCK, W_MALFORMED } from "./json";
+import { scratchMark, scratchRelease, scratchReset } from "./scratch";
+import { documents, hasBackslash, M_TOO_DEEP, M_TRAILING, malformedReason, rewind, save, walkJson, W_BLOCK, W_MALFORMED } from "./json";
+import { decodedLen, decodedMap, unescape } from "./unescape";
 
-const ABI_VERSION: u32 = 2;
+const ABI_VERSION: u32 = 3;
 
 export const FLAG_CHANGED: u32 = 1;
 export const FLAG_BLOCKED: u32 = 2;
+/** should be JSON, did not parse: scanned as bytes (escapes decoded) or refused */
 export const FLAG_JSON_FALLBACK: u32 = 4;
 export const FLAG_JSON: u32 = 8;
+/** several documents, one per line */
+export const FLAG_NDJSON: u32 = 16;
+/** with FLAG_JSON_FALLBACK: nested deeper than the walker goes */
+export const FLAG_JSON_TOO_DEEP: u32 = 32;
+/** with FLAG_JSON_FALLBACK: data after a document that is not another line's document */
+export const FLAG_JSON_TRAILING: u32 = 64;
+
+/** the stop rule of a value refused because it does not parse (no rule of the program) */
+export const STOP_MALFORMED_JSON: u32 = 0xffffffff;
 
 export const E_RECORDS: i32 = -1;  // n exceeds record capacity
 export const E_OUT_FULL: i32 = -2; // out data too small: grow to header[14] and retry
@@ -190,33 +205,63 @@ function record(k: u32, rec: usize, len: u32, rs: u32, emitAll: bool): void {
   let trigs = load<u32>(rsp + RS_TRIGGERS);
   let hasFields = load<u32>(rsp + RS_HAS_FIELDS) != 0;
   let format = load<u32>(rsp + RS_FORMAT);
+  let rsFlags = load<u32>(rsp + RS_FLAGS);
   let flags: u32 = 0;
   let stop: u32 = 0;
 
-  let json = format == FORMAT_JSON;
-  if (format == FORMAT_AUTO) {
-    let i: u32 = 0;
-    while (i < len && isSpace(<u32>load<u8>(rec + i))) i++;
-    json = i < len && (load<u8>(rec + i) == 0x7b || load<u8>(rec + i) == 0x5b);
+  let first: u32 = 0;
+  while (first < len && isSpace(<u32>load<u8>(rec + first))) first++;
+  // empty and blank values (tombstones) hold nothing to find and nothing to parse
+  let json = first < len && format == FORMAT_JSON;
+  if (first < len && format == FORMAT_AUTO) {
+    let c = load<u8>(rec + first);
+    json = c == 0x7b || c == 0x5b || c == 0x22;
   }
-  if (pats != 0 || (json && hasFields)) {
+  let blockMalformed = (rsFlags & RSF_BLOCK_MALFORMED) != 0;
+  if (first < len && (pats != 0 || (json && (hasFields || blockMalformed)))) {
     prefilter(rec, len, trigs, pats);
     let text = !json;
-    if (json && (regionCount > 0 || hasFields || hasBackslash(rec, len))) {
+    let fallback = false;
+    // the walk also validates: with block-on-malformed every JSON value is walked
+    if (json && (regionCount > 0 || hasFields || blockMalformed || hasBackslash(rec, len))) {
       save();
       let r = walkJson(rec, len, rs);
       if (r == W_MALFORMED) {
         rewind();
         flags |= FLAG_JSON_FALLBACK;
-        text = true;
+        if (malformedReason == M_TOO_DEEP) flags |= FLAG_JSON_TOO_DEEP;
+        else if (malformedReason == M_TRAILING) flags |= FLAG_JSON_TRAILING;
+        fallback = true;
       } else {
         flags |= FLAG_JSON;
+        if (documents > 1) flags |= FLAG_NDJSON;
         if (r == W_BLOCK) { flags |= FLAG_BLOCKED; stop = stopRule; }
       }
     }
-    if (text) {
-      // Bytes: every pattern of the ruleset applies (field-scoped ones too: with no
-      // fields to scope them, masking more is the safe side).
+    if (fallback && (blockMalformed || (rsFlags & RSF_WHOLE_VALUE_RULES) != 0)) {
+      // fail closed: a whole-value field rule cannot apply to bytes, and the topic may refuse
+      // what does not parse; either way the value must not pass as scanned bytes
+      flags |= FLAG_BLOCKED;
+      stop = STOP_MALFORMED_JSON;
+    } else if (fallback && hasBackslash(rec, len)) {
+      // a JSON reader decodes the escapes, so the scan must see them decoded: "\u0034" is a
+      // digit. Every pattern of the ruleset applies (field-scoped ones too: with no fields
+      // to scope them, masking more is the safe side); replacements are JSON-escaped.
+      let mark = scratchMark();
+      let d = unescape(rec, 0, len, true);
+      let dlen = decodedLen;
+      setUnit(decodedMap, dlen, 0, false, true);
+      prefilter(d, dlen, trigs, pats);
+      for (let i: u32 = 0; i < regionCount; i++) {
+        if (scanRegion(d, dlen, regionStart(i), regionEnd(i), regionPatterns(i) & pats) == ST_BLOCK) {
+          flags |= FLAG_BLOCKED;
+          stop = stopRule;
+          break;
+        }
+      }
+      scratchRelease(mark);
+    } else if (text || fallback) {
+      // Bytes: every pattern of the ruleset applies (as above).
       setUnit(0, len, 0, false);
       for (let i: u32 = 0; i < regionCount; i++) {
         if (scanRegion(rec, len, regionStart(i), regionEnd(i), regionPatterns(i) & pats) == ST_BLOCK) {

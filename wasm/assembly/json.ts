@@ -1,11 +1,14 @@
 // JSON awareness: a validating recursive-descent walk that
-//   * scans string values (not keys, not numbers) with the detectors in force there,
+//   * scans string values, object keys and numbers with the detectors in force there (a
+//     number with a match becomes a JSON string: masked digits are no number),
 //   * follows field paths (JSONPath subset, compiled into path states) and applies
 //     field rules to whole values: replace, drop the member/element, or block,
 //   * decodes escapes where a string has them (detectors see the value, not "\u0034"),
-//     mapping matches back to the raw bytes and re-escaping replacements.
-// A document that does not parse is reported as malformed; the caller rewinds the
-// output and scans the record as bytes instead.
+//     mapping matches back to the raw bytes and re-escaping replacements,
+//   * walks NDJSON: documents on their own lines, each with the same rules.
+// A record that does not parse (syntax, nesting over MAX_DEPTH, data after a document that
+// is not another line's document) is reported as malformed with the reason; the caller
+// rewinds the output and scans the record as bytes instead.
 import {
   A_BLOCK, A_DROP, A_MASK, pathState, pathWords, PS_DESC, PS_FINAL, PS_INDEX, PS_KIND,
   PS_NAME_LEN, PS_NAME_OFF, PS_RULE, R_ACTION, R_MASK_CHAR, R_PATTERN, RS_GLOBAL, RS_PATH_INIT, RS_TRIGGERS, rule, ruleset, str,
@@ -13,13 +16,24 @@ import {
 import { copied, copyTo, hit, hitsPos, outPos, put, replacement, restore, setStop, setUnit, skipTo, ST_DROP, ST_OK, stopRule } from "./act";
 import { prefilter, regionCount, regionEnd, regionPatterns, regions, regionStart, restoreRegions, scanRegion } from "./scan";
 import { salloc, scratchMark, scratchRelease } from "./scratch";
+import { decodedLen, decodedMap, unescape } from "./unescape";
 
 export const W_OK: i32 = 0;
 export const W_DROP: i32 = 1;
 export const W_BLOCK: i32 = 2;
 export const W_MALFORMED: i32 = 3;
 
+// why a record is malformed (malformedReason, after W_MALFORMED)
+export const M_SYNTAX: u32 = 0;
+export const M_TOO_DEEP: u32 = 1;
+/** a document parsed, then came data that is not another NDJSON line's document */
+export const M_TRAILING: u32 = 2;
+
 const MAX_DEPTH: i32 = 512;
+
+export let malformedReason: u32 = M_SYNTAX;
+/** documents walked in the last walkJson (more than one: NDJSON) */
+export let documents: u32 = 0;
 
 let rec: usize = 0;
 let len: u32 = 0;
@@ -48,12 +62,14 @@ export function rewind(): void {
 
 // ---- entry ----
 
-/** Walks rec[0, n) under ruleset rs. W_OK, W_BLOCK (stopRule set) or W_MALFORMED. */
+/** Walks rec[0, n) under ruleset rs. W_OK, W_BLOCK (stopRule set) or W_MALFORMED (malformedReason set). */
 export function walkJson(r: usize, n: u32, rs: u32): i32 {
   rec = r;
   len = n;
   pos = 0;
   regionCursor = 0;
+  malformedReason = M_SYNTAX;
+  documents = 0;
   let rsp = ruleset(rs);
   globalPats = load<u64>(rsp + RS_GLOBAL);
   trigs = load<u32>(rsp + RS_TRIGGERS);
@@ -64,20 +80,38 @@ export function walkJson(r: usize, n: u32, rs: u32): i32 {
   let any = false;
   for (let w: usize = 0; w < words; w++) if (load<u64>(pathStack + (w << 3)) != 0) any = true;
   ws();
-  let valueStart = pos;
-  let st = value(0, any ? pathStack : 0, globalPats, false);
-  if (st == W_MALFORMED || st == W_BLOCK) return st; // a blocked record is refused whole: the rest need not parse
-  ws();
-  if (pos != len) return W_MALFORMED;
-  if (st == W_DROP) {
-    // dropping the whole document leaves null
-    copyTo(valueStart);
-    put(0x6e); put(0x75); put(0x6c); put(0x6c);
-    skipTo(pos);
-    hit(stopRule);
-    return W_OK;
+  // one document, or NDJSON: one per line (the path states at depth 0 are never written, so
+  // every document starts from the ruleset's)
+  for (;;) {
+    let valueStart = pos;
+    let st = value(0, any ? pathStack : 0, globalPats, false);
+    if (st == W_MALFORMED) {
+      if (documents > 0 && malformedReason == M_SYNTAX) malformedReason = M_TRAILING;
+      return st;
+    }
+    if (st == W_BLOCK) return st; // a blocked record is refused whole: the rest need not parse
+    if (st == W_DROP) {
+      // dropping a whole document leaves null
+      copyTo(valueStart);
+      put(0x6e); put(0x75); put(0x6c); put(0x6c);
+      skipTo(pos);
+      hit(stopRule);
+    }
+    documents++;
+    let newline = false;
+    while (pos < len) {
+      let c = <u32>load<u8>(rec + pos);
+      if (c == 0x0a) newline = true;
+      else if (c != 0x20 && c != 0x0d && c != 0x09) break;
+      pos++;
+    }
+    if (pos == len) return W_OK;
+    if (!newline) {
+      malformedReason = M_TRAILING;
+      return W_MALFORMED;
+    }
   }
-  return st;
+  return W_OK; // unreachable: the loop only returns
 }
 
 // ---- lexing ----
@@ -96,11 +130,8 @@ function ws(): void {
 }
 
 // @ts-ignore: decorator
-@inline function hex(c: u32): i32 {
-  if (c - 0x30 < 10) return <i32>(c - 0x30);
-  let l = c | 0x20;
-  if (l - 0x61 < 6) return <i32>(l - 0x61 + 10);
-  return -1;
+@inline function isHex(c: u32): bool {
+  return c - 0x30 < 10 || (c | 0x20) - 0x61 < 6;
 }
 
 let strStart: u32 = 0; // content start (after the quote)
@@ -133,7 +164,7 @@ function skipString(): bool {
       let e = <u32>load<u8>(rec + pos + 1);
       if (e == 0x75) {
         if (pos + 6 > len) return false;
-        for (let i: u32 = 2; i < 6; i++) if (hex(<u32>load<u8>(rec + pos + i)) < 0) return false;
+        for (let i: u32 = 2; i < 6; i++) if (!isHex(<u32>load<u8>(rec + pos + i))) return false;
         pos += 6;
       } else if (e == 0x22 || e == 0x5c || e == 0x2f || e == 0x62 || e == 0x66 || e == 0x6e || e == 0x72 || e == 0x74) {
         pos += 2;
@@ -175,63 +206,6 @@ function skipLiteral(word: string): bool {
   return true;
 }
 
-/**
- * Decodes the escaped string content rec[a, b) into scratch: returns the buffer; the
- * decoded length is in decodedLen and, when `map` is set, decodedMap[i] is the record
- * offset of the escape (or byte) that produced decoded byte i (decodedMap[len] = b).
- */
-let decodedLen: u32 = 0;
-let decodedMap: usize = 0;
-
-function decode(a: u32, b: u32, withMap: bool): usize {
-  let n = b - a;
-  let d = salloc(<usize>n);
-  let m: usize = withMap ? salloc(<usize>(n + 1) << 2) : 0;
-  let k: u32 = 0;
-  let i = a;
-  while (i < b) {
-    let c = <u32>load<u8>(rec + i);
-    if (c != 0x5c) {
-      store<u8>(d + k, <u8>c);
-      if (withMap) store<u32>(m + (<usize>k << 2), i);
-      k++;
-      i++;
-      continue;
-    }
-    let e = <u32>load<u8>(rec + i + 1);
-    let from = i;
-    let cp: u32 = 0;
-    if (e == 0x75) {
-      cp = hex4(i + 2);
-      i += 6;
-      if (cp >= 0xd800 && cp <= 0xdbff && i + 6 <= b && load<u8>(rec + i) == 0x5c && load<u8>(rec + i + 1) == 0x75) {
-        let lo = hex4(i + 2);
-        if (lo >= 0xdc00 && lo <= 0xdfff) { cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00); i += 6; }
-      }
-      if (cp >= 0xd800 && cp <= 0xdfff) cp = 0xfffd; // a lone surrogate
-    } else {
-      cp = e == 0x62 ? 0x08 : e == 0x66 ? 0x0c : e == 0x6e ? 0x0a : e == 0x72 ? 0x0d : e == 0x74 ? 0x09 : e;
-      i += 2;
-    }
-    // UTF-8
-    let bytes: u32 = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-    if (bytes == 1) store<u8>(d + k, <u8>cp);
-    else if (bytes == 2) { store<u8>(d + k, <u8>(0xc0 | (cp >> 6))); store<u8>(d + k + 1, <u8>(0x80 | (cp & 63))); }
-    else if (bytes == 3) { store<u8>(d + k, <u8>(0xe0 | (cp >> 12))); store<u8>(d + k + 1, <u8>(0x80 | ((cp >> 6) & 63))); store<u8>(d + k + 2, <u8>(0x80 | (cp & 63))); }
-    else { store<u8>(d + k, <u8>(0xf0 | (cp >> 18))); store<u8>(d + k + 1, <u8>(0x80 | ((cp >> 12) & 63))); store<u8>(d + k + 2, <u8>(0x80 | ((cp >> 6) & 63))); store<u8>(d + k + 3, <u8>(0x80 | (cp & 63))); }
-    if (withMap) for (let j: u32 = 0; j < bytes; j++) store<u32>(m + (<usize>(k + j) << 2), from);
-    k += bytes;
-  }
-  if (withMap) store<u32>(m + (<usize>k << 2), b);
-  decodedLen = k;
-  decodedMap = m;
-  return d;
-}
-
-function hex4(at: u32): u32 {
-  return <u32>((hex(<u32>load<u8>(rec + at)) << 12) | (hex(<u32>load<u8>(rec + at + 1)) << 8) | (hex(<u32>load<u8>(rec + at + 2)) << 4) | hex(<u32>load<u8>(rec + at + 3)));
-}
-
 // ---- paths ----
 
 // Path states in force for the child at key rec[ka, kb) (index < 0) or array index `index`.
@@ -255,7 +229,7 @@ function childPaths(parent: usize, child: usize, ka: u32, kb: u32, kEscaped: boo
       if (kind == 1) hitStep = true;
       else if (kind == 2) hitStep = index >= 0 && <u32>index == load<u32>(ps + PS_INDEX);
       else if (index < 0) {
-        if (kEscaped && !decoded) { key = decode(ka, kb, false); keyLen = decodedLen; decoded = true; }
+        if (kEscaped && !decoded) { key = unescape(rec, ka, kb, false); keyLen = decodedLen; decoded = true; }
         let nl = load<u32>(ps + PS_NAME_LEN);
         if (nl == keyLen) {
           let name = str(load<u32>(ps + PS_NAME_OFF));
@@ -308,7 +282,7 @@ function fieldRules(paths: usize): u64 {
  * patterns in force, `skip`: only validate (the value is being replaced as a whole).
  */
 function value(depth: i32, paths: usize, active: u64, skip: bool): i32 {
-  if (depth > MAX_DEPTH) return W_MALFORMED;
+  if (depth > MAX_DEPTH) { malformedReason = M_TOO_DEEP; return W_MALFORMED; }
   let wr: i32 = -1;
   if (!skip && paths != 0) {
     active |= fieldRules(paths);
@@ -334,7 +308,11 @@ function value(depth: i32, paths: usize, active: u64, skip: bool): i32 {
   if (c == 0x74) return skipLiteral("true") ? W_OK : W_MALFORMED;
   if (c == 0x66) return skipLiteral("false") ? W_OK : W_MALFORMED;
   if (c == 0x6e) return skipLiteral("null") ? W_OK : W_MALFORMED;
-  if (c == 0x2d || c - 0x30 < 10) return skipNumber() ? W_OK : W_MALFORMED;
+  if (c == 0x2d || c - 0x30 < 10) {
+    let start = pos;
+    if (!skipNumber()) return W_MALFORMED;
+    return skip || active == 0 ? W_OK : numberValue(start, pos, active);
+  }
   return W_MALFORMED;
 }
 
@@ -348,7 +326,7 @@ function replaceValue(rp: usize, start: u32, isString: bool): void {
     let mark = scratchMark();
     let v: usize = rec + strStart;
     let n = strEnd - strStart;
-    if (strEscaped) { v = decode(strStart, strEnd, false); n = decodedLen; }
+    if (strEscaped) { v = unescape(rec, strStart, strEnd, false); n = decodedLen; }
     replacement(rp, v, n, true);
     scratchRelease(mark);
   } else if (a == A_MASK && (first == 0x7b || first == 0x5b)) {
@@ -365,30 +343,24 @@ function replaceValue(rp: usize, start: u32, isString: bool): void {
 function stringValue(active: u64, skip: bool): i32 {
   if (!skipString()) return W_MALFORMED;
   if (skip || active == 0) return W_OK;
-  let a = strStart;
-  let b = strEnd;
+  return scanString(strStart, strEnd, strEscaped, active);
+}
+
+// The content rec[a, b) of a string (value or key) as its own text, under `active`.
+function scanString(a: u32, b: u32, escaped: bool, active: u64): i32 {
   // undo point: a drop/block found inside the string discards its edits
   let out0 = outPos;
   let copied0 = copied;
   let hits0 = hitsPos;
   let st = ST_OK;
-  if (!strEscaped) {
-    while (regionCursor < regionCount && regionEnd(regionCursor) <= a) regionCursor++;
-    let i = regionCursor;
-    setUnit(0, b - a, a, true);
-    while (i < regionCount && regionStart(i) < b) {
-      let ra = max(regionStart(i), a);
-      let rb = min(regionEnd(i), b);
-      st = scanRegion(rec + a, b - a, ra - a, rb - a, regionPatterns(i) & active);
-      if (st != ST_OK) break;
-      i++;
-    }
+  if (!escaped) {
+    st = scanRaw(a, b, active);
   } else {
     // the raw prefilter saw escapes, not the value: prefilter the decoded value itself
     let mark = scratchMark();
     let outerRegions = regions;
     let outerCount = regionCount;
-    let d = decode(a, b, true);
+    let d = unescape(rec, a, b, true);
     let dlen = decodedLen;
     let map = decodedMap;
     prefilter(d, dlen, trigs, active);
@@ -405,6 +377,44 @@ function stringValue(active: u64, skip: bool): i32 {
   return st == ST_DROP ? W_DROP : W_BLOCK;
 }
 
+// The prefilter's regions of the record clipped to rec[a, b), scanned as the unit rec[a, b).
+function scanRaw(a: u32, b: u32, active: u64): i32 {
+  while (regionCursor < regionCount && regionEnd(regionCursor) <= a) regionCursor++;
+  let i = regionCursor;
+  if (i >= regionCount || regionStart(i) >= b) return ST_OK; // no candidate here (most strings, keys and numbers)
+  setUnit(0, b - a, a, true);
+  while (i < regionCount && regionStart(i) < b) {
+    let ra = max(regionStart(i), a);
+    let rb = min(regionEnd(i), b);
+    let st = scanRegion(rec + a, b - a, ra - a, rb - a, regionPatterns(i) & active);
+    if (st != ST_OK) return st;
+    i++;
+  }
+  return ST_OK;
+}
+
+// A number rec[a, b) scanned as its own text. A match turns it into a JSON string holding
+// the number's text with the replacement: digits masked by "*" would be no number, and a
+// string keeps the document valid whatever the action writes.
+function numberValue(a: u32, b: u32, active: u64): i32 {
+  let out0 = outPos;
+  let copied0 = copied;
+  let hits0 = hitsPos;
+  let st = scanRaw(a, b, active);
+  if (st != ST_OK) {
+    restore(out0, copied0, hits0);
+    return st == ST_DROP ? W_DROP : W_BLOCK;
+  }
+  if (hitsPos == hits0) return W_OK;
+  // a match (rare): write it again, this time inside quotes (the scan is deterministic)
+  restore(out0, copied0, hits0);
+  copyTo(a);
+  put(0x22);
+  scanRaw(a, b, active);
+  copyTo(b);
+  put(0x22);
+  return W_OK;
+}
 
 function object(depth: i32, paths: usize, active: u64, skip: bool): i32 {
   pos++;
@@ -422,13 +432,23 @@ function object(depth: i32, paths: usize, active: u64, skip: bool): i32 {
     let ka = strStart;
     let kb = strEnd;
     let kEsc = strEscaped;
+    // a key is text like a value: masked in place, or its match drops the member / blocks
+    let keySt = skip || active == 0 ? W_OK : scanString(ka, kb, kEsc, active);
+    if (keySt == W_BLOCK) return keySt;
     ws();
     if (peek() != 0x3a) return W_MALFORMED;
     pos++;
     ws();
-    let cp: usize = 0;
-    if (child != 0 && !skip && childPaths(paths, child, ka, kb, kEsc, -1)) cp = child;
-    let st = value(depth + 1, cp, active, skip);
+    let st: i32;
+    if (keySt == W_DROP) {
+      // the member goes: its value is only validated
+      st = value(depth + 1, 0, 0, true);
+      if (st == W_OK) st = W_DROP;
+    } else {
+      let cp: usize = 0;
+      if (child != 0 && !skip && childPaths(paths, child, ka, kb, kEsc, -1)) cp = child;
+      st = value(depth + 1, cp, active, skip);
+    }
     if (st == W_MALFORMED || st == W_BLOCK) return st;
     if (st == W_DROP) {
       if (kept > 0) { copyTo(comma); skipTo(pos); }

@@ -140,6 +140,13 @@ export const RS_GLOBAL: usize = 8;
 export const RS_ALL: usize = 16;
 export const RS_TRIGGERS: usize = 24;
 export const RS_PATH_INIT: usize = 28;
+/** RSF_* bits */
+export const RS_FLAGS: usize = 32;
+
+/** a value that should be JSON and does not parse is refused (malformedJson: block) */
+export const RSF_BLOCK_MALFORMED: u32 = 1;
+/** the ruleset has rules that act on whole JSON field values: they cannot apply to bytes */
+export const RSF_WHOLE_VALUE_RULES: u32 = 2;
 
 export const FORMAT_AUTO: u32 = 0;
 export const FORMAT_JSON: u32 = 1;

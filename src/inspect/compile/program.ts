@@ -35,7 +35,13 @@ export interface RulesetSpec {
   /** indices into the rules */
   rules: number[];
   format: 'auto' | 'json' | 'text';
+  /** a value that should be JSON and does not parse: scanned as bytes (default) or refused */
+  malformedJson?: 'scan' | 'block';
 }
+
+/** ruleset flag bits (wasm/assembly/program.ts RSF_*) */
+const RSF_BLOCK_MALFORMED = 1;
+const RSF_WHOLE_VALUE_RULES = 2;
 
 export interface KeySpec {
   version: number;
@@ -277,6 +283,7 @@ export function compileProgram(spec: ProgramSpec): CompiledProgram {
     let global = 0n;
     let all = 0n;
     let hasFields = 0;
+    let flags = rs.malformedJson === 'block' ? RSF_BLOCK_MALFORMED : 0;
     for (const ri of rs.rules) {
       const p = patternOfRule[ri]!;
       const r = spec.rules[ri]!;
@@ -284,7 +291,7 @@ export function compileProgram(spec: ProgramSpec): CompiledProgram {
       if (p >= 0) {
         all |= 1n << BigInt(p);
         if (!r.fields) global |= 1n << BigInt(p);
-      }
+      } else if (r.fields) flags |= RSF_WHOLE_VALUE_RULES;
     }
     let triggers = 0;
     prefilter.triggers.forEach((t, k) => { if ((t.patterns & all) !== 0n) triggers |= 1 << k; });
@@ -295,7 +302,8 @@ export function compileProgram(spec: ProgramSpec): CompiledProgram {
     w.u32(triggers >>> 0);
     pathInitAt.push(w.offset);
     w.u32(0);
-    w.u32(0); w.u32(0); w.u32(0); w.u32(0);
+    w.u32(flags);
+    w.u32(0); w.u32(0); w.u32(0);
   }
   spec.rulesets.forEach((rs, k) => {
     w.align(8);
