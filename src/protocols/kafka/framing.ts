@@ -78,11 +78,34 @@ export class Framer {
     this.#streamed = upTo;
   }
 
+  /** frames already received are not handed on until go(): the reader of a paused socket stops at once */
+  #stopped = false;
+
   /** Throws FrameError on a size outside [minBytes, maxBytes]. */
   push(chunk: Buffer): void {
     this.#chunks.push(chunk);
     this.#buffered += chunk.length;
+    this.#parse();
+  }
+
+  /**
+   * Holds back the frames of chunks already pushed (a socket read can hold thousands of small
+   * requests; pausing the socket alone would still let all of them through).
+   */
+  stop(): void {
+    this.#stopped = true;
+  }
+
+  /** Hands on what stop() held back, then goes on as before. Throws FrameError like push(). */
+  go(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#parse();
+  }
+
+  #parse(): void {
     for (;;) {
+      if (this.#stopped) return;
       if (this.#size < 0) {
         if (this.#buffered < 4) return;
         const size = this.#peekSize();

@@ -50,8 +50,19 @@ export class KafkaListener {
    * every answer forwarded to an authenticated client. Clients that have not logged in are
    * answered from it: an anonymous connection never opens a broker connection.
    */
-  brokerVersions: Struct | undefined;
+  #brokerVersions: Struct | undefined;
   #learningVersions: Promise<void> | undefined;
+  /** the answer to an ApiVersions before login, per version: built once (a flood of them costs an encode each) */
+  readonly preLoginAnswers = new Map<number, Struct>();
+
+  get brokerVersions(): Struct | undefined {
+    return this.#brokerVersions;
+  }
+
+  set brokerVersions(res: Struct | undefined) {
+    this.#brokerVersions = res;
+    this.preLoginAnswers.clear();
+  }
 
   constructor(config: KafkaListenerConfig, upstream: KafkaUpstreamConfig, dispatcher: Dispatcher, log: Logger) {
     this.config = config;
@@ -302,7 +313,10 @@ class Connection {
         this.#violation(err instanceof FrameError ? err.message : 'unreadable frame', undefined);
       }
     });
-    socket.on('drain', () => this.#upSocket?.resume());
+    socket.on('drain', () => {
+      this.#upSocket?.resume();
+      this.#resumeReads();
+    });
     socket.on('error', () => {});
     socket.on('close', () => this.destroy());
     this.#session.throttle = (ms) => this.#mute(ms);
@@ -343,6 +357,12 @@ class Connection {
   /** Reads again unless muted, the request queue is full, or the broker connection is backed up. */
   #resumeReads(): void {
     if (this.#closed || Date.now() < this.#mutedUntil || this.#queued >= MAX_QUEUED_REQUESTS / 2 || this.#queuedBytes >= this.#inflightLimit() / 2 || this.#upstreamBusy()) return;
+    try {
+      this.#framer.go();
+    } catch (err) {
+      return this.#violation(err instanceof FrameError ? err.message : 'unreadable frame', undefined);
+    }
+    if (this.#closed || this.#queued >= MAX_QUEUED_REQUESTS) return; // the held-back frames filled the queue again
     if (this.#socket.isPaused()) this.#socket.resume();
   }
 
@@ -411,7 +431,10 @@ class Connection {
     this.#queued++;
     this.#queuedBytes += frame.byteLength;
     // backpressure: a client that pipelines faster than the gateway forwards is paused
-    if (this.#queued >= MAX_QUEUED_REQUESTS || this.#queuedBytes >= this.#inflightLimit()) this.#socket.pause();
+    if (this.#queued >= MAX_QUEUED_REQUESTS || this.#queuedBytes >= this.#inflightLimit()) {
+      this.#socket.pause();
+      this.#framer.stop();
+    }
     const done = () => {
       this.#queued--;
       this.#queuedBytes -= frame.byteLength;
@@ -450,8 +473,13 @@ class Connection {
     this.#framer.maxBytes = this.#l.config.maxFrameBytes;
   }
 
+  /**
+   * The broker connection is backed up, or the client does not read its answers: a client
+   * that sends requests without reading (ApiVersions answers are 30x their request) is not
+   * read either, so unread answers cannot pile up in memory.
+   */
   #upstreamBusy(): boolean {
-    return this.#upSocket !== undefined && this.#upSocket.writableNeedDrain;
+    return (this.#upSocket !== undefined && this.#upSocket.writableNeedDrain) || this.#socket.writableNeedDrain;
   }
 
   #header(frame: Buffer): Header {
@@ -588,7 +616,11 @@ class Connection {
       } else if (s.data && !this.#closed) {
         // backpressure the other way: a client slow to read pauses its broker connection
         const data = this.#throttleNextMs > 0 ? this.#withThrottle(s, s.data) : s.data;
-        if (!this.#socket.write(data, () => this.#upFramer?.release(data))) this.#upSocket?.pause();
+        if (!this.#socket.write(data, () => this.#upFramer?.release(data))) {
+          this.#upSocket?.pause();
+          this.#socket.pause();
+          this.#framer.stop();
+        }
       }
     }
   }
@@ -1358,10 +1390,16 @@ class Connection {
 
   /** The answer to an ApiVersions before login: the brokers' versions the gateway learned, else its own table. */
   async #apiVersionsBeforeLogin(version: number): Promise<Struct> {
+    const cached = this.#l.preLoginAnswers.get(version);
+    if (cached) return cached;
     const res = this.#l.reg.responses.get(API.ApiVersions)!.defaults(version);
     const known = this.#l.brokerVersions;
-    if (!known) return this.#apiVersions({ ...res, ErrorCode: ERR.NONE, ApiKeys: [] }, version, true);
-    return this.#apiVersions({ ...res, ...known, ThrottleTimeMs: 0, ApiKeys: (known.ApiKeys as Struct[]).map((a) => ({ ...a })) }, version, false);
+    const answer = known
+      ? await this.#apiVersions({ ...res, ...known, ThrottleTimeMs: 0, ApiKeys: (known.ApiKeys as Struct[]).map((a) => ({ ...a })) }, version, false)
+      : await this.#apiVersions({ ...res, ErrorCode: ERR.NONE, ApiKeys: [] }, version, true);
+    // the gateway's own table stands in only until the brokers' versions are known
+    if (known) this.#l.preLoginAnswers.set(version, answer);
+    return answer;
   }
 
   async #apiVersions(res: Struct, version: number, local: boolean): Promise<Struct> {
