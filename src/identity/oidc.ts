@@ -58,6 +58,10 @@ export class OidcVerifier {
       this.#cache.delete(token);
     }
 
+    // One token, one spelling: base64url allows several encodings of the same bytes (the
+    // unused low bits of a segment's last character), which would let a copied token pass
+    // as a different string past anything keyed by the token text.
+    if (!canonicalSegments(token)) throw new GatewayError('unauthenticated', 'the bearer token is not a well-formed JWT');
     let unverified: JWTPayload;
     try {
       const header = decodeProtectedHeader(token);
@@ -153,4 +157,12 @@ function describeJoseError(err: unknown): string {
   if (err instanceof errors.JWKSNoMatchingKey) return 'no key of the issuer matches the token (unknown kid)';
   if (err instanceof errors.JWKSTimeout || err instanceof errors.JOSEError) return `token verification failed: ${(err as Error).message}`;
   return 'token verification failed';
+}
+
+/** Every dot-separated segment is base64url without padding and re-encodes to itself. */
+function canonicalSegments(token: string): boolean {
+  for (const segment of token.split('.')) {
+    if (Buffer.from(segment, 'base64url').toString('base64url') !== segment) return false;
+  }
+  return true;
 }
