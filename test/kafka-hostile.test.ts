@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Producer, stringSerializers } from '@platformatic/kafka';
 import { createTopics, getInfra, readAudit, startGateway, testConfig, type Infra } from './helpers/infra.ts';
-import { frame, rawClient, rawExchange } from './helpers/kafka-gateway.ts';
+import { fetchRequest, frame, rawClient, rawExchange } from './helpers/kafka-gateway.ts';
 import type { Gateway } from '../src/gateway.ts';
 import type { Struct } from '../src/protocols/kafka/codec.ts';
 import type { UpstreamMessage } from '../src/protocols/kafka/listener.ts';
@@ -31,22 +31,6 @@ async function login(who: string, on = port): Promise<Raw> {
   const auth = await client.request(36, 2, { AuthBytes: Buffer.from(`n,,\x01auth=Bearer ${await infra.idp.token(who)}\x01\x01`) });
   assert.equal(auth.ErrorCode, 0, `${who} logs in`);
   return client;
-}
-
-function fetchRequest(sessionId: number, epoch: number, topics: string[], forgotten: string[] = []): Struct {
-  return {
-    ClusterId: null,
-    ReplicaId: -1,
-    MaxWaitMs: 200,
-    MinBytes: 1,
-    MaxBytes: 1 << 20,
-    IsolationLevel: 0,
-    SessionId: sessionId,
-    SessionEpoch: epoch,
-    Topics: topics.map((t) => ({ Topic: t, Partitions: [{ Partition: 0, CurrentLeaderEpoch: -1, FetchOffset: 0n, LastFetchedEpoch: -1, LogStartOffset: -1n, PartitionMaxBytes: 1 << 20 }] })),
-    ForgottenTopicsData: forgotten.map((t) => ({ Topic: t, Partitions: [0] })),
-    RackId: '',
-  };
 }
 
 /** Waits until the broker serves the coordinator of `group` (a fresh broker creates its offsets topic first). */

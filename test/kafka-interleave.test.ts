@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Producer, stringSerializers } from '@platformatic/kafka';
 import { createTopics, getInfra, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
-import { rawClient, walkResponse } from './helpers/kafka-gateway.ts';
+import { fetchRequest, rawClient, walkResponse } from './helpers/kafka-gateway.ts';
 import type { Gateway } from '../src/gateway.ts';
 import type { Struct } from '../src/protocols/kafka/codec.ts';
 
@@ -79,19 +79,7 @@ async function login(who: string): Promise<Raw> {
   return client;
 }
 
-const fetch = (sessionId: number, epoch: number, topics: string[]): Struct => ({
-  ClusterId: null,
-  ReplicaId: -1,
-  MaxWaitMs: 100,
-  MinBytes: 1,
-  MaxBytes: 1 << 20,
-  IsolationLevel: 0,
-  SessionId: sessionId,
-  SessionEpoch: epoch,
-  Topics: topics.map((t) => ({ Topic: t, Partitions: [{ Partition: 0, CurrentLeaderEpoch: -1, FetchOffset: 0n, LastFetchedEpoch: -1, LogStartOffset: -1n, PartitionMaxBytes: 1 << 20 }] })),
-  ForgottenTopicsData: [],
-  RackId: '',
-});
+const fetch = (sessionId: number, epoch: number, topics: string[]): Struct => fetchRequest(sessionId, epoch, topics, [], 100);
 
 test('50 connections of two identities interleave fetch sessions, offset fetches and heartbeats for a minute: nothing reaches whom it must not', async () => {
   const deadline = Date.now() + DURATION_MS;

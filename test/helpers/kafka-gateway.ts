@@ -104,3 +104,20 @@ export function walkResponse(v: unknown, visit: (s: Struct, hasError: boolean) =
   visit(s, inherited || own || below);
   return own || below;
 }
+
+/** A Fetch v12 request body: partition 0 of each topic from offset 0, in fetch session `sessionId` at `epoch`. */
+export function fetchRequest(sessionId: number, epoch: number, topics: string[], forgotten: string[] = [], maxWaitMs = 200): Struct {
+  return {
+    ClusterId: null,
+    ReplicaId: -1,
+    MaxWaitMs: maxWaitMs,
+    MinBytes: 1,
+    MaxBytes: 1 << 20,
+    IsolationLevel: 0,
+    SessionId: sessionId,
+    SessionEpoch: epoch,
+    Topics: topics.map((t) => ({ Topic: t, Partitions: [{ Partition: 0, CurrentLeaderEpoch: -1, FetchOffset: 0n, LastFetchedEpoch: -1, LogStartOffset: -1n, PartitionMaxBytes: 1 << 20 }] })),
+    ForgottenTopicsData: forgotten.map((t) => ({ Topic: t, Partitions: [0] })),
+    RackId: '',
+  };
+}

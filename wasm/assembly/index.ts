@@ -211,14 +211,14 @@ function record(k: u32, rec: usize, len: u32, rs: u32, emitAll: bool): void {
 
   let first: u32 = 0;
   while (first < len && isSpace(<u32>load<u8>(rec + first))) first++;
-  // empty and blank values (tombstones) hold nothing to find and nothing to parse
+  // blank values (tombstones) are never JSON, so never "unparsable"; as text they are scanned
   let json = first < len && format == FORMAT_JSON;
   if (first < len && format == FORMAT_AUTO) {
     let c = load<u8>(rec + first);
     json = c == 0x7b || c == 0x5b || c == 0x22;
   }
   let blockMalformed = (rsFlags & RSF_BLOCK_MALFORMED) != 0;
-  if (first < len && (pats != 0 || (json && (hasFields || blockMalformed)))) {
+  if (len > 0 && (pats != 0 || (json && (hasFields || blockMalformed)))) {
     prefilter(rec, len, trigs, pats);
     let text = !json;
     let fallback = false;

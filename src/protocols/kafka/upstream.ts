@@ -153,17 +153,14 @@ async function scram(algorithm: 'SHA-256' | 'SHA-512', username: string, passwor
   }
 }
 
-/** The brokers' ApiVersions answer (v3), asked on the gateway's own connection: what clients are told before they log in. */
-export async function brokerApiVersions(reg: MessageRegistry, config: KafkaUpstreamConfig): Promise<Struct> {
+/** Runs `ask` on a fresh connection to the first bootstrap broker that answers (the gateway's own set-up traffic). */
+async function askCluster<T>(reg: MessageRegistry, config: KafkaUpstreamConfig, ask: (conn: BrokerConnection) => Promise<T>): Promise<T> {
   let last: unknown;
   for (const b of config.bootstrap) {
     try {
       const conn = await connectUpstream(reg, config, parseHostPort(b));
       try {
-        const frame = await exchange(conn, encodeRequest(reg, API.ApiVersions, 3, 1, { ClientSoftwareName: 'streamgate', ClientSoftwareVersion: '1' }));
-        const res = decodeResponse(reg, API.ApiVersions, 3, frame);
-        if (res.ErrorCode !== 0) throw new Error(`the broker answered ApiVersions with error ${String(res.ErrorCode)}`);
-        return res;
+        return await ask(conn);
       } finally {
         conn.socket.destroy();
       }
@@ -174,24 +171,23 @@ export async function brokerApiVersions(reg: MessageRegistry, config: KafkaUpstr
   throw last instanceof Error ? last : new Error('no bootstrap broker answered');
 }
 
+/** The brokers' ApiVersions answer (v3), asked on the gateway's own connection: what clients are told before they log in. */
+export function brokerApiVersions(reg: MessageRegistry, config: KafkaUpstreamConfig): Promise<Struct> {
+  return askCluster(reg, config, async (conn) => {
+    const frame = await exchange(conn, encodeRequest(reg, API.ApiVersions, 3, 1, { ClientSoftwareName: 'streamgate', ClientSoftwareVersion: '1' }));
+    const res = decodeResponse(reg, API.ApiVersions, 3, frame);
+    if (res.ErrorCode !== 0) throw new Error(`the broker answered ApiVersions with error ${String(res.ErrorCode)}`);
+    return res;
+  });
+}
+
 /** The brokers of the cluster, asked directly (used when a broker port is hit before any Metadata passed through). */
-export async function discoverBrokers(reg: MessageRegistry, config: KafkaUpstreamConfig): Promise<Map<number, HostPort>> {
-  let last: unknown;
-  for (const b of config.bootstrap) {
-    try {
-      const conn = await connectUpstream(reg, config, parseHostPort(b));
-      try {
-        const frame = await exchange(conn, encodeRequest(reg, API.Metadata, 12, 1, { Topics: [], AllowAutoTopicCreation: false }));
-        const res = decodeResponse(reg, API.Metadata, 12, frame);
-        const out = new Map<number, HostPort>();
-        for (const br of res.Brokers as Struct[]) out.set(br.NodeId as number, { host: br.Host as string, port: br.Port as number });
-        return out;
-      } finally {
-        conn.socket.destroy();
-      }
-    } catch (err) {
-      last = err;
-    }
-  }
-  throw last instanceof Error ? last : new Error('no bootstrap broker answered');
+export function discoverBrokers(reg: MessageRegistry, config: KafkaUpstreamConfig): Promise<Map<number, HostPort>> {
+  return askCluster(reg, config, async (conn) => {
+    const frame = await exchange(conn, encodeRequest(reg, API.Metadata, 12, 1, { Topics: [], AllowAutoTopicCreation: false }));
+    const res = decodeResponse(reg, API.Metadata, 12, frame);
+    const out = new Map<number, HostPort>();
+    for (const br of res.Brokers as Struct[]) out.set(br.NodeId as number, { host: br.Host as string, port: br.Port as number });
+    return out;
+  });
 }
