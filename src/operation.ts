@@ -50,7 +50,14 @@ export interface Identity {
   /** set when the credential is one the gateway issued (just-in-time, src/jit): its id, for revocation and audit */
   credentialId?: string;
   /** a just-in-time credential's scope: operations outside it are refused even where the policy allows them */
-  credentialScope?: import('./jit/scope.ts').ScopeItem[];
+  credentialScope?: ScopeItem[];
+}
+
+/** One item of a just-in-time credential's scope: an action on names of one kind (a glob). */
+export interface ScopeItem {
+  action: Action;
+  kind: 'topic' | 'group' | 'transactional-id' | 'cluster';
+  pattern: string;
 }
 
 /** How the client proved who it is; consumed by the authenticate control, never logged. */
@@ -157,7 +164,26 @@ export interface Operation {
   signal?: AbortSignal;
 }
 
-/** Why an operation was refused or failed; listeners map `kind` to their own error codes. */
+/**
+ * What a refusal is about, as typed fields: listeners render them in their protocol's terms
+ * (a Kafka per-record error, Retry-After, the approval URL, ExpiredTokenException) and never
+ * read them back out of the message.
+ */
+export interface FailureDetails {
+  /** the policy or inspection rule that decided, when one did */
+  rule?: string;
+  /** the refused record: its index in the operation's records (`records`, or `encoded` parts in order) */
+  record?: number;
+  /** when the client may try again (throttled) */
+  retryAfterMs?: number;
+  /** the approval request the operation was held for */
+  approval?: { id: string; url: string; status: string };
+  /** the credential was genuine but has expired (a client should renew it, not give up) */
+  expired?: boolean;
+  cause?: unknown;
+}
+
+/** Why an operation was refused or failed; listeners map `kind` and the details to their own errors. */
 export type FailureKind =
   | 'unauthenticated'
   | 'forbidden'
@@ -175,12 +201,20 @@ export class GatewayError extends Error {
   readonly kind: FailureKind;
   /** the policy or inspection rule that decided, when one did */
   readonly rule: string | undefined;
+  readonly record: number | undefined;
+  readonly retryAfterMs: number | undefined;
+  readonly approval: FailureDetails['approval'];
+  readonly expired: boolean;
 
-  constructor(kind: FailureKind, message: string, options?: { rule?: string; cause?: unknown }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+  constructor(kind: FailureKind, message: string, details?: FailureDetails) {
+    super(message, details?.cause === undefined ? undefined : { cause: details.cause });
     this.name = 'GatewayError';
     this.kind = kind;
-    this.rule = options?.rule;
+    this.rule = details?.rule;
+    this.record = details?.record;
+    this.retryAfterMs = details?.retryAfterMs;
+    this.approval = details?.approval;
+    this.expired = details?.expired === true;
   }
 }
 

@@ -6,7 +6,7 @@ import { crc32c, lz4Compress, snappyCompress } from '@platformatic/wasm-utils';
 import { KafkaProtocolError, type MessageCodec } from '../src/protocols/kafka/codec.ts';
 import { loadMessages, type MessageRegistry } from '../src/protocols/kafka/messages.ts';
 import { MAX_VERSION, SUPPORTED } from '../src/protocols/kafka/apis.ts';
-import { decodeRecords, MAX_DECOMPRESSED_BATCH_BYTES, CODECS } from '../src/protocols/kafka/records.ts';
+import { BatchFormatError, decodeRecords, MAX_DECOMPRESSED_BATCH_BYTES, CODECS } from '../src/formats/kafka-batch.ts';
 import { clientBatch } from './helpers/batches.ts';
 import { parseOauthBearer, parsePlain, SaslError } from '../src/protocols/kafka/sasl.ts';
 import { fuzzRuns, sampleRequest, seeded } from './helpers/fuzz.ts';
@@ -111,7 +111,7 @@ test('record batches: random and mutated batch bytes decode or fail with a proto
         try {
           decodeRecords(batch);
         } catch (err) {
-          if (!(err instanceof KafkaProtocolError)) throw err;
+          if (!(err instanceof BatchFormatError)) throw err;
         }
       },
     ),
@@ -122,7 +122,7 @@ test('record batches: random and mutated batch bytes decode or fail with a proto
       try {
         decodeRecords(bytes);
       } catch (err) {
-        if (!(err instanceof KafkaProtocolError)) throw err;
+        if (!(err instanceof BatchFormatError)) throw err;
       }
     }),
     { numRuns: fuzzRuns(600) },
@@ -140,7 +140,7 @@ test('compression bombs: a batch that inflates past the bound is refused before 
   for (const [name, codec, payload] of bombs) {
     assert.ok(payload.byteLength < zeros.byteLength / 20, `${name} compresses the zeros (${payload.byteLength} bytes)`);
     const before = process.memoryUsage().arrayBuffers;
-    assert.throws(() => decodeRecords(bombBatch(codec, payload)), (err: unknown) => err instanceof KafkaProtocolError && /decompresses to more than/.test(err.message), name);
+    assert.throws(() => decodeRecords(bombBatch(codec, payload)), (err: unknown) => err instanceof BatchFormatError && /decompresses to more than/.test(err.message), name);
     // snappy and lz4 are refused from their headers; gzip and zstd stop inflating at the bound
     assert.ok(process.memoryUsage().arrayBuffers - before <= MAX_DECOMPRESSED_BATCH_BYTES + 16 * 1024 * 1024, `${name}: memory stays bounded`);
   }

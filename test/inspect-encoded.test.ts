@@ -13,7 +13,7 @@ import { inspectEncoded, UNCHANGED_HASH, type EncodedResult } from '../src/inspe
 import { WasmEngine } from '../src/inspect/engine.ts';
 import { Inspector } from '../src/inspect/inspector.ts';
 import { RuleBook } from '../src/inspect/rules.ts';
-import { decodeRecords, streamRecords } from '../src/protocols/kafka/records.ts';
+import { decodeRecords, streamRecords } from '../src/formats/kafka-batch.ts';
 import { clientBatch } from './helpers/batches.ts';
 import { fuzzRuns } from './helpers/fuzz.ts';
 

@@ -13,7 +13,7 @@ import { planKeyHeaders } from '../src/inspect/key-headers.ts';
 import { RuleBook } from '../src/inspect/rules.ts';
 import { inspectionSchema } from '../src/inspect/schema.ts';
 import { GatewayError, type Operation, type StreamRecord } from '../src/operation.ts';
-import { decodeRecords, streamRecords } from '../src/protocols/kafka/records.ts';
+import { decodeRecords, streamRecords } from '../src/formats/kafka-batch.ts';
 
 const CARD = '4111111111111111';
 const MASKED = '************1111';

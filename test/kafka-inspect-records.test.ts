@@ -6,7 +6,7 @@ import { crc32c } from '@platformatic/wasm-utils';
 import { readRecordsBatches } from '../node_modules/@platformatic/kafka/dist/protocol/records.js';
 import { clientBatch } from './helpers/batches.ts';
 import { Reader } from '../node_modules/@platformatic/kafka/dist/protocol/reader.js';
-import { decodeRecords, encodeRecords, streamRecords } from '../src/protocols/kafka/records.ts';
+import { decodeRecords, encodeRecords, streamRecords } from '../src/formats/kafka-batch.ts';
 
 const batch = clientBatch;
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KinesisSessions } from '../src/protocols/kinesis/sessions.ts';
-import type { Dispatcher } from '../src/gateway.ts';
+import type { Dispatcher } from '../src/dispatcher.ts';
 import type { Session } from '../src/operation.ts';
 
 /** Only the session calls of a Dispatcher, recording what was started and ended. */

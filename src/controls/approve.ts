@@ -18,11 +18,8 @@ const VERB = { produce: 'produce to', consume: 'consume from', describe: 'descri
  * (`Prefer: respond-async`) and the request is still pending.
  */
 export class ApprovalRefusal extends GatewayError {
-  readonly approval: { id: string; url: string; status: ApprovalStatus };
-
   constructor(message: string, rule: string, approval: { id: string; url: string; status: ApprovalStatus }) {
-    super('forbidden', message, { rule: `approval:${rule}` });
-    this.approval = approval;
+    super('forbidden', message, { rule: `approval:${rule}`, approval });
   }
 }
 

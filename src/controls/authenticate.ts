@@ -23,7 +23,7 @@ export class Authenticate implements Control {
       if (op.credential.scheme === 'certificate') {
         // mTLS: the subject's CN is the identity, its OUs the groups roles are derived from
         const { subject, issuer, groups, expiresAt } = op.credential;
-        if (expiresAt * 1000 <= Date.now()) throw new GatewayError('unauthenticated', 'the client certificate has expired');
+        if (expiresAt * 1000 <= Date.now()) throw new GatewayError('unauthenticated', 'the client certificate has expired', { expired: true });
         const claims = { sub: subject, iss: issuer, groups };
         const roles = this.#policy().rolesFor({ subject, issuer, groups, scopes: [], expiresAt, claims });
         op.identity = { subject, issuer, groups, roles, expiresAt, claims };

@@ -57,7 +57,7 @@ export class Inspect implements Control {
       if ((facts.flags[i]! & FLAG_BLOCKED) !== 0) {
         const rule = facts.stopRule[i]!;
         const id = book.ruleId(rule);
-        const error = new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id });
+        const error = new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id, record: i });
         // per-record mode (Kinesis PutRecords): this record fails, the others go on
         if (op.recordErrors) op.recordErrors[i] ??= error;
         else throw error;
@@ -96,7 +96,7 @@ export class Inspect implements Control {
       if ((result.flags[i]! & FLAG_BLOCKED) !== 0) {
         const rule = result.stopRule[i]!;
         const id = book.ruleId(rule);
-        throw new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id });
+        throw new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id, record: i });
       }
     }
     encoded.changed = result.parts.map((p) => p !== null);
@@ -116,7 +116,7 @@ export class Inspect implements Control {
       const r = records?.[i];
       const size = sizes ? sizes[i]! : (r!.value?.byteLength ?? 0) + (r!.key?.byteLength ?? 0);
       if (size > maxRecordBytes) {
-        const error = new GatewayError('too-large', `record ${i} is ${size} bytes; the limit is ${maxRecordBytes}`, { rule: 'limits.maxRecordBytes' });
+        const error = new GatewayError('too-large', `record ${i} is ${size} bytes; the limit is ${maxRecordBytes}`, { rule: 'limits.maxRecordBytes', record: i });
         if (op.recordErrors) op.recordErrors[i] = error;
         else throw error;
       }

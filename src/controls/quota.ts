@@ -9,11 +9,8 @@ interface Bucket {
 
 /** Over the rate: listeners that refuse (HTTP, Kinesis) tell the client when to retry. */
 export class Throttled extends GatewayError {
-  readonly retryAfterMs: number;
-
   constructor(subject: string, retryAfterMs: number) {
-    super('throttled', `${subject} is over its rate limit; retry in ${retryAfterMs} ms`, { rule: 'limits.rate' });
-    this.retryAfterMs = retryAfterMs;
+    super('throttled', `${subject} is over its rate limit; retry in ${retryAfterMs} ms`, { rule: 'limits.rate', retryAfterMs });
   }
 }
 

@@ -87,7 +87,7 @@ export class OidcVerifier {
       }));
     } catch (err) {
       if (err instanceof GatewayError) throw err;
-      throw new GatewayError('unauthenticated', describeJoseError(err), { cause: err });
+      throw new GatewayError('unauthenticated', describeJoseError(err), { cause: err, expired: err instanceof errors.JWTExpired });
     }
 
     const verified: VerifiedToken = {

@@ -5,8 +5,7 @@
 // re-encoding; for compressed batches the task is also several times smaller.
 
 import { hash } from 'node:crypto';
-import { KafkaProtocolError } from '../protocols/kafka/codec.ts';
-import { decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from '../protocols/kafka/records.ts';
+import { BatchFormatError, decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from '../formats/kafka-batch.ts';
 import type { RecordFormat } from '../operation.ts';
 import { FLAG_BLOCKED, FLAG_CHANGED, outputOf, type WasmEngine } from './engine.ts';
 import { foldKeyHeaders, planKeyHeaders } from './key-headers.ts';
@@ -84,7 +83,7 @@ export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedRe
   try {
     decoded = task.parts.map((p) => decodeRecords(p));
   } catch (err) {
-    if (err instanceof KafkaProtocolError) return { invalid: err.message };
+    if (err instanceof BatchFormatError) return { invalid: err.message };
     throw err;
   }
   const counts: number[] = [];

@@ -82,8 +82,8 @@ export interface JitCredentialsOptions {
 /** A refusal that knows which credential it refused (for the audit row), once the signature proved the id genuine. */
 export class CredentialRefused extends GatewayError {
   readonly credentialId: string | undefined;
-  constructor(message: string, credentialId: string | undefined) {
-    super('unauthenticated', message);
+  constructor(message: string, credentialId: string | undefined, expired = false) {
+    super('unauthenticated', message, { expired });
     this.credentialId = credentialId;
   }
 }
@@ -237,7 +237,7 @@ export class JitCredentials {
     let claims = this.#cache.get(token);
     if (claims && (claims.exp! + this.#o.config.clockToleranceSeconds) * 1000 <= Date.now()) {
       this.#cache.delete(token);
-      throw new CredentialRefused('the credential has expired', claims.jti);
+      throw new CredentialRefused('the credential has expired', claims.jti, true);
     }
     claims ??= await this.#verifySignature(token);
     const id = claims.jti!;
@@ -282,7 +282,7 @@ export class JitCredentials {
       }));
     } catch (err) {
       // claims are checked after the signature: an expired credential's id is genuine
-      if (err instanceof errors.JWTExpired) throw new CredentialRefused('the credential has expired', typeof err.payload.jti === 'string' ? err.payload.jti : undefined);
+      if (err instanceof errors.JWTExpired) throw new CredentialRefused('the credential has expired', typeof err.payload.jti === 'string' ? err.payload.jti : undefined, true);
       if (err instanceof errors.JWSSignatureVerificationFailed) throw new CredentialRefused('the credential signature is invalid', undefined);
       throw new CredentialRefused(`the credential was refused: ${(err as Error).message}`, undefined);
     }

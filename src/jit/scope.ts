@@ -1,4 +1,4 @@
-import { GatewayError, type Action, type Identity, type Resource, type ResourceKind } from '../operation.ts';
+import { GatewayError, type Action, type Identity, type Resource, type ResourceKind, type ScopeItem } from '../operation.ts';
 import { globToRegExp } from '../policy/policy.ts';
 
 /**
@@ -9,11 +9,7 @@ import { globToRegExp } from '../policy/policy.ts';
  * implies describing it (clients need its metadata). A scope only narrows: an operation must
  * be inside the scope AND allowed by the policy (or an approved grant).
  */
-export interface ScopeItem {
-  action: Action;
-  kind: 'topic' | 'group' | 'transactional-id' | 'cluster';
-  pattern: string;
-}
+export type { ScopeItem };
 
 const ACTIONS = new Set<Action>(['produce', 'consume', 'describe', 'admin']);
 const KINDS = new Set(['group', 'transactional-id']);

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import type { Logger } from '../log.ts';
 import { GatewayError, type Action, type ClientInfo, type Identity, type Next, type Operation, type Protocol, type Resource, type Session, type UpstreamResult } from '../operation.ts';
-import type { RecordingRow } from './recorder.ts';
+import type { RecordingRow } from './ddl.ts';
 import { completeLines, listRecordingSegments } from './segments.ts';
 
 const gunzipAsync = promisify(gunzip);

@@ -4,7 +4,7 @@ import { variantFor, type Variant } from '../audit/ddl.ts';
 import { connect, serverVersion } from '../audit/migrate.ts';
 import type { Logger } from '../log.ts';
 import { recordingTableStatement } from './ddl.ts';
-import type { RecordingRow } from './recorder.ts';
+import type { RecordingRow } from './ddl.ts';
 
 /**
  * Copies recorded rows into ClickHouse (`audit.clickhouse`'s server and database), after

@@ -36,3 +36,40 @@ export function recordingTableStatement(database: string, table: string, ttlDays
   const cols = RECORDING_COLUMNS.map((c) => `  \`${c.name}\` ${c.type}${c.codec ? ` CODEC(${c.codec})` : ''}`).join(',\n');
   return `CREATE TABLE IF NOT EXISTS ${database}.${table} (\n${cols}\n) ENGINE = MergeTree\nPARTITION BY toYYYYMMDD(ts)\nORDER BY (session_id, seq)\nTTL toDateTime(ts) + INTERVAL ${ttlDays} DAY`;
 }
+
+/**
+ * One recorded record: a JSON line in a segment file and a row of the ClickHouse
+ * `recordings` table (same column names). Payloads are base64; `hash` is the SHA-256 of the
+ * value as recorded, the same hex as the operation's audit row (masked_hashes where masking
+ * changed the value, record_hashes otherwise).
+ */
+export interface RecordingRow {
+  session_id: string;
+  /** the operation's audit event_id */
+  op_id: string;
+  /** position of the record in the session's recording, from 0 (gaps where an operation failed) */
+  seq: number;
+  /** when the gateway received the operation (UTC, like the audit ts) */
+  ts: string;
+  /** the record's own timestamp (epoch ms) where the protocol has one, else 0 */
+  record_ts: number;
+  instance: string;
+  protocol: string;
+  subject: string;
+  action: 'produce' | 'consume';
+  topic: string;
+  partition: number;
+  /** Kafka offset / Kinesis sequence number where the upstream stored it; '' when unknown */
+  offset: string;
+  key: string | null;
+  value: string | null;
+  headers: Array<[string, string]>;
+  hash: string;
+  /** SHA-256 of the original value (the audit row's record_hashes entry) */
+  original_hash: string;
+  /** 1 when masking changed the value */
+  masked: number;
+  /** JWE (compact) of the original value where masking changed it and raw recording is on; '' otherwise */
+  raw: string;
+  kid: string;
+}

@@ -3,9 +3,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { HttpListenerConfig } from '../../config/schema.ts';
 import { GatewayError, type FailureKind, type Operation, type Session } from '../../operation.ts';
-import type { Dispatcher } from '../../gateway.ts';
-import { ApprovalRefusal } from '../../controls/approve.ts';
-import { Throttled } from '../../controls/quota.ts';
+import type { Dispatcher } from '../../dispatcher.ts';
 import { decodeBatch, decodeRecord, type DecodedRecord } from './records.ts';
 import { describeJsonError, expectsContinue, JSON_BYTES_PARSED_UNCOUNTED, jsonValuesOver, unreadBodyNeedsClose } from '../request-body.ts';
 
@@ -209,7 +207,7 @@ export class HttpListener {
     try {
       result = await this.#dispatcher.run(op);
     } catch (err) {
-      if (err instanceof ApprovalRefusal && err.approval.status === 'pending' && op.meta.prefer === 'respond-async') {
+      if (err instanceof GatewayError && err.approval?.status === 'pending' && op.meta.prefer === 'respond-async') {
         res.setHeader('location', err.approval.url);
         res.setHeader('preference-applied', 'respond-async');
         return sendJson(res, 202, { error_code: 202, message: err.message, approval: err.approval });
@@ -282,10 +280,10 @@ function sendError(res: ServerResponse, err: unknown): void {
   const e = err instanceof GatewayError ? err : new GatewayError('internal', 'internal error');
   const { status, code } = ERRORS[e.kind];
   if (e.kind === 'unauthenticated') res.setHeader('www-authenticate', 'Bearer realm="streamgate"');
-  if (e instanceof Throttled) res.setHeader('retry-after', String(Math.max(1, Math.ceil(e.retryAfterMs / 1000))));
+  if (e.retryAfterMs !== undefined) res.setHeader('retry-after', String(Math.max(1, Math.ceil(e.retryAfterMs / 1000))));
   const body: Record<string, unknown> = { error_code: code, message: e.message };
   if (e.rule) body.rule = e.rule;
-  if (e instanceof ApprovalRefusal) body.approval = e.approval;
+  if (e.approval) body.approval = e.approval;
   sendJson(res, status, body);
 }
 

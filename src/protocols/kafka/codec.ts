@@ -4,6 +4,8 @@
 // Per (message, version) the field list is compiled once into a plan; decoding walks the
 // plan. `records` fields stay opaque: they decode to a view of the frame, never a copy.
 
+import { BatchFormatError } from '../../formats/kafka-batch.ts';
+
 export interface FieldSpec {
   name: string;
   type: string;
@@ -51,7 +53,7 @@ interface FieldPlan {
   defaultValue: unknown;
 }
 
-export class KafkaProtocolError extends Error {
+export class KafkaProtocolError extends BatchFormatError {
   override name = 'KafkaProtocolError';
 }
 

@@ -14,13 +14,13 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { KafkaListenerConfig, KafkaUpstreamConfig } from '../../config/schema.ts';
-import type { Dispatcher } from '../../gateway.ts';
+import type { Dispatcher } from '../../dispatcher.ts';
 import { GatewayError, type Action, type EncodedRecords, type Identity, type Operation, type Resource, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
 import { API, authorizationError, ERR, errorResponse, MAX_VERSION, requestElements, resourcesOf, SUPPORTED, type Named } from './apis.ts';
 import { hashInto, summarize } from './batches.ts';
 import { filterConsumerGroupDescribe, filterOffsetFetch, redactBrokerConfigs } from './reveal.ts';
-import { decodedSizeHint, decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from './records.ts';
-import { KafkaProtocolError, type Struct } from './codec.ts';
+import { BatchFormatError, decodedSizeHint, decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from '../../formats/kafka-batch.ts';
+import type { Struct } from './codec.ts';
 import { FETCH_SESSION_ID_NOT_FOUND, FetchSessions, type SessionPartitions } from './fetch-sessions.ts';
 import { FrameError, Framer } from './framing.ts';
 import { loadMessages, type MessageRegistry } from './messages.ts';
@@ -451,7 +451,7 @@ class Connection {
       })
       .catch((err: unknown) => {
         done();
-        if (err instanceof KafkaProtocolError || err instanceof FrameError) this.#violation(`malformed request: ${err.message}`, undefined);
+        if (err instanceof BatchFormatError || err instanceof FrameError) this.#violation(`malformed request: ${err.message}`, undefined);
         else if (err instanceof GatewayError && (err.kind === 'upstream-unavailable' || err.kind === 'upstream-error')) {
           this.#l.log.warn({ err: err.message, session: this.#session.id }, 'upstream failure; closing the client connection');
           this.destroy();
@@ -1535,12 +1535,11 @@ class Connection {
 /**
  * Produce v8+ (KIP-467): a batch refused by inspection names its offending record, so the
  * Java client reports that record's error and the rest as "part of a batch with an
- * invalid record". The inspect control names the record by its index in op.records.
+ * invalid record". The inspect control names the record by its index in the operation.
  */
 function recordErrors(res: Struct, refused: Array<[Operation, GatewayError]>): void {
   for (const [op, err] of refused) {
-    const m = err.kind === 'blocked' || err.kind === 'too-large' ? /^record (\d+) /.exec(err.message) : null;
-    const at = m ? recordPosition(op, Number(m[1])) : undefined;
+    const at = err.record !== undefined && (err.kind === 'blocked' || err.kind === 'too-large') ? recordPosition(op, err.record) : undefined;
     if (!at) continue;
     for (const tr of res.Responses as Struct[]) {
       if (tr.Name !== op.resource.name) continue;

@@ -30,7 +30,7 @@ export interface KinesisErrorAnswer {
 export function kinesisErrorFor(err: unknown): KinesisErrorAnswer {
   if (err instanceof GatewayError) {
     if (err.cause instanceof KinesisError) return { status: err.cause.status, type: err.cause.type, message: err.cause.message || err.message };
-    if (err.kind === 'unauthenticated' && /expired/i.test(err.message)) {
+    if (err.kind === 'unauthenticated' && err.expired) {
       return { status: 400, type: 'ExpiredTokenException', message: `The security token included in the request is expired (${err.message})` };
     }
     const { type, status } = BY_KIND[err.kind];

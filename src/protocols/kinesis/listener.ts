@@ -5,7 +5,7 @@ import { createSecureServer, createServer as createHttp2Server, type Http2Server
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { KinesisListenerConfig, KinesisUpstreamConfig } from '../../config/schema.ts';
-import type { Dispatcher } from '../../gateway.ts';
+import type { Dispatcher } from '../../dispatcher.ts';
 import { accessKeyIdFor } from '../../jit/access-keys.ts';
 import { GatewayError, type Action, type Identity, type Operation, type RecordOutcome, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
 import type { StateStore } from '../../state/store.ts';

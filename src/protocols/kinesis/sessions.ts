@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Dispatcher } from '../../gateway.ts';
+import type { Dispatcher } from '../../dispatcher.ts';
 import type { ClientInfo, Session } from '../../operation.ts';
 
 interface Entry {

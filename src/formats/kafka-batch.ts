@@ -8,8 +8,15 @@
 
 import { gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { crc32c, lz4Compress, lz4Decompress, snappyCompress, snappyDecompress } from '@platformatic/wasm-utils';
-import type { StreamRecord } from '../../operation.ts';
-import { KafkaProtocolError } from './codec.ts';
+import type { StreamRecord } from '../operation.ts';
+
+/**
+ * Bytes that are not a valid record batch (truncated, CRC, codec, compression bomb). The Kafka
+ * codec's own BatchFormatError extends it, so one check covers a frame and its records.
+ */
+export class BatchFormatError extends Error {
+  override name = 'BatchFormatError';
+}
 
 export const HEADER_BYTES = 61;
 const MAGIC_AT = 16;
@@ -71,7 +78,7 @@ class VarReader {
     let result = 0;
     let scale = 1;
     for (let i = 0; i < 7; i++) {
-      if (this.offset >= this.buf.byteLength) throw new KafkaProtocolError('truncated record');
+      if (this.offset >= this.buf.byteLength) throw new BatchFormatError('truncated record');
       const b = this.buf[this.offset++]!;
       result += (b & 0x7f) * scale;
       if ((b & 0x80) === 0) return result % 2 === 0 ? result / 2 : -(result + 1) / 2;
@@ -84,12 +91,12 @@ class VarReader {
     let result = 0n;
     let shift = 0n;
     for (;;) {
-      if (this.offset >= this.buf.byteLength) throw new KafkaProtocolError('truncated record');
+      if (this.offset >= this.buf.byteLength) throw new BatchFormatError('truncated record');
       const b = this.buf[this.offset++]!;
       result |= BigInt(b & 0x7f) << shift;
       if ((b & 0x80) === 0) break;
       shift += 7n;
-      if (shift > 63n) throw new KafkaProtocolError('varint is too long');
+      if (shift > 63n) throw new BatchFormatError('varint is too long');
     }
     return Number((result >> 1n) ^ -(result & 1n));
   }
@@ -97,19 +104,19 @@ class VarReader {
     let result = 0;
     let shift = 0;
     for (;;) {
-      if (this.offset >= this.buf.byteLength) throw new KafkaProtocolError('truncated record');
+      if (this.offset >= this.buf.byteLength) throw new BatchFormatError('truncated record');
       const b = this.buf[this.offset++]!;
       result |= (b & 0x7f) << shift;
       if ((b & 0x80) === 0) break;
       shift += 7;
-      if (shift > 28) throw new KafkaProtocolError('varint is too long');
+      if (shift > 28) throw new BatchFormatError('varint is too long');
     }
     return (result >>> 1) ^ -(result & 1);
   }
   bytes(): Uint8Array | null {
     const n = this.varint();
     if (n < 0) return null;
-    if (this.offset + n > this.buf.byteLength) throw new KafkaProtocolError('truncated record');
+    if (this.offset + n > this.buf.byteLength) throw new BatchFormatError('truncated record');
     const s = this.buf.subarray(this.offset, this.offset + n);
     this.offset += n;
     return s;
@@ -139,8 +146,8 @@ function decodeBatch(bytes: Uint8Array): DecodedBatch {
   const attributes = magic === 2 ? view.getInt16(ATTRIBUTES_AT) : 0;
   const compression = attributes & COMPRESSION_MASK;
   if (magic !== 2 || (attributes & CONTROL) !== 0) return { bytes, records: null, compression, xerial: false };
-  if (compression >= CODECS.length) throw new KafkaProtocolError(`unknown compression ${compression}`);
-  if (crc32c(bytes.subarray(ATTRIBUTES_AT)) !== view.getUint32(CRC_AT)) throw new KafkaProtocolError('record batch CRC mismatch');
+  if (compression >= CODECS.length) throw new BatchFormatError(`unknown compression ${compression}`);
+  if (crc32c(bytes.subarray(ATTRIBUTES_AT)) !== view.getUint32(CRC_AT)) throw new BatchFormatError('record batch CRC mismatch');
   const payload = bytes.subarray(HEADER_BYTES);
   const xerial = compression === 2 && startsWith(payload, XERIAL_MAGIC);
   const data = decompress(compression, payload, xerial);
@@ -151,7 +158,7 @@ function decodeBatch(bytes: Uint8Array): DecodedBatch {
     const len = r.varint();
     const start = r.offset;
     const end = start + len;
-    if (len < 0 || end > data.byteLength) throw new KafkaProtocolError('truncated record');
+    if (len < 0 || end > data.byteLength) throw new BatchFormatError('truncated record');
     r.offset += 1; // attributes
     const timestampDelta = r.varlong();
     const offsetDelta = r.varint();
@@ -166,7 +173,7 @@ function decodeBatch(bytes: Uint8Array): DecodedBatch {
       const hv = r.bytes();
       headers.push([hk ? utf8.decode(hk) : '', hv ?? EMPTY]);
     }
-    if (r.offset !== end) throw new KafkaProtocolError('record length mismatch');
+    if (r.offset !== end) throw new BatchFormatError('record length mismatch');
     records.push({ head, key, value, headers, headersRaw: data.subarray(hStart, end), offsetDelta, timestampDelta });
   }
   return { bytes, records, compression, xerial };
@@ -186,8 +193,8 @@ function startsWith(b: Uint8Array, prefix: Uint8Array): boolean {
  */
 export const MAX_DECOMPRESSED_BATCH_BYTES = 64 * 1024 * 1024;
 
-function tooLarge(codec: string): KafkaProtocolError {
-  return new KafkaProtocolError(`the ${codec} record batch decompresses to more than ${MAX_DECOMPRESSED_BATCH_BYTES} bytes`);
+function tooLarge(codec: string): BatchFormatError {
+  return new BatchFormatError(`the ${codec} record batch decompresses to more than ${MAX_DECOMPRESSED_BATCH_BYTES} bytes`);
 }
 
 function decompress(codec: number, payload: Uint8Array, xerial: boolean): Uint8Array {
@@ -209,10 +216,10 @@ function decompress(codec: number, payload: Uint8Array, xerial: boolean): Uint8A
         let total = 0;
         let o = XERIAL_HEADER.byteLength;
         while (o < buf.byteLength) {
-          if (o + 4 > buf.byteLength) throw new KafkaProtocolError('truncated snappy block');
+          if (o + 4 > buf.byteLength) throw new BatchFormatError('truncated snappy block');
           const n = buf.readUInt32BE(o);
           o += 4;
-          if (o + n > buf.byteLength) throw new KafkaProtocolError('truncated snappy block');
+          if (o + n > buf.byteLength) throw new BatchFormatError('truncated snappy block');
           total += snappyLength(buf, o);
           if (total > MAX_DECOMPRESSED_BATCH_BYTES) throw tooLarge('snappy');
           parts.push(snappyDecompress(buf.subarray(o, o + n)));
@@ -226,13 +233,13 @@ function decompress(codec: number, payload: Uint8Array, xerial: boolean): Uint8A
       case 4:
         return zstdDecompressSync(buf, bounded);
       default:
-        throw new KafkaProtocolError(`unknown compression ${codec}`);
+        throw new BatchFormatError(`unknown compression ${codec}`);
     }
   } catch (err) {
-    if (err instanceof KafkaProtocolError) throw err;
+    if (err instanceof BatchFormatError) throw err;
     if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(CODECS[codec] ?? String(codec));
     // a codec's own complaint about corrupt input is the client's fault, not ours
-    throw new KafkaProtocolError(`corrupt ${CODECS[codec] ?? codec} record batch: ${(err as Error).message}`);
+    throw new BatchFormatError(`corrupt ${CODECS[codec] ?? codec} record batch: ${(err as Error).message}`);
   }
 }
 
@@ -240,12 +247,12 @@ function decompress(codec: number, payload: Uint8Array, xerial: boolean): Uint8A
 function snappyLength(buf: Buffer, at: number): number {
   let length = 0;
   for (let shift = 0, o = at; shift <= 28; shift += 7, o++) {
-    if (o >= buf.byteLength) throw new KafkaProtocolError('truncated snappy block');
+    if (o >= buf.byteLength) throw new BatchFormatError('truncated snappy block');
     const b = buf[o]!;
     length += (b & 0x7f) * 2 ** shift;
     if ((b & 0x80) === 0) return length;
   }
-  throw new KafkaProtocolError('corrupt snappy length');
+  throw new BatchFormatError('corrupt snappy length');
 }
 
 const LZ4_MAGIC = 0x184d2204;
@@ -259,14 +266,14 @@ function lz4FrameBound(buf: Buffer): number {
   let o = 0;
   let bound = 0;
   while (o < buf.byteLength) {
-    if (o + 7 > buf.byteLength || buf.readUInt32LE(o) !== LZ4_MAGIC) throw new KafkaProtocolError('corrupt lz4 frame header');
+    if (o + 7 > buf.byteLength || buf.readUInt32LE(o) !== LZ4_MAGIC) throw new BatchFormatError('corrupt lz4 frame header');
     const flg = buf[o + 4]!;
     const blockMax = LZ4_BLOCK_MAX[(buf[o + 5]! >> 4) & 7]!;
-    if (blockMax === 0) throw new KafkaProtocolError('corrupt lz4 block size');
+    if (blockMax === 0) throw new BatchFormatError('corrupt lz4 block size');
     let declared = Infinity;
     o += 6;
     if (flg & 0x08) {
-      if (o + 8 > buf.byteLength) throw new KafkaProtocolError('truncated lz4 frame header');
+      if (o + 8 > buf.byteLength) throw new BatchFormatError('truncated lz4 frame header');
       declared = Number(buf.readBigUInt64LE(o));
       o += 8;
     }
@@ -274,7 +281,7 @@ function lz4FrameBound(buf: Buffer): number {
     o += 1; // header checksum
     let blocks = 0;
     for (;;) {
-      if (o + 4 > buf.byteLength) throw new KafkaProtocolError('truncated lz4 frame');
+      if (o + 4 > buf.byteLength) throw new BatchFormatError('truncated lz4 frame');
       const size = buf.readUInt32LE(o) & 0x7fffffff;
       o += 4;
       if (size === 0) break; // end mark
@@ -338,7 +345,7 @@ function compress(codec: number, data: Buffer, xerial: boolean): Uint8Array {
     case 4:
       return zstdCompressSync(data);
     default:
-      throw new KafkaProtocolError(`unknown compression ${codec}`);
+      throw new BatchFormatError(`unknown compression ${codec}`);
   }
 }
 
