@@ -8,6 +8,7 @@ import { saslScramSha } from '@platformatic/kafka';
 import type { KafkaUpstreamConfig } from '../../config/schema.ts';
 import { API } from './apis.ts';
 import type { Struct } from './codec.ts';
+import { decodeResponse, encodeRequest } from './frames.ts';
 import { Framer } from './framing.ts';
 import type { MessageRegistry } from './messages.ts';
 
@@ -23,21 +24,7 @@ export function parseHostPort(s: string): HostPort {
   return { host: s.slice(0, i), port: Number(s.slice(i + 1)) };
 }
 
-/** Encodes one request frame (size + header v1/v2 + body). */
-export function encodeRequest(reg: MessageRegistry, apiKey: number, version: number, correlationId: number, body: Struct, clientId = 'streamgate'): Buffer {
-  const codec = reg.requests.get(apiKey)!;
-  const w = reg.requestHeader.encode({ RequestApiKey: apiKey, RequestApiVersion: version, CorrelationId: correlationId, ClientId: clientId }, codec.isFlexible(version) ? 2 : 1);
-  codec.encode(body, version, w);
-  return w.finish(true);
-}
-
-/** Decodes a response frame (with its size prefix) of a request the gateway sent itself. */
-export function decodeResponse(reg: MessageRegistry, apiKey: number, version: number, frame: Buffer): Struct {
-  const codec = reg.responses.get(apiKey)!;
-  const headerVersion = apiKey !== API.ApiVersions && codec.isFlexible(version) ? 1 : 0;
-  const { offset } = reg.responseHeader.decode(frame, 4, headerVersion);
-  return codec.decode(frame, offset, version).value;
-}
+export { decodeResponse, encodeRequest } from './frames.ts';
 
 /** A connection to a broker and the framer that reads every byte it sends. */
 export interface BrokerConnection {
