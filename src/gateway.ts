@@ -179,7 +179,16 @@ export class Gateway implements Dispatcher {
       ready: () => upstream.ready(),
       close: () => upstream.close(),
     });
-    this.#login = (op) => metrics.handle(op, (m) => audit.handle(m, (o) => authenticate.handle(o, () => Promise.resolve({}))));
+    const quota = this.#quota;
+    this.#login = (op) =>
+      metrics.handle(op, (m) =>
+        audit.handle(m, (o) =>
+          authenticate.handle(o, (a) => {
+            quota.admitSession(a);
+            return Promise.resolve({});
+          }),
+        ),
+      );
     this.#authenticateOnly = (op) => authenticate.handle(op, () => Promise.resolve({}));
     this.#refuseChain = (op, error) =>
       metrics.handle(op, (m) => audit.handle(m, (o) => authenticate.handle(o, () => Promise.reject(error))));

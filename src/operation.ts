@@ -158,6 +158,13 @@ export interface Operation {
    * its limit); the terminal forwards only records without an entry.
    */
   recordErrors?: Array<GatewayError | undefined>;
+  /**
+   * How long the client waits for the answer, where its protocol says so: a Kafka produce's
+   * timeout less a margin; 0 when it must be answered at once (HTTP `Prefer: respond-async`,
+   * a Kafka request without a timeout). Bounds how long an approval may hold the operation;
+   * undefined: the approval rule's maxWait alone.
+   */
+  answerWithinMs?: number;
   /** protocol-specific facts worth auditing (api key, request path, ...) */
   meta: Record<string, string | number>;
   /** aborts when the client is gone (its connection closed): a control that waits (approve) stops and drops the operation */

@@ -6,16 +6,11 @@ import { GatewayError, type Control, type Next, type Operation, type UpstreamRes
 /** Set by authorize on an operation the grants refuse by default but an approval rule covers. */
 export const BEYOND_BASELINE = 'beyond';
 
-/** Kafka answers a held produce this long before the client's own request timeout. */
-const KAFKA_MARGIN_MS = 1000;
-
 const VERB = { produce: 'produce to', consume: 'consume from', describe: 'describe', admin: 'administer' } as const;
 
 /**
- * A held operation that was not released: refused as `forbidden` (HTTP 403, Kafka
- * TOPIC_AUTHORIZATION_FAILED, Kinesis AccessDeniedException) with the approval's URL in
- * the message. HTTP answers `202 Accepted` instead when the client asked for it
- * (`Prefer: respond-async`) and the request is still pending.
+ * A held operation that was not released: refused as `forbidden` with the approval (id, URL,
+ * status) as a typed field and its URL in the message; each listener renders it its own way.
  */
 export class ApprovalRefusal extends GatewayError {
   constructor(message: string, rule: string, approval: { id: string; url: string; status: ApprovalStatus }) {
@@ -26,8 +21,8 @@ export class ApprovalRefusal extends GatewayError {
 /**
  * The approve control: an operation an approval rule covers runs only under an active
  * grant. Without one it opens (or joins) an approval request and is held until a
- * decision or the hold bound: the rule's maxWait, for Kafka also below the request's own
- * timeout, none when an HTTP client asked to be answered at once. Released operations
+ * decision or the hold bound: the rule's maxWait, below how long the client waits for its
+ * answer where the listener knows (`Operation.answerWithinMs`). Released operations
  * carry the approval (= grant) id into their audit row.
  */
 export class Approve implements Control {
@@ -113,16 +108,9 @@ function refusalMessage(subject: string, what: string, rule: string, request: Ap
   }
 }
 
-/** How long to hold: maxWait; none for an HTTP client that prefers an immediate answer; below a Kafka request's own timeout. */
+/** How long to hold: the rule's maxWait, bounded by how long the client waits for its answer (the listener says). */
 function holdMs(op: Operation, maxWait: number): number {
-  if (op.meta.prefer === 'respond-async') return 0;
-  const timeout = Number(op.meta.timeout_ms);
-  if (op.protocol === 'kafka') {
-    // a Kafka request without a timeout of its own (Fetch, admin APIs) is answered at once
-    if (!Number.isFinite(timeout) || timeout <= 0) return 0;
-    return Math.max(0, Math.min(maxWait, timeout - Math.max(KAFKA_MARGIN_MS, timeout / 10)));
-  }
-  return Number.isFinite(timeout) && timeout > 0 ? Math.min(maxWait, timeout) : maxWait;
+  return op.answerWithinMs === undefined ? maxWait : Math.max(0, Math.min(maxWait, op.answerWithinMs));
 }
 
 /** SHA-256 of the first record's value, or the listener's hash of the record batches it forwards undecoded. */

@@ -46,19 +46,30 @@ export class Quota implements Control {
     if (set?.size === 0) this.#sessionsOf.delete(key);
   }
 
+  /**
+   * A session (Kafka connection, HTTP keep-alive connection, Kinesis key) belongs to the first
+   * identity it authenticates as, counted per protocol, issuer and subject; over
+   * limits.connections.perIdentity it is refused. Runs on a session's first operation, and at
+   * login for protocols that log in first (Kafka SASL: its clients expect the refusal there).
+   */
+  admitSession(op: Operation): void {
+    if (!op.identity || this.#ownerOf.has(op.session.id)) return;
+    const key = `${op.protocol}\u0000${op.identity.issuer}\u0000${op.identity.subject}`;
+    const perIdentity = this.#limits().connections.perIdentity;
+    let set = this.#sessionsOf.get(key);
+    if ((set?.size ?? 0) >= perIdentity) {
+      throw new GatewayError('throttled', `${op.identity.subject} already holds ${perIdentity} connections (limits.connections.perIdentity)`, { rule: 'limits.connections.perIdentity' });
+    }
+    if (!set) this.#sessionsOf.set(key, (set = new Set()));
+    set.add(op.session.id);
+    this.#ownerOf.set(op.session.id, key);
+  }
+
   handle(op: Operation, next: Next): Promise<UpstreamResult> {
-    // per listener; Kafka counts its connections at the SASL login, where its clients expect a refusal
-    if (op.identity && op.protocol !== 'kafka' && !this.#ownerOf.has(op.session.id)) {
-      // a session belongs to the first identity it authenticates as
-      const key = `${op.protocol}\u0000${op.identity.issuer}\u0000${op.identity.subject}`;
-      const perIdentity = this.#limits().connections.perIdentity;
-      let set = this.#sessionsOf.get(key);
-      if ((set?.size ?? 0) >= perIdentity) {
-        return Promise.reject(new GatewayError('throttled', `${op.identity.subject} already holds ${perIdentity} connections (limits.connections.perIdentity)`, { rule: 'limits.connections.perIdentity' }));
-      }
-      if (!set) this.#sessionsOf.set(key, (set = new Set()));
-      set.add(op.session.id);
-      this.#ownerOf.set(op.session.id, key);
+    try {
+      this.admitSession(op);
+    } catch (err) {
+      return Promise.reject(err);
     }
     const { requestsPerSecond, bytesPerSecond, burstSeconds } = this.#limits().rate;
     if ((requestsPerSecond === 0 && bytesPerSecond === 0) || !op.identity) return next(op);

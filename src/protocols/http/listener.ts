@@ -154,7 +154,8 @@ export class HttpListener {
     // approvals: why the client asks (shown to approvers), and whether it waits or takes a 202 with a status URL
     const justification = req.headers['x-streamgate-justification'];
     if (typeof justification === 'string' && justification) op.meta.justification = justification.slice(0, 500);
-    if (/\brespond-async\b/i.test(String(req.headers.prefer ?? ''))) op.meta.prefer = 'respond-async';
+    const respondAsync = /\brespond-async\b/i.test(String(req.headers.prefer ?? ''));
+    if (respondAsync) op.answerWithinMs = 0;
     const gone = new AbortController();
     res.once('close', () => {
       if (!res.writableFinished) gone.abort();
@@ -207,7 +208,7 @@ export class HttpListener {
     try {
       result = await this.#dispatcher.run(op);
     } catch (err) {
-      if (err instanceof GatewayError && err.approval?.status === 'pending' && op.meta.prefer === 'respond-async') {
+      if (err instanceof GatewayError && err.approval?.status === 'pending' && respondAsync) {
         res.setHeader('location', err.approval.url);
         res.setHeader('preference-applied', 'respond-async');
         return sendJson(res, 202, { error_code: 202, message: err.message, approval: err.approval });

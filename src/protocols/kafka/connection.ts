@@ -43,7 +43,6 @@ export interface ConnectionHost extends ListenerFacts {
   /** the answer to an ApiVersions before login, per version */
   readonly preLoginAnswers: Map<number, Struct>;
   learnBrokerVersions(): void;
-  connectionsOf(subject: string): number;
   upstreamAddress(nodeId: number | undefined): Promise<HostPort[]>;
 }
 
@@ -143,10 +142,6 @@ export class Connection implements HandlerContext {
       this.#detached--;
       this.cancelSend(place);
     });
-  }
-
-  get subject(): string | undefined {
-    return this.#identity?.subject;
   }
 
   /** Refused by a connection limit before anything was read: audited, closed. */
@@ -520,6 +515,8 @@ export class Connection implements HandlerContext {
     op.signal = this.#gone.signal;
     op.meta.api = this.#l.reg.names.get(h.apiKey) ?? String(h.apiKey);
     op.meta.api_version = h.version;
+    // Kafka requests carry no timeout of their own unless a handler says (Produce)
+    op.answerWithinMs = 0;
     return op;
   }
 
@@ -704,12 +701,6 @@ export class Connection implements HandlerContext {
     }
     if (this.#identity && this.#identity.subject !== identity.subject) {
       return fail(`re-authentication must keep the principal (${this.#identity.subject}), not switch to ${identity.subject}`);
-    }
-    const perIdentity = this.#l.dispatcher.limits?.().connections.perIdentity;
-    if (!this.#identity && perIdentity !== undefined && this.#l.connectionsOf(identity.subject) >= perIdentity) {
-      const message = `${identity.subject} already holds ${perIdentity} connections (limits.connections.perIdentity)`;
-      await this.#l.dispatcher.refuse(op, new GatewayError('throttled', message, { rule: 'limits.connections.perIdentity' })).catch(() => {});
-      return fail(message);
     }
     this.#loggedIn(identity);
     const now = Date.now();

@@ -88,12 +88,6 @@ export class KafkaListener implements ConnectionHost {
     return { host: this.config.host, port };
   }
 
-  /** Open connections authenticated as `subject` (limits.connections.perIdentity). */
-  connectionsOf(subject: string): number {
-    let n = 0;
-    for (const c of this.#connections) if (c.subject === subject) n++;
-    return n;
-  }
 
   /** Closes (audited) every connection whose authenticated identity matches, e.g. a revoked credential's; returns how many. */
   closeSessions(matches: (identity: Identity) => boolean, reason: string): number {

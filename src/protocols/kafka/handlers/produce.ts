@@ -65,7 +65,7 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
     op.meta.partitions = parts.map((p) => p.Index as number).join(',');
     op.meta.acks = acks;
     // how long the client waits for the answer: bounds how long an approval may hold it
-    if (approvable) op.meta.timeout_ms = body.TimeoutMs as number;
+    if (approvable) op.answerWithinMs = answerWithin(body.TimeoutMs as number);
     byOp.set(op, list);
     ops.push(op);
   }
@@ -74,7 +74,7 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
   };
   // Records inspected in the pool: the connection goes on with the next requests while
   // they are there (their own sends wait behind this one's place). Approvals stay in line.
-  const detach = ctx.canDetach() && ops.some((o) => o.encoded) && !ops.some((o) => o.meta.timeout_ms !== undefined);
+  const detach = ctx.canDetach() && ops.some((o) => o.encoded) && !ops.some((o) => (o.answerWithinMs ?? 0) > 0);
   const place = detach ? ctx.reserveSend() : undefined;
   let response: Promise<Buffer> | undefined;
   let denied = new Map<Operation, GatewayError>();
@@ -169,4 +169,11 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
     ctx.complete(slot!, decoded ? ctx.encodeResponse(h, decoded) : res);
   });
   done.catch(() => ctx.destroy());
+}
+
+/** A Kafka client gives up on its produce after its timeout: an approval may hold it up to a margin before that. */
+const ANSWER_MARGIN_MS = 1000;
+
+function answerWithin(timeoutMs: number): number {
+  return timeoutMs > 0 ? Math.max(0, timeoutMs - Math.max(ANSWER_MARGIN_MS, timeoutMs / 10)) : 0;
 }
