@@ -60,3 +60,43 @@ test('requests leave in the client order: a reserved place holds back the ones b
   q.rejectAll(new Error('closed'));
   assert.equal(written.length, 5);
 });
+
+test('fan-in: every operation runs through the chain; the request is decided once, with the allowed and the refused', async () => {
+  const { fanIn } = await import('../src/protocols/kafka/fan-in.ts');
+  const { GatewayError } = await import('../src/operation.ts');
+  const op = (name: string) => ({ resource: { kind: 'topic', name } }) as unknown as import('../src/operation.ts').Operation;
+  const [a, b, c] = [op('a'), op('secret'), op('c')];
+  const rows: string[] = [];
+  // a chain that refuses "secret" and otherwise ends in the terminal; it records what it settled with
+  const run = async (o: import('../src/operation.ts').Operation, terminal: (o: import('../src/operation.ts').Operation) => Promise<import('../src/operation.ts').UpstreamResult>) => {
+    await new Promise((r) => setImmediate(r));
+    if (o.resource.name === 'secret') {
+      rows.push('deny secret');
+      throw new GatewayError('forbidden', 'no', { rule: 'default-deny' });
+    }
+    const r = await terminal(o).catch((err: Error) => {
+      rows.push(`error ${o.resource.name}: ${err.message}`);
+      throw err;
+    });
+    rows.push(`allow ${o.resource.name} offset ${String(r.records?.[0]?.offset ?? '-')}`);
+    return r;
+  };
+  let decided = 0;
+  const { forwarded, settled } = fanIn(run, [a, b, c], (allowed, denied) => {
+    decided++;
+    assert.deepEqual(allowed.map((o) => o.resource.name).sort(), ['a', 'c']);
+    assert.deepEqual([...denied.keys()].map((o) => o.resource.name), ['secret']);
+    return Promise.resolve(new Map<import('../src/operation.ts').Operation, import('../src/operation.ts').UpstreamResult | Error>([[a, { records: [{ partition: 0, offset: '7', timestamp: 0 }] }], [c, new Error('broker said no')]]));
+  });
+  await forwarded;
+  await settled;
+  assert.equal(decided, 1);
+  assert.deepEqual(rows.sort(), ['allow a offset 7', 'deny secret', 'error c: broker said no']);
+  // nothing named: decided at once with nothing
+  let empty = 0;
+  await fanIn(run, [], (allowed, denied) => {
+    empty = allowed.length + denied.size + 1;
+    return undefined;
+  }).forwarded;
+  assert.equal(empty, 1);
+});

@@ -11,13 +11,15 @@
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { KafkaListenerConfig, KafkaUpstreamConfig } from '../../config/schema.ts';
-import { GatewayError, type Action, type Identity, type Operation, type Resource, type Session, type UpstreamResult } from '../../operation.ts';
+import { GatewayError, type Action, type Identity, type Operation, type Resource, type Session } from '../../operation.ts';
 import { BatchFormatError } from '../../formats/kafka-batch.ts';
-import { API, ERR, errorResponse, MAX_VERSION, SUPPORTED } from './apis.ts';
+import { API, ERR, MAX_VERSION, SUPPORTED } from './apis.ts';
 import { requestChannel, responseChannel, upstreamChannel, type ResponseMessage, type UpstreamMessage } from './channels.ts';
 import type { Struct } from './codec.ts';
 import type { Decide, HandlerContext, Header, Inflight, ListenerFacts, NamedResource, SendPlace, Slot } from './context.ts';
+import { fanIn } from './fan-in.ts';
 import { FetchSessions } from './fetch-sessions.ts';
+import { gatewayVersions, offeredVersions, preLoginVersions } from './versions.ts';
 import { ResponseOrder, SendQueue } from './order.ts';
 import { decodeRequestHeader, decodeResponse, decodeResponseFrame, encodeRequest, encodeResponse } from './frames.ts';
 import { FrameError, Framer } from './framing.ts';
@@ -309,7 +311,7 @@ export class Connection implements HandlerContext {
     }
     if (apiKey === API.ApiVersions && version > ceiling) {
       // KIP-511: answer in v0 with the versions we serve, so the client can pick one
-      return this.localResponse(h, 0, await this.#apiVersions({ ErrorCode: ERR.UNSUPPORTED_VERSION, ApiKeys: [] }, 0, true));
+      return this.localResponse(h, 0, gatewayVersions(this.#l.reg, { ErrorCode: ERR.UNSUPPORTED_VERSION, ApiKeys: [] }));
     }
     if (version < min || version > ceiling) {
       return this.violation(`${reg.names.get(apiKey)} v${version} is not served (versions ${min}-${ceiling})`, h);
@@ -320,10 +322,10 @@ export class Connection implements HandlerContext {
     switch (apiKey) {
       case API.ApiVersions:
         // before login: answered here from what the brokers said to the gateway, nothing forwarded
-        if (!this.#identity) return this.localResponse(h, version, await this.#apiVersionsBeforeLogin(version));
+        if (!this.#identity) return this.localResponse(h, version, this.#apiVersionsBeforeLogin(version));
         return this.forward(frame, h, async (res) => {
           if (res.ErrorCode === 0 && version >= 3) this.#l.brokerVersions = { ...res, ApiKeys: (res.ApiKeys as Struct[]).map((a) => ({ ...a })) };
-          return this.#apiVersions(res, version, false);
+          return offeredVersions(this.#l.reg, this.#l.passthrough, res);
         });
       case API.SaslHandshake:
         return this.#saslHandshake(h, body);
@@ -520,86 +522,14 @@ export class Connection implements HandlerContext {
     return op;
   }
 
-  /**
-   * Runs every operation through the controls chain. When each has either reached the
-   * end of the chain (allowed) or been refused, `decide` runs once with both sets: it
-   * forwards what may be forwarded and returns the per-operation results, which flow
-   * back through the chain (audit writes each row). Resolves `forwarded` as soon as the
-   * request has left for the broker, `settled` when every row is written.
-   */
-  authorize(
-    ops: Operation[],
-    decide: (allowed: Operation[], denied: Map<Operation, GatewayError>) => Promise<Map<Operation, UpstreamResult | Error>> | undefined,
-  ): { forwarded: Promise<void>; settled: Promise<unknown> } {
-    const arrived: Array<{ op: Operation; resolve: (r: UpstreamResult) => void; reject: (e: unknown) => void }> = [];
-    const denied = new Map<Operation, GatewayError>();
-    let fired = false;
-    let markForwarded!: () => void;
-    const forwarded = new Promise<void>((r) => (markForwarded = r));
-    const fire = () => {
-      if (fired || arrived.length + denied.size < ops.length) return;
-      fired = true;
-      let results: Promise<Map<Operation, UpstreamResult | Error>> | undefined;
-      try {
-        results = decide(
-          arrived.map((a) => a.op),
-          denied,
-        );
-      } catch (err) {
-        results = Promise.reject(err);
-      }
-      markForwarded();
-      if (!results) {
-        for (const a of arrived) a.resolve({});
-        return;
-      }
-      results.then(
-        (map) => {
-          for (const a of arrived) {
-            const r = map.get(a.op);
-            if (r instanceof Error) a.reject(r);
-            else a.resolve(r ?? {});
-          }
-        },
-        (err: unknown) => {
-          for (const a of arrived) a.reject(err);
-        },
-      );
-    };
-    const runs = ops.map((op) =>
-      this.#l.dispatcher
-        .run(op, (o) => new Promise<UpstreamResult>((resolve, reject) => {
-          arrived.push({ op: o, resolve, reject });
-          fire();
-        }))
-        .catch((err: unknown) => {
-          if (!fired) {
-            denied.set(op, err instanceof GatewayError ? err : new GatewayError('internal', 'internal error'));
-            fire();
-          }
-          throw err;
-        }),
-    );
-    if (ops.length === 0) fire();
-    return { forwarded, settled: Promise.allSettled(runs) };
+  /** Runs every operation through the controls chain; `decide` forwards once each is allowed or refused (fan-in.ts). */
+  authorize(ops: Operation[], decide: Decide): { forwarded: Promise<void>; settled: Promise<unknown> } {
+    return fanIn((op, terminal) => this.#l.dispatcher.run(op, terminal), ops, decide);
   }
-
-
-  // -------------------------------------------------------------------------
-  // Produce and Fetch: per-topic operations, partial forwarding, records never decoded
-
-
-
-
-
 
   reencode(h: Header, body: Struct): Buffer {
     return encodeRequest(this.#l.reg, h.apiKey, h.version, h.correlationId, body, h.clientId);
   }
-
-  // -------------------------------------------------------------------------
-  // Metadata: explicit topics are authorized (describe) and audited; listings are filtered
-
 
   async rewriteBrokers(res: Struct, field: string, idField: string): Promise<Struct> {
     for (const b of (res[field] as Struct[] | undefined) ?? []) {
@@ -613,50 +543,14 @@ export class Connection implements HandlerContext {
 
 
   /** The answer to an ApiVersions before login: the brokers' versions the gateway learned, else its own table. */
-  async #apiVersionsBeforeLogin(version: number): Promise<Struct> {
-    const cached = this.#l.preLoginAnswers.get(version);
+  #apiVersionsBeforeLogin(version: number): Struct {
+    const l = this.#l;
+    const cached = l.preLoginAnswers.get(version);
     if (cached) return cached;
-    const res = this.#l.reg.responses.get(API.ApiVersions)!.defaults(version);
-    const known = this.#l.brokerVersions;
-    const answer = known
-      ? await this.#apiVersions({ ...res, ...known, ThrottleTimeMs: 0, ApiKeys: (known.ApiKeys as Struct[]).map((a) => ({ ...a })) }, version, false)
-      : await this.#apiVersions({ ...res, ErrorCode: ERR.NONE, ApiKeys: [] }, version, true);
+    const answer = preLoginVersions(l.reg, l.passthrough, l.brokerVersions, version);
     // the gateway's own table stands in only until the brokers' versions are known
-    if (known) this.#l.preLoginAnswers.set(version, answer);
+    if (l.brokerVersions) l.preLoginAnswers.set(version, answer);
     return answer;
-  }
-
-  async #apiVersions(res: Struct, version: number, local: boolean): Promise<Struct> {
-    const reg = this.#l.reg;
-    if (local) {
-      // our own table, for a client whose ApiVersions version is newer than ours
-      res.ApiKeys = [...SUPPORTED].map((k) => {
-        const [min, max] = reg.requests.get(k)!.validVersions;
-        return { ApiKey: k, MinVersion: min, MaxVersion: Math.min(max, MAX_VERSION[k] ?? max) };
-      });
-      return res;
-    }
-    if (res.ErrorCode !== 0) return res;
-    const out: Struct[] = [];
-    for (const a of res.ApiKeys as Struct[]) {
-      const key = a.ApiKey as number;
-      const codec = reg.requests.get(key);
-      if (!codec || (!SUPPORTED.has(key) && !this.#l.passthrough.has(key))) continue;
-      const [min, max] = codec.validVersions;
-      const ceiling = Math.min(max, MAX_VERSION[key] ?? max, a.MaxVersion as number);
-      // versions the broker still lists but the definitions (and so the gateway) no longer serve are not offered
-      const floor = Math.max(min, a.MinVersion as number);
-      if (ceiling < floor) continue;
-      a.MinVersion = floor;
-      a.MaxVersion = ceiling;
-      out.push(a);
-    }
-    // v0 handshakes (unframed SASL) are refused when used, but librdkafka wants v0 listed
-    for (const [key, min, max] of [[API.SaslHandshake, 0, 1], [API.SaslAuthenticate, 0, 2]] as const) {
-      if (!out.some((a) => a.ApiKey === key)) out.push({ ApiKey: key, MinVersion: min, MaxVersion: max });
-    }
-    res.ApiKeys = out;
-    return res;
   }
 
   // -------------------------------------------------------------------------
