@@ -24,7 +24,7 @@ import { ResponseOrder, SendQueue } from './order.ts';
 import { decodeRequestHeader, decodeResponse, decodeResponseFrame, encodeRequest, encodeResponse } from './frames.ts';
 import { FrameError, Framer } from './framing.ts';
 import { handlerFor } from './handlers/index.ts';
-import { MECHANISMS, oauthBearerFailure, parseOauthBearer, parsePlain, SaslError, type Mechanism } from './sasl.ts';
+import { Login } from './login.ts';
 import { connectUpstream, type HostPort } from './upstream.ts';
 
 const MAX_QUEUED_REQUESTS = 64;
@@ -55,9 +55,8 @@ export class Connection implements HandlerContext {
   readonly #session: Session;
   readonly #framer: Framer;
   #identity: Identity | undefined;
-  #credentialExpiresAt = 0;
-  #expiryTimer: NodeJS.Timeout | undefined;
-  #mechanism: Mechanism | undefined;
+  /** SASL or mTLS, and the credential's lifetime (login.ts) */
+  readonly #login: Login;
   #upstream: Promise<Socket> | undefined;
   #upSocket: Socket | undefined;
   #upFramer: Framer | undefined;
@@ -123,7 +122,20 @@ export class Connection implements HandlerContext {
       this.#authTimer.unref();
       socket.setTimeout(limits.idleTimeoutMs, () => this.destroy());
     }
-    if (listener.config.tls?.clientCa && (socket as TLSSocket).authorized) this.#mtls(socket as TLSSocket);
+    this.#login = new Login({
+      dispatcher: listener.dispatcher,
+      session: this.#session,
+      maxSessionLifetimeMs: listener.config.maxSessionLifetimeMs,
+      identity: () => this.#identity,
+      loggedIn: (identity) => this.#loggedIn(identity),
+      closed: () => this.#closed,
+      expired: () => this.destroy(),
+    });
+    if (listener.config.tls?.clientCa && (socket as TLSSocket).authorized) {
+      // requests read before the login settles are handled after it
+      const login = this.#login.mtls((socket as TLSSocket).getPeerCertificate());
+      this.#tail = this.#tail.then(() => login);
+    }
   }
 
   get l(): ListenerFacts {
@@ -175,35 +187,6 @@ export class Connection implements HandlerContext {
     if (this.#socket.isPaused()) this.#socket.resume();
   }
 
-  /**
-   * A client certificate verified against listeners.kafka.tls.clientCa is an identity: its
-   * subject CN, with its OUs as groups. Requests wait for this login like for SASL.
-   */
-  #mtls(socket: TLSSocket): void {
-    const cert = socket.getPeerCertificate();
-    const cn = cert.subject?.CN;
-    if (!cn) return;
-    const ou = cert.subject.OU;
-    const op = this.#l.dispatcher.newOperation(this.#session, 'describe', { kind: 'cluster', name: 'mtls' });
-    op.meta.api = 'mTLS';
-    op.credential = {
-      scheme: 'certificate',
-      subject: String(cn),
-      issuer: `mtls:${String(cert.issuer?.CN ?? '')}`,
-      groups: ou === undefined ? [] : Array.isArray(ou) ? ou.map(String) : [String(ou)],
-      expiresAt: Math.floor(new Date(cert.valid_to).getTime() / 1000),
-    };
-    const login = this.#l.dispatcher.login(op).then(
-      (identity) => {
-        this.#loggedIn(identity);
-        this.#credentialExpiresAt = Math.min((identity.expiresAt ?? 0) * 1000, Date.now() + 10 * 365 * 86_400_000);
-      },
-      () => {},
-    );
-    // requests read before the login settles are handled after it
-    this.#tail = this.#tail.then(() => login);
-  }
-
   /** Audits `reason` and closes when this connection's identity matches (revocation); true when it closed. */
   closeIf(matches: (identity: Identity) => boolean, reason: string): boolean {
     if (this.#closed || !this.#identity || !matches(this.#identity)) return false;
@@ -220,7 +203,7 @@ export class Connection implements HandlerContext {
     this.#destroyed = true;
     this.#closed = true;
     this.#gone.abort();
-    clearTimeout(this.#expiryTimer);
+    this.#login.stop();
     clearTimeout(this.#authTimer);
     this.#socket.destroy();
     this.#upSocket?.destroy();
@@ -328,12 +311,13 @@ export class Connection implements HandlerContext {
           return offeredVersions(this.#l.reg, this.#l.passthrough, res);
         });
       case API.SaslHandshake:
-        return this.#saslHandshake(h, body);
+        if (h.version < 1) return this.violation('SaslHandshake v0 (unframed SASL) is not supported', h);
+        return this.localResponse(h, h.version, this.#login.handshake(body.Mechanism as string));
       case API.SaslAuthenticate:
-        return this.#saslAuthenticate(h, body);
+        return this.#saslAuthenticate(h, body.AuthBytes as Uint8Array);
     }
     if (!this.#identity) return this.#unauthenticated(h, 'authenticate with SASL (OAUTHBEARER or PLAIN) before sending requests');
-    if (Date.now() >= this.#credentialExpiresAt) return this.#unauthenticated(h, 'the session credential expired without re-authentication');
+    if (Date.now() >= this.#login.expiresAt) return this.#unauthenticated(h, 'the session credential expired without re-authentication');
 
     if (passthrough && !SUPPORTED.has(apiKey)) return this.forward(frame, h);
     return handlerFor(apiKey)(this, frame, h, body);
@@ -556,68 +540,15 @@ export class Connection implements HandlerContext {
   // -------------------------------------------------------------------------
   // SASL, terminated here
 
-  #saslHandshake(h: Header, body: Struct): void {
-    const mechanism = body.Mechanism as string;
-    const ok = (MECHANISMS as readonly string[]).includes(mechanism);
-    if (h.version < 1) return this.violation('SaslHandshake v0 (unframed SASL) is not supported', h);
-    this.#mechanism = ok ? (mechanism as Mechanism) : undefined;
-    this.localResponse(h, h.version, { ErrorCode: ok ? ERR.NONE : ERR.UNSUPPORTED_SASL_MECHANISM, Mechanisms: [...MECHANISMS] });
-  }
-
-  async #saslAuthenticate(h: Header, body: Struct): Promise<void> {
+  async #saslAuthenticate(h: Header, auth: Uint8Array): Promise<void> {
     const slot = this.slot(h);
-    const mechanism = this.#mechanism;
-    this.#mechanism = undefined;
-    const op = this.#l.dispatcher.newOperation(this.#session, 'describe', { kind: 'cluster', name: 'sasl' });
-    op.meta.api = 'SaslAuthenticate';
-    op.meta.mechanism = mechanism ?? '';
-    const fail = (message: string, bytes?: Uint8Array) => {
-      this.complete(slot, this.encodeResponse(h, { ErrorCode: ERR.SASL_AUTHENTICATION_FAILED, ErrorMessage: message, AuthBytes: bytes ?? new Uint8Array(0), SessionLifetimeMs: 0n }));
-      // Kafka closes after a failed authentication; let the answer leave first
-      this.#closed = true;
-      this.#socket.end(() => this.destroy());
-      this.#upSocket?.destroy();
-    };
-    if (!mechanism) {
-      await this.#l.dispatcher.refuse(op, new GatewayError('unauthenticated', 'SaslAuthenticate without a SaslHandshake')).catch(() => {});
-      return fail('SaslAuthenticate without a SaslHandshake');
-    }
-    let identity: Identity;
-    try {
-      const auth = body.AuthBytes as Uint8Array;
-      // PLAIN's user name is kept: for a just-in-time credential it must be the credential id
-      op.credential = mechanism === 'OAUTHBEARER' ? { scheme: 'bearer', token: parseOauthBearer(auth).token } : { scheme: 'bearer', ...parsePlain(auth) };
-      identity = await this.#l.dispatcher.login(op);
-    } catch (err) {
-      const message = err instanceof SaslError || err instanceof GatewayError ? err.message : 'authentication failed';
-      if (err instanceof SaslError) await this.#l.dispatcher.refuse(op, new GatewayError('unauthenticated', message)).catch(() => {});
-      return fail(message, mechanism === 'OAUTHBEARER' ? oauthBearerFailure() : undefined);
-    }
-    if (this.#identity && this.#identity.subject !== identity.subject) {
-      return fail(`re-authentication must keep the principal (${this.#identity.subject}), not switch to ${identity.subject}`);
-    }
-    this.#loggedIn(identity);
-    const now = Date.now();
-    const expiresAt = identity.expiresAt !== undefined ? identity.expiresAt * 1000 : now + this.#l.config.maxSessionLifetimeMs;
-    const lifetime = Math.min(this.#l.config.maxSessionLifetimeMs, expiresAt - now);
-    if (lifetime <= 0) {
-      await this.#l.dispatcher.refuse(op, new GatewayError('unauthenticated', 'the token has expired')).catch(() => {});
-      return fail('the token has expired');
-    }
-    this.#credentialExpiresAt = now + lifetime;
-    clearTimeout(this.#expiryTimer);
-    this.#expiryTimer = setTimeout(() => this.#expired(), lifetime + 50);
-    this.#expiryTimer.unref();
-    this.complete(slot, this.encodeResponse(h, { ErrorCode: 0, ErrorMessage: null, AuthBytes: new Uint8Array(0), SessionLifetimeMs: BigInt(lifetime) }));
-  }
-
-  #expired(): void {
-    if (this.#closed || Date.now() < this.#credentialExpiresAt) return;
-    const op = this.#l.dispatcher.newOperation(this.#session, 'describe', { kind: 'cluster', name: 'sasl' });
-    op.identity = this.#identity!;
-    op.meta.api = 'session-expiry';
-    void this.#l.dispatcher.refuse(op, new GatewayError('unauthenticated', 'the session credential expired without re-authentication')).catch(() => {});
-    this.destroy();
+    const { body, close } = await this.#login.authenticate(auth);
+    this.complete(slot, this.encodeResponse(h, body));
+    if (!close) return;
+    // Kafka closes after a failed authentication; let the answer leave first
+    this.#closed = true;
+    this.#socket.end(() => this.destroy());
+    this.#upSocket?.destroy();
   }
 
   // -------------------------------------------------------------------------
