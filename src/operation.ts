@@ -62,8 +62,12 @@ export interface ScopeItem {
 
 /** How the client proved who it is; consumed by the authenticate control, never logged. */
 export type Credential =
-  /** `username`: the SASL PLAIN user name, which must be the credential id for a just-in-time credential */
-  | { scheme: 'bearer'; token: string; username?: string }
+  /**
+   * `username`: the SASL PLAIN user name, which must be the credential id for a just-in-time
+   * credential. `accessKeyId`: the SigV4 access key the request was signed with (the token
+   * rode as its session token), which must be the one derived from that credential.
+   */
+  | { scheme: 'bearer'; token: string; username?: string; accessKeyId?: string }
   /** a client certificate the TLS layer already verified against the configured CA (mTLS) */
   | { scheme: 'certificate'; subject: string; issuer: string; groups: string[]; expiresAt: number };
 
@@ -151,13 +155,14 @@ export interface Operation {
    */
   encoded?: EncodedRecords;
   /**
-   * Per-record refusals, for protocols that answer per record (Kinesis PutRecords). When a
-   * listener sets it (to an empty array), the inspect control puts the error of a record
-   * that is blocked or over the record size limit at that record's index instead of refusing
-   * the whole operation (it still refuses when every record is refused, or the batch is over
-   * its limit); the terminal forwards only records without an entry.
+   * Per-record refusals, set (empty) by a listener whose protocol answers each record on its
+   * own (Kinesis PutRecords, the REST batch). A control that refuses one record (blocked by
+   * inspection, over the record size limit) refuses it here instead of refusing the whole
+   * operation; when no record is left the operation is refused with the first refusal. The
+   * upstream forwards only the records not refused, and answers each refused one with no
+   * position (partition -1).
    */
-  recordErrors?: Array<GatewayError | undefined>;
+  refusals?: Refusals<number>;
   /**
    * How long the client waits for the answer, where its protocol says so: a Kafka produce's
    * timeout less a margin; 0 when it must be answered at once (HTTP `Prefer: respond-async`,
@@ -223,6 +228,52 @@ export class GatewayError extends Error {
     this.approval = details?.approval;
     this.expired = details?.expired === true;
   }
+}
+
+/**
+ * The elements of a request refused so far, and why: the records of one operation (see
+ * `Operation.refusals`) or the operations of one request (a Kafka request naming several
+ * topics, groups or configs, each its own operation and audit row). The one model of partial
+ * refusal: controls refuse elements, what is left is forwarded, and each protocol renders the
+ * refusals in its own terms (Kafka per-topic and per-partition error codes with KIP-467
+ * record errors, Kinesis per-record ErrorCode, the REST batch's 207 failures). An element's
+ * first refusal is the one reported.
+ */
+export class Refusals<E> implements Iterable<[E, GatewayError]> {
+  readonly #byElement = new Map<E, GatewayError>();
+
+  refuse(element: E, error: GatewayError): void {
+    if (!this.#byElement.has(element)) this.#byElement.set(element, error);
+  }
+
+  get(element: E): GatewayError | undefined {
+    return this.#byElement.get(element);
+  }
+
+  has(element: E): boolean {
+    return this.#byElement.has(element);
+  }
+
+  get size(): number {
+    return this.#byElement.size;
+  }
+
+  /** the earliest refusal, the one a request refused as a whole reports */
+  first(): [E, GatewayError] | undefined {
+    for (const entry of this.#byElement) return entry;
+    return undefined;
+  }
+
+  [Symbol.iterator](): Iterator<[E, GatewayError]> {
+    return this.#byElement[Symbol.iterator]();
+  }
+}
+
+/** The indexes of `records` an upstream forwards: those `op.refusals` does not refuse. */
+export function keptRecords(op: Operation, count: number): number[] {
+  const kept: number[] = [];
+  for (let i = 0; i < count; i++) if (!op.refusals?.has(i)) kept.push(i);
+  return kept;
 }
 
 export type Next = (op: Operation) => Promise<UpstreamResult>;

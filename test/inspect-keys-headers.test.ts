@@ -12,7 +12,7 @@ import { Inspector } from '../src/inspect/inspector.ts';
 import { planKeyHeaders } from '../src/inspect/key-headers.ts';
 import { RuleBook } from '../src/inspect/rules.ts';
 import { inspectionSchema } from '../src/inspect/schema.ts';
-import { GatewayError, type Operation, type StreamRecord } from '../src/operation.ts';
+import { GatewayError, Refusals, type Operation, type StreamRecord } from '../src/operation.ts';
 import { decodeRecords, streamRecords } from '../src/formats/kafka-batch.ts';
 
 const CARD = '4111111111111111';
@@ -117,10 +117,10 @@ test('a block rule matching a key, a header name or a header value refuses the o
     assert.match(err.message, /^record 1 was blocked by inspection rule "keys": no keys/);
   }
   // per-record mode (Kinesis PutRecords): only that record fails
-  const o = op('pay', { records: [record('k', '{"ok":1}'), record(PEM, '{}')], recordErrors: [] });
+  const o = op('pay', { records: [record('k', '{"ok":1}'), record(PEM, '{}')], refusals: new Refusals<number>() });
   assert.equal(await through(control(), o), null);
-  assert.equal(o.recordErrors![0], undefined);
-  assert.equal(o.recordErrors![1]?.rule, 'keys');
+  assert.equal(o.refusals!.get(0), undefined);
+  assert.equal(o.refusals!.get(1)?.rule, 'keys');
 });
 
 test('a header name is scanned once per batch, and masked (and counted) in every record that carries it', async () => {
@@ -198,7 +198,7 @@ test('Kinesis entries: PartitionKey is the key, ExplicitHashKey a header; what i
   ];
   const records = entries.map(entryRecord);
   assert.deepEqual(records[0]!.headers.map(([k, v]) => [k, str(v)]), [['ExplicitHashKey', CARD]]);
-  const o = op('pay', { protocol: 'kinesis', records, recordErrors: [] });
+  const o = op('pay', { protocol: 'kinesis', records, refusals: new Refusals<number>() });
   assert.equal(await through(control(), o), null);
   assert.deepEqual(forwardedEntry(entries[0]!, records[0]!), { Data: entries[0]!.Data, PartitionKey: `p ${MASKED}` }, 'a masked hash key is left out');
   // an untouched key goes out exactly as the client wrote it (even a lone surrogate)

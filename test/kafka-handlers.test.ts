@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import pino from 'pino';
 import type { Dispatcher } from '../src/dispatcher.ts';
-import { GatewayError, type Action, type Identity, type Operation, type Resource, type UpstreamResult } from '../src/operation.ts';
+import { GatewayError, Refusals, type Action, type Identity, type Operation, type Resource, type UpstreamResult } from '../src/operation.ts';
 import type { Struct } from '../src/protocols/kafka/codec.ts';
 import type { HandlerContext, Header, Slot } from '../src/protocols/kafka/context.ts';
 import { FetchSessions } from '../src/protocols/kafka/fetch-sessions.ts';
@@ -95,10 +95,10 @@ function fake(allowed: (action: Action, resource: Resource) => boolean, broker: 
     },
     authorize: (ops, decide) => {
       const ok: Operation[] = [];
-      const denied = new Map<Operation, GatewayError>();
+      const denied = new Refusals<Operation>();
       for (const op of ops) {
         if (allowed(op.action, op.resource)) ok.push(op);
-        else denied.set(op, new GatewayError('forbidden', `${identity.subject} may not ${op.action} ${op.resource.kind} ${op.resource.name}`, { rule: 'default-deny' }));
+        else denied.refuse(op, new GatewayError('forbidden', `${identity.subject} may not ${op.action} ${op.resource.kind} ${op.resource.name}`, { rule: 'default-deny' }));
       }
       const results = decide(ok, denied);
       return { forwarded: Promise.resolve(), settled: Promise.resolve(results).then(() => new Promise((r) => setImmediate(r))) };

@@ -85,7 +85,7 @@ test('fan-in: every operation runs through the chain; the request is decided onc
   const { forwarded, settled } = fanIn(run, [a, b, c], (allowed, denied) => {
     decided++;
     assert.deepEqual(allowed.map((o) => o.resource.name).sort(), ['a', 'c']);
-    assert.deepEqual([...denied.keys()].map((o) => o.resource.name), ['secret']);
+    assert.deepEqual([...denied].map(([o]) => o.resource.name), ['secret']);
     return Promise.resolve(new Map<import('../src/operation.ts').Operation, import('../src/operation.ts').UpstreamResult | Error>([[a, { records: [{ partition: 0, offset: '7', timestamp: 0 }] }], [c, new Error('broker said no')]]));
   });
   await forwarded;

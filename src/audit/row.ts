@@ -92,6 +92,11 @@ export function buildRow(ctx: RowContext, op: Operation, result: UpstreamResult 
   const meta: Record<string, string> = {};
   // credential_id has its own column
   for (const [k, v] of Object.entries(op.meta)) if (k !== 'credential_id') meta[k] = String(v);
+  // records refused alone (the rest went on): which, and by what rule, unless the listener said more
+  if (op.refusals?.size && meta.record_errors === undefined) {
+    meta.failed_records = String(op.refusals.size);
+    meta.record_errors = [...op.refusals].map(([i, e]) => `${i}:${e.rule ?? e.kind}`).join(',').slice(0, 2000);
+  }
   return {
     event_id: op.id,
     event: 'operation',

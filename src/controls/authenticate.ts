@@ -1,5 +1,7 @@
+import { timingSafeEqual } from 'node:crypto';
 import type { OidcVerifier } from '../identity/oidc.ts';
-import { GatewayError, type Control, type Next, type Operation, type UpstreamResult } from '../operation.ts';
+import { accessKeyIdFor } from '../jit/access-keys.ts';
+import { GatewayError, type Control, type Identity, type Next, type Operation, type UpstreamResult } from '../operation.ts';
 import type { Policy } from '../policy/policy.ts';
 import { CredentialRefused, type JitCredentials } from '../jit/credentials.ts';
 
@@ -31,14 +33,19 @@ export class Authenticate implements Control {
       }
       const jit = this.#jit();
       if (jit?.owns(op.credential.token)) {
+        let identity: Identity;
         try {
-          op.identity = await jit.verify(op.credential.token, op.credential.username);
+          identity = await jit.verify(op.credential.token, op.credential.username);
         } catch (err) {
           if (err instanceof CredentialRefused && err.credentialId) op.meta.credential_id = err.credentialId;
           throw err;
         }
+        if (op.credential.accessKeyId !== undefined) bindAccessKey(identity, op.credential.accessKeyId);
+        op.identity = identity;
         return next(op);
       }
+      // only the gateway's own credentials have access keys
+      if (op.credential.accessKeyId !== undefined) bindAccessKey(undefined, op.credential.accessKeyId);
       const token = await this.#verifier.verify(op.credential.token);
       op.identity = {
         subject: token.subject,
@@ -50,5 +57,19 @@ export class Authenticate implements Control {
       };
     }
     return next(op);
+  }
+}
+
+/**
+ * SigV4 (Kinesis): the request was signed with an access key, and the session token is the
+ * credential. The key must be the one derived from that credential, or a key pair could be
+ * signed with one credential's secret and carry another's token.
+ */
+function bindAccessKey(identity: Identity | undefined, accessKeyId: string): void {
+  const credentialId = identity?.credentialId;
+  const expected = Buffer.from(credentialId ? accessKeyIdFor(credentialId) : '');
+  const actual = Buffer.from(accessKeyId);
+  if (!credentialId || expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
+    throw new GatewayError('unauthenticated', 'the access key does not belong to the credential in X-Amz-Security-Token', { rule: 'sigv4.access-key' });
   }
 }

@@ -57,10 +57,7 @@ export class Inspect implements Control {
       if ((facts.flags[i]! & FLAG_BLOCKED) !== 0) {
         const rule = facts.stopRule[i]!;
         const id = book.ruleId(rule);
-        const error = new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id, record: i });
-        // per-record mode (Kinesis PutRecords): this record fails, the others go on
-        if (op.recordErrors) op.recordErrors[i] ??= error;
-        else throw error;
+        refuseRecord(op, i, new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id, record: i }));
       }
     }
     refuseWhenNoneLeft(op);
@@ -116,9 +113,7 @@ export class Inspect implements Control {
       const r = records?.[i];
       const size = sizes ? sizes[i]! : (r!.value?.byteLength ?? 0) + (r!.key?.byteLength ?? 0);
       if (size > maxRecordBytes) {
-        const error = new GatewayError('too-large', `record ${i} is ${size} bytes; the limit is ${maxRecordBytes}`, { rule: 'limits.maxRecordBytes', record: i });
-        if (op.recordErrors) op.recordErrors[i] = error;
-        else throw error;
+        refuseRecord(op, i, new GatewayError('too-large', `record ${i} is ${size} bytes; the limit is ${maxRecordBytes}`, { rule: 'limits.maxRecordBytes', record: i }));
       }
       total += size;
     }
@@ -128,17 +123,17 @@ export class Inspect implements Control {
   }
 }
 
-/** Per-record mode: when every record was refused there is nothing to forward, so the operation is refused (with the first record's error). */
+/** Where the protocol answers per record (`op.refusals`) the record is refused alone; elsewhere the operation is. */
+function refuseRecord(op: Operation, i: number, error: GatewayError): void {
+  if (!op.refusals) throw error;
+  op.refusals.refuse(i, error);
+}
+
+/** Per-record mode: when every record was refused there is nothing to forward, so the operation is refused (with the first record's refusal). */
 function refuseWhenNoneLeft(op: Operation): void {
-  const errors = op.recordErrors;
-  if (!errors || !op.records) return;
-  let first: GatewayError | undefined;
-  for (let i = 0; i < op.records.length; i++) {
-    const e = errors[i];
-    if (e === undefined) return;
-    first ??= e;
-  }
-  if (first) throw first;
+  const refusals = op.refusals;
+  if (!refusals || !op.records || op.records.length === 0 || refusals.size < op.records.length) return;
+  throw refusals.get(0)!;
 }
 
 /** Audit notes: how many records had each of these facts (`json-fallback:3`). */

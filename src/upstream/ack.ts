@@ -10,7 +10,8 @@ export class AckUpstream implements Upstream {
   async execute(op: Operation): Promise<UpstreamResult> {
     const now = Date.now();
     return {
-      records: (op.records ?? []).map((r) => ({ partition: r.partition ?? 0, offset: String(this.#offset++), timestamp: r.timestamp ?? now })),
+      // a record refused alone (op.refusals) is not stored: no position
+      records: (op.records ?? []).map((r, i) => (op.refusals?.has(i) ? { partition: -1, offset: '', timestamp: now } : { partition: r.partition ?? 0, offset: String(this.#offset++), timestamp: r.timestamp ?? now })),
     };
   }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { compatibilityPartitioner, findErrorBy, NetworkError, Producer, stringSerializer, TimeoutError, type GenericError } from '@platformatic/kafka';
 import type { KafkaUpstreamConfig } from '../config/schema.ts';
-import { GatewayError, type Operation, type RecordOutcome, type Upstream, type UpstreamResult } from '../operation.ts';
+import { GatewayError, keptRecords, type Operation, type RecordOutcome, type StreamRecord, type Upstream, type UpstreamResult } from '../operation.ts';
 
 const COMPRESSION = { none: 'none', gzip: 'gzip', snappy: 'snappy', lz4: 'lz4', zstd: 'zstd' } as const;
 
@@ -47,7 +47,10 @@ export class KafkaUpstream implements Upstream {
       const partitions = metadata.topics.get(topic)?.partitionsCount ?? 0;
       if (partitions === 0) throw new GatewayError('not-found', `topic "${topic}" does not exist`);
 
-      const assigned = records.map((r) => {
+      // a record refused alone (op.refusals) is not sent, and has no position
+      const kept = keptRecords(op, records.length);
+      const assigned = kept.map((i) => {
+        const r = records[i]!;
         if (r.partition !== undefined) {
           if (r.partition < 0 || r.partition >= partitions) {
             throw new GatewayError('not-found', `partition ${r.partition} of topic "${topic}" does not exist (it has ${partitions})`);
@@ -61,13 +64,10 @@ export class KafkaUpstream implements Upstream {
       });
 
       const result = await this.#producer.send({
-        messages: records.map((r, i) => ({
+        messages: kept.map((k, i) => ({
           topic,
           partition: assigned[i]!,
-          key: r.key ? asBuffer(r.key) : undefined,
-          value: r.value ? asBuffer(r.value) : undefined,
-          headers: r.headers.length > 0 ? new Map(r.headers.map(([k, v]) => [k, asBuffer(v)])) : undefined,
-          timestamp: r.timestamp === undefined ? undefined : BigInt(r.timestamp),
+          ...message(records[k]!),
         })),
       });
 
@@ -75,15 +75,13 @@ export class KafkaUpstream implements Upstream {
       for (const o of result.offsets ?? []) if (o.topic === topic) base.set(o.partition, o.offset);
       const seen = new Map<number, number>();
       const now = Date.now();
-      const outcomes: RecordOutcome[] = assigned.map((partition, i) => {
+      const outcomes: RecordOutcome[] = records.map((r) => ({ partition: -1, offset: '', timestamp: r.timestamp ?? now }));
+      kept.forEach((k, i) => {
+        const partition = assigned[i]!;
         const position = seen.get(partition) ?? 0;
         seen.set(partition, position + 1);
         const offset = base.get(partition);
-        return {
-          partition,
-          offset: offset === undefined ? '-1' : String(offset + BigInt(position)),
-          timestamp: records[i]!.timestamp ?? now,
-        };
+        outcomes[k] = { partition, offset: offset === undefined ? '-1' : String(offset + BigInt(position)), timestamp: records[k]!.timestamp ?? now };
       });
       return { records: outcomes };
     } catch (err) {
@@ -103,6 +101,15 @@ export class KafkaUpstream implements Upstream {
   async close(): Promise<void> {
     await this.#producer.close(true);
   }
+}
+
+function message(r: StreamRecord): { key?: Buffer; value?: Buffer; headers?: Map<string, Buffer>; timestamp?: bigint } {
+  return {
+    key: r.key ? asBuffer(r.key) : undefined,
+    value: r.value ? asBuffer(r.value) : undefined,
+    headers: r.headers.length > 0 ? new Map(r.headers.map(([k, v]) => [k, asBuffer(v)])) : undefined,
+    timestamp: r.timestamp === undefined ? undefined : BigInt(r.timestamp),
+  };
 }
 
 function asBuffer(bytes: Uint8Array): Buffer {

@@ -2,24 +2,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { HttpListenerConfig } from '../../config/schema.ts';
-import { GatewayError, type FailureKind, type Operation, type Session } from '../../operation.ts';
+import { GatewayError, Refusals, type Operation, type Session } from '../../operation.ts';
+import { errorBody, sendError, sendJson } from './errors.ts';
 import type { Dispatcher } from '../../dispatcher.ts';
 import { decodeBatch, decodeRecord, type DecodedRecord } from './records.ts';
 import { describeJsonError, expectsContinue, JSON_BYTES_PARSED_UNCOUNTED, jsonValuesOver, unreadBodyNeedsClose } from '../request-body.ts';
-
-/** REST-proxy-style error codes: HTTP status followed by a two-digit detail. */
-const ERRORS: Record<FailureKind, { status: number; code: number }> = {
-  invalid: { status: 400, code: 40001 },
-  unauthenticated: { status: 401, code: 40101 },
-  forbidden: { status: 403, code: 40301 },
-  'not-found': { status: 404, code: 40403 },
-  'too-large': { status: 413, code: 41301 },
-  blocked: { status: 422, code: 42201 },
-  throttled: { status: 429, code: 42901 },
-  internal: { status: 500, code: 50001 },
-  'upstream-error': { status: 502, code: 50201 },
-  'upstream-unavailable': { status: 503, code: 50301 },
-};
 
 /**
  * The most JSON values (objects, arrays, members, elements) one request body may hold. Parse
@@ -193,6 +180,8 @@ export class HttpListener {
         decoded = [decodeRecord(json)];
       }
       op.records = decoded.map((d) => d.record);
+      // a batch is answered per entry (207): a record refused by inspection fails alone
+      if (batch) op.refusals = new Refusals<number>();
     } catch (err) {
       if (!res.headersSent) {
         // what is left of the body: a small rest is drained (the connection stays), a body over
@@ -208,6 +197,10 @@ export class HttpListener {
     try {
       result = await this.#dispatcher.run(op);
     } catch (err) {
+      // a batch whose every record was refused alone is still answered per entry
+      if (ids && op.refusals?.size && err instanceof GatewayError && (err.kind === 'blocked' || err.kind === 'too-large')) {
+        return sendJson(res, 207, { successes: [], failures: [...op.refusals].sort(([x], [y]) => x - y).map(([i, e]) => ({ id: ids[i], ...errorBody(e) })) });
+      }
       if (err instanceof GatewayError && err.approval?.status === 'pending' && respondAsync) {
         res.setHeader('location', err.approval.url);
         res.setHeader('preference-applied', 'respond-async');
@@ -230,7 +223,11 @@ export class HttpListener {
       };
     });
     if (ids) {
-      sendJson(res, 207, { successes: entries.map((e, i) => ({ id: ids[i], ...e })), failures: [] });
+      const refusals = op.refusals;
+      sendJson(res, 207, {
+        successes: entries.flatMap((e, i) => (refusals?.has(i) ? [] : [{ id: ids[i], ...e }])),
+        failures: [...(refusals ?? [])].sort(([a], [b]) => a - b).map(([i, err]) => ({ id: ids[i], ...errorBody(err) })),
+      });
     } else {
       sendJson(res, 200, entries[0]);
     }
@@ -271,20 +268,4 @@ function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Pro
   });
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function sendError(res: ServerResponse, err: unknown): void {
-  const e = err instanceof GatewayError ? err : new GatewayError('internal', 'internal error');
-  const { status, code } = ERRORS[e.kind];
-  if (e.kind === 'unauthenticated') res.setHeader('www-authenticate', 'Bearer realm="streamgate"');
-  if (e.retryAfterMs !== undefined) res.setHeader('retry-after', String(Math.max(1, Math.ceil(e.retryAfterMs / 1000))));
-  const body: Record<string, unknown> = { error_code: code, message: e.message };
-  if (e.rule) body.rule = e.rule;
-  if (e.approval) body.approval = e.approval;
-  sendJson(res, status, body);
-}
 

@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Dispatcher } from '../../dispatcher.ts';
 import type { Action, Identity, Operation, Resource, UpstreamResult } from '../../operation.ts';
-import type { GatewayError } from '../../operation.ts';
+import type { Refusals } from '../../operation.ts';
 import type { Struct } from './codec.ts';
 import type { FetchSessions } from './fetch-sessions.ts';
 import type { RequestHeader } from './frames.ts';
@@ -66,7 +66,8 @@ export interface NamedResource {
   partition?: number;
 }
 
-export type Decide = (allowed: Operation[], denied: Map<Operation, GatewayError>) => Promise<Map<Operation, UpstreamResult | Error>> | undefined;
+/** Forwards what may go once each operation of a request is allowed or refused (`refused`: the operations refused, with why). */
+export type Decide = (allowed: Operation[], refused: Refusals<Operation>) => Promise<Map<Operation, UpstreamResult | Error>> | undefined;
 
 export interface HandlerContext {
   readonly l: ListenerFacts;

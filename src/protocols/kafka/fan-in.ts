@@ -2,7 +2,7 @@
 // through the controls chain on its own (its own audit row), and the request is decided once,
 // when each has either reached the end of the chain (allowed) or been refused.
 
-import { GatewayError, type Operation, type UpstreamResult } from '../../operation.ts';
+import { GatewayError, Refusals, type Operation, type UpstreamResult } from '../../operation.ts';
 import type { Decide } from './context.ts';
 
 /** The controls chain for one operation, ending in `terminal` when it is allowed. */
@@ -17,7 +17,7 @@ export type RunThroughChain = (op: Operation, terminal: (op: Operation) => Promi
  */
 export function fanIn(run: RunThroughChain, ops: Operation[], decide: Decide): { forwarded: Promise<void>; settled: Promise<unknown> } {
   const arrived: Array<{ op: Operation; resolve: (r: UpstreamResult) => void; reject: (e: unknown) => void }> = [];
-  const denied = new Map<Operation, GatewayError>();
+  const denied = new Refusals<Operation>();
   let fired = false;
   let markForwarded!: () => void;
   const forwarded = new Promise<void>((r) => (markForwarded = r));
@@ -59,7 +59,7 @@ export function fanIn(run: RunThroughChain, ops: Operation[], decide: Decide): {
       }),
     ).catch((err: unknown) => {
       if (!fired) {
-        denied.set(op, err instanceof GatewayError ? err : new GatewayError('internal', 'internal error'));
+        denied.refuse(op, err instanceof GatewayError ? err : new GatewayError('internal', 'internal error'));
         fire();
       }
       throw err;

@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { createSecureServer, createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
@@ -6,8 +5,7 @@ import { createServer as createNetServer, type Server, type Socket } from 'node:
 import type { Logger } from 'pino';
 import type { KinesisListenerConfig, KinesisUpstreamConfig } from '../../config/schema.ts';
 import type { Dispatcher } from '../../dispatcher.ts';
-import { accessKeyIdFor } from '../../jit/access-keys.ts';
-import { GatewayError, type Action, type Identity, type Operation, type RecordOutcome, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
+import { GatewayError, keptRecords, Refusals, type Action, type Identity, type Operation, type RecordOutcome, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
 import type { StateStore } from '../../state/store.ts';
 import { errorType, KinesisUpstream } from '../../upstream/kinesis.ts';
 import { BODY_BYTES_BEFORE_AUTH, describeJsonError, expectsContinue, JSON_BYTES_PARSED_UNCOUNTED, jsonValuesOver, unreadBodyNeedsClose } from '../request-body.ts';
@@ -278,10 +276,9 @@ export class KinesisListener {
     let identity: Identity;
     try {
       const probe = this.#dispatcher.newOperation(session, action, { kind: 'stream', name: '' });
-      probe.credential = { scheme: 'bearer', token };
+      // SigV4: the authenticate control binds the access key to the credential the session token proves
+      probe.credential = { scheme: 'bearer', token, ...(claim ? { accessKeyId: claim.accessKeyId } : {}) };
       identity = await this.#dispatcher.authenticate(probe);
-      // SigV4: the access key must be the one derived from the credential the session token proves
-      if (claim) checkKey(identity, claim.accessKeyId);
     } catch (err) {
       return refuseUnread(err);
     }
@@ -366,18 +363,10 @@ export class KinesisListener {
     return op;
   }
 
-  /** SigV4: the access key must still be the one of the operation's credential (checked again at the terminal). */
-  #checkKey(op: Operation, call: Call): void {
-    if (call.signature) checkKey(op.identity, call.signature.accessKeyId);
-  }
-
   /** Runs one operation through the controls chain with `forward` as its terminal; maps its failure to a Kinesis error. */
   async #run(op: Operation, call: Call, forward: (op: Operation) => Promise<UpstreamResult>): Promise<string> {
     try {
-      await this.#dispatcher.run(op, (o) => {
-        this.#checkKey(o, call);
-        return forward(o);
-      });
+      await this.#dispatcher.run(op, forward);
     } finally {
       this.#sessions.expires(op.session, op.identity?.expiresAt);
     }
@@ -434,7 +423,6 @@ export class KinesisListener {
     try {
       identity = await this.#dispatcher.login(op);
       this.#sessions.expires(op.session, identity.expiresAt);
-      this.#checkKey(op, call);
     } catch (err) {
       return errorAnswer(err, op.id);
     }
@@ -459,7 +447,7 @@ export class KinesisListener {
     const list = entries as Body[];
     const op = this.#newOp(call, 'produce', stream);
     op.records = list.map(entryRecord);
-    if (batch) op.recordErrors = [];
+    if (batch) op.refusals = new Refusals<number>();
     let upstreamAnswer: Body = {};
     // per record, in the client's order: where the upstream stored it, or why it failed
     const outcomes: Array<{ ShardId: string; SequenceNumber: string } | { error: string; message: string }> = [];
@@ -468,8 +456,7 @@ export class KinesisListener {
     try {
       await this.#run(op, call, async (o) => {
         const records = o.records!;
-        const forwarded: number[] = [];
-        for (let i = 0; i < records.length; i++) if (!o.recordErrors?.[i]) forwarded.push(i);
+        const forwarded = keptRecords(o, records.length);
         // built from the inspected records: masked Data, PartitionKey and ExplicitHashKey
         const wire = (i: number) => forwardedEntry(list[i]!, records[i]!);
         if (!batch) {
@@ -482,10 +469,7 @@ export class KinesisListener {
         const results = Array.isArray(upstreamAnswer.Records) ? (upstreamAnswer.Records as Body[]) : [];
         if (results.length !== forwarded.length) throw new GatewayError('upstream-error', `the upstream answered ${results.length} record results for ${forwarded.length} records`);
         const now = Date.now();
-        for (let i = 0; i < records.length; i++) {
-          const refused = o.recordErrors?.[i];
-          if (refused) outcomes[i] = { error: 'InvalidArgumentException', message: refused.message };
-        }
+        for (const [i, refused] of o.refusals ?? []) outcomes[i] = { error: 'InvalidArgumentException', message: refused.message };
         forwarded.forEach((i, j) => {
           const r = results[j]!;
           // (Kinesis' ErrorMessage is not passed on, like its error messages: the code says it)
@@ -496,15 +480,15 @@ export class KinesisListener {
         const failed = outcomes.filter((x) => 'error' in x).length;
         if (failed > 0) {
           o.meta.failed_records = failed;
-          o.meta.record_errors = outcomes.flatMap((x, i) => ('error' in x ? [`${i}:${o.recordErrors?.[i]?.rule ?? x.error}`] : [])).join(',').slice(0, 2000);
+          o.meta.record_errors = outcomes.flatMap((x, i) => ('error' in x ? [`${i}:${o.refusals?.get(i)?.rule ?? x.error}`] : [])).join(',').slice(0, 2000);
         }
         // aligned with the records (audit offsets): a refused or failed record has no position (-1:)
         return { records: positions(now) };
       });
     } catch (err) {
       // PutRecords answers per record even when every record was refused by the gateway
-      if (batch && err instanceof GatewayError && (err.kind === 'blocked' || err.kind === 'too-large') && op.recordErrors?.length) {
-        const records = op.records.map((_r, i) => ({ ErrorCode: 'InvalidArgumentException', ErrorMessage: op.recordErrors![i]?.message ?? err.message }));
+      if (batch && err instanceof GatewayError && (err.kind === 'blocked' || err.kind === 'too-large') && op.refusals?.size) {
+        const records = op.records.map((_r, i) => ({ ErrorCode: 'InvalidArgumentException', ErrorMessage: op.refusals!.get(i)?.message ?? err.message }));
         return { status: 200, body: { FailedRecordCount: records.length, Records: records }, requestId: op.id };
       }
       return errorAnswer(err, op.id);
@@ -596,15 +580,6 @@ function claimedAccessKey(authorization: string | undefined): string | undefined
 }
 
 /** SigV4: the access key must be the one derived from the just-in-time credential the session token proved. */
-function checkKey(identity: Identity | undefined, accessKeyId: string): void {
-  const credentialId = identity?.credentialId;
-  const expected = Buffer.from(credentialId ? accessKeyIdFor(credentialId) : '');
-  const actual = Buffer.from(accessKeyId);
-  if (!credentialId || expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
-    throw kinesisRefusal('unauthenticated', 'UnrecognizedClientException', 'the access key does not belong to the credential in X-Amz-Security-Token');
-  }
-}
-
 function sigv4Refusal(f: SigV4Failure): GatewayError {
   return kinesisRefusal('unauthenticated', f.error, f.message);
 }

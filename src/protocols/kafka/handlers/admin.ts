@@ -32,7 +32,7 @@ export async function gated(ctx: HandlerContext, frame: Buffer, h: Header, body:
       response = ctx.send(up, frame, true)!;
       return response.then(() => new Map());
     }
-    const [op, err] = [...denied][0]!;
+    const [op, err] = denied.first()!;
     split = requestElements(h.apiKey, h.version, body);
     if (split) {
       const refusedBy = new Map<string, [Operation, GatewayError]>();

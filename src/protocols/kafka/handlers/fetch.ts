@@ -3,7 +3,7 @@
 // consume rules for the reader are masked per role before delivery; an answer with nothing to
 // merge or mask may be cut through to the client as it arrives.
 
-import { GatewayError, type Operation, type StreamRecord, type UpstreamResult } from '../../../operation.ts';
+import { GatewayError, Refusals, type Operation, type StreamRecord, type UpstreamResult } from '../../../operation.ts';
 import { decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from '../../../formats/kafka-batch.ts';
 import { ERR, errorResponse } from '../apis.ts';
 import type { Struct } from '../codec.ts';
@@ -45,7 +45,7 @@ export async function fetch(ctx: HandlerContext, frame: Buffer, h: Header, body:
   const sessionRefusals = sessionRefused.map((t) => ({ topic: t, partitions: ctx.fetchSessions.partitions(plan, t) }));
   for (const t of sessionRefused) refuseSessionTopic(ctx, h, t, plan.kind === 'incremental' ? plan.id : 0);
   let response: Promise<Buffer> | undefined;
-  let denied = new Map<Operation, GatewayError>();
+  let denied = new Refusals<Operation>();
   // Consume-side rules for this reader: such topics are decoded, masked and re-encoded,
   // so their responses are never cut through. (recorded topics take the same path: their
   // records are decoded with their offsets.) The session's topics count as named.

@@ -2,7 +2,7 @@
 // filtered to what the identity may describe, auto-creation needs admin on every named topic
 // (v0-v3, which auto-create by default, are forwarded as v4), brokers are rewritten.
 
-import { GatewayError, type Operation } from '../../../operation.ts';
+import { GatewayError, Refusals, type Operation } from '../../../operation.ts';
 import { ERR } from '../apis.ts';
 import type { Struct } from '../codec.ts';
 import type { HandlerContext, Header } from '../context.ts';
@@ -21,7 +21,7 @@ export async function metadata(ctx: HandlerContext, frame: Buffer, h: Header, bo
   const autoCreate = legacy ? true : body.AllowAutoTopicCreation === true;
   const ops = (requested ?? []).map((t) => ctx.newOp(h, { kind: 'topic', name: (t.Name as string | null) ?? '<topic-id>', action: 'describe' }));
   let response: Promise<Buffer> | undefined;
-  let denied = new Map<Operation, GatewayError>();
+  let denied = new Refusals<Operation>();
   const { forwarded, settled } = ctx.authorize(ops, (allowed, refused) => {
     denied = refused;
     let out = frame;
@@ -38,7 +38,7 @@ export async function metadata(ctx: HandlerContext, frame: Buffer, h: Header, bo
   settled
     .then(async () => {
       const res = ctx.responseBody(forward, await response!);
-      const deniedNames = new Set([...denied.keys()].map((o) => o.resource.name));
+      const deniedNames = new Set([...denied].map(([o]) => o.resource.name));
       res.Topics = (res.Topics as Struct[]).filter((t) => typeof t.Name === 'string' && !deniedNames.has(t.Name) && ctx.permits('describe', { kind: 'topic', name: t.Name }));
       const codec = ctx.l.reg.responses.get(h.apiKey)!;
       for (const [op, err] of denied) {

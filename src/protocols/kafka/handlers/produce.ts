@@ -4,7 +4,7 @@
 // rebuilt before forwarding. A Produce whose records are in the pool is detached: the
 // connection goes on with the next requests while their sends wait behind its place.
 
-import { GatewayError, type Operation, type StreamRecord, type UpstreamResult } from '../../../operation.ts';
+import { GatewayError, Refusals, type Operation, type StreamRecord, type UpstreamResult } from '../../../operation.ts';
 import { decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from '../../../formats/kafka-batch.ts';
 import { ERR, errorResponse } from '../apis.ts';
 import type { Struct } from '../codec.ts';
@@ -77,7 +77,7 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
   const detach = ctx.canDetach() && ops.some((o) => o.encoded) && !ops.some((o) => (o.answerWithinMs ?? 0) > 0);
   const place = detach ? ctx.reserveSend() : undefined;
   let response: Promise<Buffer> | undefined;
-  let denied = new Map<Operation, GatewayError>();
+  let denied = new Refusals<Operation>();
   const { forwarded, settled } = ctx.authorize(ops, (allowed, refused) => {
     denied = refused;
     // a refused transactional id refuses the whole request
