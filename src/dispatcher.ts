@@ -4,7 +4,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LimitsConfig } from './config/schema.ts';
-import type { Action, ClientInfo, Identity, Next, Operation, Protocol, Resource, Session, UpstreamResult } from './operation.ts';
+import type { Action, ClientInfo, Identity, Intent, Next, Operation, Protocol, RecordNeeds, Resource, Session, UpstreamResult } from './operation.ts';
 
 /** What a protocol listener needs from the gateway: make operations and run them. */
 export interface Dispatcher {
@@ -40,19 +40,14 @@ export interface Dispatcher {
    */
   permitsEvery?(identity: Identity, action: Action, kind: Resource['kind']): boolean;
   /**
-   * Whether records of `topic` on `side` (for a reader with `roles`) need inspection; a
-   * listener decodes records only then (passthrough otherwise). Optional for test doubles.
+   * What the controls will need of such an operation's records (none, encoded or decoded) and
+   * whether they would let it go or hold it, asked once before the listener prepares them: a
+   * listener decodes records only when a control will read them. Each control answers for
+   * itself (Control.needs).
    */
-  inspects?(topic: string, side: 'produce' | 'consume', roles: readonly string[]): boolean;
+  needs(intent: Intent): RecordNeeds;
   /** Connection counts, timeouts and rates (config `limits`), read when used so a reload applies. Optional for test doubles. */
   limits?(): LimitsConfig;
-  /** Whether an approval rule covers the operation (it may then run beyond the grants once approved). Optional for test doubles. */
-  approvable?(identity: Identity, action: Action, resource: Resource): boolean;
-  /**
-   * Whether records of `topic` on `side` by `identity` are recorded (session recording); a
-   * listener then decodes the records like for inspection. Optional for test doubles.
-   */
-  records?(topic: string, side: 'produce' | 'consume', identity: Identity): boolean;
   /**
    * The SigV4 secret access key of a just-in-time credential's access key id (Kinesis), or
    * undefined when the id is not one this gateway issues or credentials are not configured.

@@ -25,7 +25,7 @@ import { GatewayMetrics } from './ops/metrics.ts';
 import { OidcVerifier } from './identity/oidc.ts';
 import { Inspector } from './inspect/inspector.ts';
 import { RuleBook } from './inspect/rules.ts';
-import { composeChain, GatewayError, type Action, type ClientInfo, type Control, type Identity, type Next, type Operation, type Protocol, type Resource, type Session, type Upstream, type UpstreamResult } from './operation.ts';
+import { composeChain, GatewayError, type Chain, type Action, type ClientInfo, type Control, type Identity, type Intent, type Next, type Operation, type RecordNeeds, type Protocol, type Resource, type Session, type Upstream, type UpstreamResult } from './operation.ts';
 import { Policy } from './policy/policy.ts';
 import { HttpListener } from './protocols/http/listener.ts';
 import { KafkaListener } from './protocols/kafka/listener.ts';
@@ -33,6 +33,7 @@ import { AckUpstream } from './upstream/ack.ts';
 import { KafkaUpstream } from './upstream/kafka.ts';
 import { NoUpstream } from './upstream/none.ts';
 import { KinesisListener } from './protocols/kinesis/listener.ts';
+import { KinesisUpstream } from './upstream/kinesis.ts';
 import { openStateStore } from './state/open.ts';
 import type { StateStore } from './state/store.ts';
 import type { AccessKeys } from './jit/access-keys.ts';
@@ -40,7 +41,6 @@ import { loadAccessKeys } from './jit/access-secret.ts';
 import { JitCredentials, revocationMatches } from './jit/credentials.ts';
 import { CredentialEndpoints } from './jit/endpoints.ts';
 import { SamlVerifier } from './jit/saml.ts';
-import { scopeRefusal } from './jit/scope.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from './dispatcher.ts';
 
@@ -67,6 +67,22 @@ export interface ReloadResult {
 const RESTART_SECTIONS = ['instance', 'listeners', 'upstream', 'identity', 'audit', 'metrics', 'state', 'credentials', 'recording'] as const;
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
+/** What a reload replaces. */
+interface Live {
+  policy: Policy;
+  /** policy.approvals compiled */
+  approvalRules: ApprovalRules;
+  rules: RuleBook;
+  /** the inspection engine loaded with `rules`' program */
+  inspector: Inspector;
+}
+
+/** Something the gateway started and closes, in reverse order, on the way down. */
+interface Service {
+  name: string;
+  close(): Promise<void>;
+}
+
 /** Wires config -> controls -> upstream -> listeners. The order of `controls` is the data flow. */
 export class Gateway implements Dispatcher {
   #config: Config;
@@ -77,70 +93,86 @@ export class Gateway implements Dispatcher {
   readonly state: StateStore;
   /** approval requests, decisions and grants (in `state`, so shared by every instance on it) */
   readonly approvals: ApprovalService;
-  /** policy.approvals compiled; swapped with the policy on reload */
-  #approvalRules: ApprovalRules;
   #accessKeys: AccessKeys | undefined;
   /** just-in-time credentials (config `credentials`), made at start once the shared secrets are loaded */
   #jit: JitCredentials | undefined;
   #credentialEndpoints: CredentialEndpoints | undefined;
   readonly #instance: string;
-  // policy, rules and inspector are swapped whole by reload(); the chain reads them per operation
-  #policy: Policy;
-  #rules: RuleBook;
+  /** what a reload replaces, swapped whole: each read sees one consistent snapshot (policy with its approval rules, rules with their engine) */
+  #live: Live;
   readonly #verifier: OidcVerifier;
   readonly #spool: AuditSpool;
   readonly #shipper: ClickHouseShipper | undefined;
   /** session recording, when the config has a recording section */
   readonly #recorder: Recorder | undefined;
   readonly #rowContext: () => RowContext;
-  #inspector: Inspector;
   /** inspectors replaced by a reload, closed once their in-flight batches are done */
   readonly #retired = new Set<Inspector>();
+  /** what was started, in order; closed in reverse */
+  readonly #services: Service[] = [];
   #wasmReady = false;
   #admin: AdminListener | undefined;
   #adminRoutesPort: number | undefined;
   readonly #upstream: Upstream;
   readonly #quota = new Quota(() => this.#config.limits);
-  readonly #chain: Next;
-  readonly #refuseChain: (op: Operation, error: unknown) => Promise<UpstreamResult>;
+  readonly #chain: Chain;
+  readonly #authorize: Authorize;
+  /** the controls that say what they need of an operation's records (Control.needs) */
+  readonly #asked: Control[];
+  /** how many controls a login or a refusal runs: the outer ones, up to and including authenticate */
+  readonly #throughAuthenticate: number;
   #http: HttpListener | undefined;
   #kafka: KafkaListener | undefined;
   #kinesis: KinesisListener | undefined;
-  readonly #login: (op: Operation) => Promise<UpstreamResult>;
+  #kinesisUpstream: KinesisUpstream | undefined;
   readonly #authenticateOnly: (op: Operation) => Promise<UpstreamResult>;
-  /** per-operation terminal for listeners that forward the request themselves (Kafka); default: the configured upstream */
-  readonly #forwards = new WeakMap<Operation, Next>();
 
   private constructor(config: Config, log: Logger) {
     this.#config = config;
     this.log = log;
     this.#instance = config.instance ?? hostname();
     this.state = openStateStore(config.state);
-    this.#approvalRules = new ApprovalRules(config.policy.approvals ?? []);
+    const rules = new RuleBook(config.inspection);
+    this.#live = {
+      policy: new Policy(config.policy),
+      approvalRules: new ApprovalRules(config.policy.approvals ?? []),
+      rules,
+      inspector: new Inspector(config.inspection, rules.program),
+    };
     this.approvals = new ApprovalService({
       store: this.state,
-      rules: () => this.#approvalRules,
+      rules: () => this.#live.approvalRules,
       config: () => this.#config.approvals,
       baseUrl: () => this.#config.approvals.publicUrl ?? (this.addresses.admin ? `http://${this.addresses.admin.host.includes(':') ? `[${this.addresses.admin.host}]` : this.addresses.admin.host}:${this.addresses.admin.port}` : ''),
       instance: this.#instance,
       record: (event, fields) => this.recordEvent(event, fields),
       log,
     });
-    this.#policy = new Policy(config.policy);
-    this.#rules = new RuleBook(config.inspection);
     this.#verifier = new OidcVerifier(config.identity.issuers);
-    this.#rowContext = () => ({ instance: this.#instance, policyVersion: this.#policy.version });
+    this.#rowContext = () => ({ instance: this.#instance, policyVersion: this.#live.policy.version });
     this.#spool = new AuditSpool(config.audit.spool, { signer: loadSigner(config.audit.spool.signingKey), context: this.#rowContext, log, shipping: config.audit.clickhouse !== undefined });
     this.#shipper = config.audit.clickhouse ? new ClickHouseShipper(this.#spool, config.audit.clickhouse, log) : undefined;
     this.#recorder = config.recording
       ? new Recorder(config.recording, { instance: this.#instance, log, clickhouse: config.audit.clickhouse, note: (fields) => void this.recordEvent('spool-gap', fields).catch((err: unknown) => log.error({ err }, 'recording note not audited')) })
       : undefined;
-    this.#inspector = new Inspector(config.inspection, this.#rules.program);
     this.#upstream = 'kafka' in config.upstream ? new KafkaUpstream(config.upstream.kafka) : 'kind' in config.upstream ? new AckUpstream() : new NoUpstream();
+    // what the constructor opened, closed last (in reverse): the shared state and the audit spool after everything that writes to them
+    const owned = (name: string, close: () => Promise<void>) => this.#services.push({ name, close });
+    owned('state store', () => this.state.close());
+    owned('audit spool', () => this.#spool.close());
+    const shipper = this.#shipper;
+    if (shipper) owned('audit shipper', () => shipper.stop());
+    const recording = this.#recorder;
+    if (recording) owned('session recording', () => recording.close());
+    owned('inspection engines', async () => {
+      for (const old of this.#retired) await old.close().catch(() => {});
+      await this.#live.inspector.close();
+    });
+    owned('upstream', () => this.#upstream.close());
 
     this.metrics = new GatewayMetrics(config.metrics, {
-      poolQueueSize: () => this.#inspector.poolQueueSize,
-      policyVersion: () => this.#policy.version,
+      poolQueueSize: () => this.#live.inspector.poolQueueSize,
+      policyVersion: () => this.#live.policy.version,
       audit: () => ({
         healthy: this.#spool.healthy,
         unshippedBytes: this.#spool.unshippedBytes,
@@ -152,46 +184,30 @@ export class Gateway implements Dispatcher {
 
     const recorder = this.#recorder;
     if (recorder) registerRecordingMetrics(this.metrics.registry, () => recorder.stats);
-    const policy = () => this.#policy;
+    const policy = () => this.#live.policy;
     const metrics = new Metrics(this.metrics, log);
     const audit = new Audit(this.#spool, this.#rowContext, log);
     const authenticate = new Authenticate(this.#verifier, policy, () => this.#jit);
+    this.#authorize = new Authorize(policy, (intent) => this.#live.approvalRules.match(intent.identity, intent.action, intent.resource) !== undefined);
     const controls: Control[] = [
       metrics,
       audit,
       authenticate,
       this.#quota,
-      new Authorize(policy, (op) => this.#approvalRules.match(op.identity!, op.action, op.resource) !== undefined),
-      new Approve(() => this.#approvalRules, this.approvals),
+      this.#authorize,
+      new Approve(() => this.#live.approvalRules, this.approvals),
       new Recording(() => this.#recorder),
       new Inspect(
-        { inspect: (values, ruleset) => this.#inspector.inspect(values, ruleset), inspectEncoded: (task, bytes) => this.#inspector.inspectEncoded(task, bytes) },
-        () => this.#rules,
+        { inspect: (values, ruleset) => this.#live.inspector.inspect(values, ruleset), inspectEncoded: (task, bytes) => this.#live.inspector.inspectEncoded(task, bytes) },
+        () => this.#live.rules,
         () => this.#config.inspection.limits,
       ),
     ];
-    const upstream = this.#upstream;
-    const forwards = this.#forwards;
-    const meter = this.metrics;
-    this.#chain = composeChain(controls, {
-      // timed here, around the upstream call itself: the rest of the chain is the gateway's own time
-      execute: (op) => meter.timeUpstream(op, () => (forwards.get(op) ?? ((o: Operation) => upstream.execute(o)))(op)),
-      ready: () => upstream.ready(),
-      close: () => upstream.close(),
-    });
-    const quota = this.#quota;
-    this.#login = (op) =>
-      metrics.handle(op, (m) =>
-        audit.handle(m, (o) =>
-          authenticate.handle(o, (a) => {
-            quota.admitSession(a);
-            return Promise.resolve({});
-          }),
-        ),
-      );
+    this.#chain = composeChain(controls, this.#upstream);
+    this.#asked = controls.filter((c) => c.needs !== undefined);
+    // logins and refusals run the same chain up to authenticate (metrics, audit, who it is), then end
+    this.#throughAuthenticate = controls.indexOf(authenticate) + 1;
     this.#authenticateOnly = (op) => authenticate.handle(op, () => Promise.resolve({}));
-    this.#refuseChain = (op, error) =>
-      metrics.handle(op, (m) => audit.handle(m, (o) => authenticate.handle(o, () => Promise.reject(error))));
   }
 
   get config(): Config {
@@ -211,13 +227,18 @@ export class Gateway implements Dispatcher {
   static async start(config: Config, log: Logger, options: { admin?: boolean | 'routes' } = {}): Promise<Gateway> {
     const gateway = new Gateway(config, log);
     try {
+      const started = (name: string, close: () => Promise<void>) => gateway.#services.push({ name, close });
       // ships what earlier runs left in the spool too; never waits for ClickHouse
       gateway.#shipper?.start();
       await gateway.#recorder?.warmUp();
-      if (config.credentials) await gateway.#startCredentials(config.credentials);
-      await gateway.#inspector.warmUp();
+      if (config.credentials) {
+        await gateway.#startCredentials(config.credentials);
+        started('just-in-time credentials', async () => gateway.#jit?.close());
+      }
+      await gateway.#live.inspector.warmUp();
       gateway.#wasmReady = true;
       await gateway.approvals.start(gateway.metrics.registry);
+      started('approvals', () => gateway.approvals.close());
       if (config.listeners.admin && options.admin !== false) {
         // a cluster worker serves the control-plane routes on a loopback port of its own; the primary forwards to it
         const routesOnly = options.admin === 'routes';
@@ -226,7 +247,9 @@ export class Gateway implements Dispatcher {
           readiness: () => gateway.readiness(),
           routes: [approvalRoutes(gateway.approvals, (token) => gateway.identify(token), log), ...(gateway.#credentialEndpoints ? [gateway.#credentialEndpoints.adminRoute()] : []), ...(gateway.#recorder ? [gateway.#sessionRoutes(gateway.#recorder.dir)] : [])],
         }, log);
-        const address = await gateway.#admin.listen();
+        const admin = gateway.#admin;
+        const address = await admin.listen();
+        started('admin listener', () => admin.close());
         if (routesOnly) {
           gateway.#adminRoutesPort = address.port;
           log.info(address, 'worker admin routes ready (the primary forwards to them)');
@@ -242,30 +265,39 @@ export class Gateway implements Dispatcher {
           opened: (l) => gateway.metrics.connectionOpened(l),
           closed: (l) => gateway.metrics.connectionClosed(l),
         });
-        gateway.addresses.http = await gateway.#http.listen();
-        log.info({ ...gateway.addresses.http, policy: gateway.#policy.version }, 'HTTP listener ready');
+        const http = gateway.#http;
+        gateway.addresses.http = await http.listen();
+        started('HTTP listener', () => http.close());
+        log.info({ ...gateway.addresses.http, policy: gateway.#live.policy.version }, 'HTTP listener ready');
       }
       if (config.listeners.kafka && !('kafka' in config.upstream)) {
         // the ack upstream (benchmarks) has no broker to speak the Kafka protocol to
         log.warn('listeners.kafka is ignored: the Kafka listener needs upstream.kafka, not the ack upstream');
       } else if (config.listeners.kafka && 'kafka' in config.upstream) {
         gateway.#kafka = new KafkaListener(config.listeners.kafka, config.upstream.kafka, gateway, log);
-        gateway.addresses.kafka = await gateway.#kafka.listen();
+        const kafka = gateway.#kafka;
+        gateway.addresses.kafka = await kafka.listen();
+        started('Kafka listener', () => kafka.close());
         log.info({ ...gateway.addresses.kafka }, 'Kafka listener ready');
       }
       if (config.listeners.kinesis && !config.upstream.kinesis) {
         log.warn('listeners.kinesis is ignored: the Kinesis listener needs upstream.kinesis');
       } else if (config.listeners.kinesis && config.upstream.kinesis) {
+        const endpoint = new KinesisUpstream(config.upstream.kinesis);
+        started('Kinesis upstream', () => endpoint.close());
+        gateway.#kinesisUpstream = endpoint;
         gateway.#kinesis = new KinesisListener(
           config.listeners.kinesis,
-          config.upstream.kinesis,
+          endpoint,
           gateway,
           log,
           { opened: (l) => gateway.metrics.connectionOpened(l), closed: (l) => gateway.metrics.connectionClosed(l) },
           // several instances: the SigV4 replay cache lives in the shared state
           config.state.kind === 'redis' ? gateway.state : undefined,
         );
-        gateway.addresses.kinesis = await gateway.#kinesis.listen();
+        const kinesis = gateway.#kinesis;
+        gateway.addresses.kinesis = await kinesis.listen();
+        started('Kinesis listener', () => kinesis.close());
         log.info({ ...gateway.addresses.kinesis }, 'Kinesis listener ready');
       }
     } catch (err) {
@@ -313,12 +345,18 @@ export class Gateway implements Dispatcher {
   }
 
   run(op: Operation, forward?: Next): Promise<UpstreamResult> {
-    if (forward) this.#forwards.set(op, forward);
-    return this.#chain(op);
+    const meter = this.metrics;
+    const upstream = this.#upstream;
+    // timed here, around the upstream call itself: the rest of the chain is the gateway's own time
+    return this.#chain(op, (o) => meter.timeUpstream(o, () => (forward ? forward(o) : upstream.execute(o))));
   }
 
   async login(op: Operation): Promise<Identity> {
-    await this.#login(op);
+    // a session the quota control admits (per-identity connection cap) is a login
+    await this.#chain(op, (o) => {
+      this.#quota.admitSession(o);
+      return Promise.resolve({});
+    }, this.#throughAuthenticate);
     if (!op.identity) throw new GatewayError('unauthenticated', 'no identity after authentication');
     return op.identity;
   }
@@ -329,8 +367,10 @@ export class Gateway implements Dispatcher {
     return op.identity;
   }
 
-  inspects(topic: string, side: 'produce' | 'consume', roles: readonly string[]): boolean {
-    return this.#rules.rulesFor(topic, side, roles) !== null;
+  needs(intent: Intent): RecordNeeds {
+    const needs: RecordNeeds = { records: 'none', mayGo: true, mayHold: false };
+    for (const control of this.#asked) control.needs!(intent, needs);
+    return needs;
   }
 
   async #startCredentials(config: NonNullable<Config['credentials']>): Promise<void> {
@@ -341,7 +381,7 @@ export class Gateway implements Dispatcher {
     const jit = new JitCredentials({
       config,
       store: this.state,
-      policy: () => this.#policy,
+      policy: () => this.#live.policy,
       accessKeys: this.#accessKeys,
       record: (event, fields) => this.recordEvent(event, fields),
       log: this.log,
@@ -360,7 +400,7 @@ export class Gateway implements Dispatcher {
       jit,
       oidc: this.#verifier,
       saml: config.saml ? new SamlVerifier(config.saml, this.state) : undefined,
-      policy: () => this.#policy,
+      policy: () => this.#live.policy,
       record: (event, fields) => this.recordEvent(event, fields),
       log: this.log,
     });
@@ -392,23 +432,15 @@ export class Gateway implements Dispatcher {
     }, this.log);
   }
 
-  records(topic: string, side: 'produce' | 'consume', identity: Identity): boolean {
-    return this.#recorder?.applies(topic, side, identity) ?? false;
-  }
-
   /** session recording, when configured */
   get recorder(): Recorder | undefined {
     return this.#recorder;
   }
 
-  approvable(identity: Identity, action: Action, resource: Resource): boolean {
-    return this.#approvalRules.match(identity, action, resource) !== undefined;
-  }
-
   /** The identity an OIDC bearer token proves, with the policy's roles (approvers on the admin listener). */
   async identify(token: string): Promise<Identity> {
     const t = await this.#verifier.verify(token);
-    return { subject: t.subject, issuer: t.issuer, groups: t.groups, roles: this.#policy.rolesFor(t), expiresAt: t.expiresAt, claims: t.claims };
+    return { subject: t.subject, issuer: t.issuer, groups: t.groups, roles: this.#live.policy.rolesFor(t), expiresAt: t.expiresAt, claims: t.claims };
   }
 
   limits(): LimitsConfig {
@@ -416,18 +448,17 @@ export class Gateway implements Dispatcher {
   }
 
   permits(identity: Identity, action: Action, resource: Resource): boolean {
-    if (scopeRefusal(identity, action, resource)) return false;
-    return this.#policy.decide(identity, action, resource.name, resource.kind).allowed;
+    return this.#authorize.permits(identity, action, resource);
   }
 
   permitsEvery(identity: Identity, action: Action, kind: Resource['kind']): boolean {
     // a just-in-time credential is scoped to the names it was issued for
     if (identity.credentialScope) return false;
-    return this.#policy.unrestricted(identity, action, kind);
+    return this.#live.policy.unrestricted(identity, action, kind);
   }
 
   async refuse(op: Operation, error: unknown): Promise<never> {
-    await this.#refuseChain(op, error);
+    await this.#chain(op, () => Promise.reject(error), this.#throughAuthenticate);
     throw new GatewayError('internal', 'refused operation was not refused'); // unreachable: the chain always rejects
   }
 
@@ -436,7 +467,7 @@ export class Gateway implements Dispatcher {
   }
 
   get policyVersion(): string {
-    return this.#policy.version;
+    return this.#live.policy.version;
   }
 
   /** Named readiness checks: upstream reachable, WASM engine loaded, audit spool writable, identity keys fetched. */
@@ -448,7 +479,7 @@ export class Gateway implements Dispatcher {
       3000,
       'the upstream',
     );
-    const kinesis = this.#kinesis;
+    const kinesis = this.#kinesisUpstream;
     return {
       upstream,
       ...(kinesis ? { kinesis: await withTimeout(kinesis.ready().then((ok): Check => (ok ? { ok } : { ok, detail: 'the Kinesis endpoint does not answer' })), 3000, 'the Kinesis endpoint') } : {}),
@@ -483,17 +514,18 @@ export class Gateway implements Dispatcher {
       }
     }
     const policy = same(current.policy, next.policy) ? undefined : new Policy(next.policy);
-    // everything below is synchronous: an operation sees the old set or the new one, never a mix
+    // everything below is synchronous, and the snapshot is replaced whole: never a policy without its approval rules, or rules without their engine
     const applied: string[] = [];
+    const live = { ...this.#live };
     if (policy) {
-      this.#policy = policy;
-      this.#approvalRules = new ApprovalRules(next.policy.approvals ?? []);
+      live.policy = policy;
+      live.approvalRules = new ApprovalRules(next.policy.approvals ?? []);
       applied.push('policy');
     }
     if (rules && inspector) {
-      const old = this.#inspector;
-      this.#rules = rules;
-      this.#inspector = inspector;
+      const old = this.#live.inspector;
+      live.rules = rules;
+      live.inspector = inspector;
       this.#retired.add(old);
       // batches already handed to the old pool finish there
       setTimeout(() => {
@@ -502,6 +534,7 @@ export class Gateway implements Dispatcher {
       }, 30_000).unref();
       applied.push('inspection');
     }
+    this.#live = live;
     if (!same(current.limits, next.limits)) applied.push('limits'); // read per use by the quota control and listeners
     if (recordingSessions) {
       this.#recorder?.setSessions(recordingSessions);
@@ -515,22 +548,14 @@ export class Gateway implements Dispatcher {
     if (recordingSessions) kept.recording = { ...current.recording!, sessions: recordingSessions };
     this.#config = { ...next, ...kept } as Config;
     this.metrics.reloaded('applied');
-    return { applied, restartNeeded, policyVersion: this.#policy.version };
+    return { applied, restartNeeded, policyVersion: this.#live.policy.version };
   }
 
+  /** Closes what was started, last first (listeners before the engines, audit and state they use). */
   async close(): Promise<void> {
-    await this.#jit?.close().catch(() => {});
-    await this.#admin?.close().catch(() => {});
-    for (const old of this.#retired) await old.close().catch(() => {});
-    await this.#http?.close().catch(() => {});
-    await this.#kafka?.close().catch(() => {});
-    await this.#kinesis?.close().catch(() => {});
-    await this.#inspector.close().catch(() => {});
-    await this.#upstream.close().catch(() => {});
-    await this.#shipper?.stop().catch(() => {});
-    await this.#recorder?.close().catch((err: unknown) => this.log.error({ err }, 'closing the recording failed'));
-    await this.approvals.close().catch(() => {});
-    await this.#spool.close();
-    await this.state.close().catch(() => {});
+    for (const service of this.#services.splice(0).reverse()) {
+      await service.close().catch((err: unknown) => this.log.error({ err, service: service.name }, 'closing failed'));
+    }
   }
+
 }

@@ -170,6 +170,11 @@ export interface Operation {
    * undefined: the approval rule's maxWait alone.
    */
   answerWithinMs?: number;
+  /**
+   * Set by authorize: the grants refuse this operation by default but an approval rule covers
+   * it, so the approve control must hold it for a decision (or refuse it).
+   */
+  beyondGrants?: boolean;
   /** protocol-specific facts worth auditing (api key, request path, ...) */
   meta: Record<string, string | number>;
   /** aborts when the client is gone (its connection closed): a control that waits (approve) stops and drops the operation */
@@ -286,6 +291,33 @@ export type Next = (op: Operation) => Promise<UpstreamResult>;
 export interface Control {
   readonly name: string;
   handle(op: Operation, next: Next): Promise<UpstreamResult>;
+  /**
+   * What this control will need of such an operation's records, and whether it would let it
+   * go or hold it, answered before the listener prepares them (see RecordNeeds). Only
+   * controls that read records or decide add to `needs`; the rest leave it as it is.
+   */
+  needs?(intent: Intent, needs: RecordNeeds): void;
+}
+
+/** Who asks to do what on which resource: what a control's `needs` may look at. */
+export type Intent = Pick<Operation, 'protocol' | 'action' | 'resource'> & { identity: Identity };
+
+/**
+ * What the controls chain will need of an operation, asked once by a listener before it
+ * prepares the operation's records, so the hot path decodes nothing the chain will not read
+ * (and the controls keep their own logic: the listener only reads the answer).
+ */
+export interface RecordNeeds {
+  /**
+   * 'none': the records are counted and hashed as bytes; 'encoded': a control reads the values
+   * in their wire encoding (`Operation.encoded`); 'decoded': a control needs every record as a
+   * StreamRecord with its position (`Operation.records`).
+   */
+  records: 'none' | 'encoded' | 'decoded';
+  /** the chain would let it go as things stand: authorized, or an approval may allow it */
+  mayGo: boolean;
+  /** an approval rule covers it: it may be held until someone decides */
+  mayHold: boolean;
 }
 
 export interface Upstream {
@@ -295,13 +327,19 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
-/** Composes controls around an upstream: controls[0] is outermost. */
-export function composeChain(controls: readonly Control[], upstream: Upstream): Next {
-  let next: Next = (op) => upstream.execute(op);
-  for (let i = controls.length - 1; i >= 0; i--) {
-    const control = controls[i]!;
-    const inner = next;
-    next = (op) => control.handle(op, inner);
-  }
-  return next;
+/**
+ * The controls composed around a terminal: controls[0] is outermost. `terminal` is where an
+ * allowed operation ends (the listener's own forwarding, e.g. a Kafka request it writes to
+ * the broker itself; default: the upstream); `through` runs only the first controls (a login
+ * runs the outer ones up to authenticate, then its own terminal).
+ */
+export type Chain = (op: Operation, terminal?: Next, through?: number) => Promise<UpstreamResult>;
+
+export function composeChain(controls: readonly Control[], upstream: Upstream): Chain {
+  const execute: Next = (op) => upstream.execute(op);
+  return (op, terminal = execute, through = controls.length) => {
+    // each step is made when the control before it calls next: a refused operation makes no more
+    const step = (i: number): Next => (i >= through ? terminal : (o) => controls[i]!.handle(o, step(i + 1)));
+    return step(0)(op);
+  };
 }

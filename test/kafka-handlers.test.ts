@@ -60,7 +60,7 @@ function fake(allowed: (action: Action, resource: Resource) => boolean, broker: 
     permitsEvery: () => false,
   } as unknown as Dispatcher;
   const ctx: HandlerContext = {
-    l: { reg, dispatcher, log: pino({ level: 'silent' }), advertisedHost: 'gateway.local', brokerPort: async (id) => 9200 + id, learn: () => {}, brokerHosts: () => new Set(['broker-1.internal']) },
+    l: { reg, dispatcher, log: pino({ level: 'silent' }), advertisedHost: 'gateway.local', passthrough: new Set<number>(), brokerVersions: undefined, brokerPort: async (id) => 9200 + id, learn: () => {}, brokerHosts: () => new Set(['broker-1.internal']) },
     identity,
     fetchSessions: new FetchSessions(),
     slot: (h) => {
@@ -105,6 +105,7 @@ function fake(allowed: (action: Action, resource: Resource) => boolean, broker: 
     },
     newOp,
     permits: allowed,
+    needs: (action, resource) => ({ records: 'none', mayGo: allowed(action, resource), mayHold: false }),
     rewriteBrokers: async (res, field, idField) => {
       for (const b of (res[field] as Struct[] | undefined) ?? []) {
         b.Host = 'gateway.local';
@@ -125,7 +126,7 @@ function fake(allowed: (action: Action, resource: Resource) => boolean, broker: 
 async function handle(f: Fake, apiKey: number, version: number, body: Struct): Promise<void> {
   const frame = encodeRequest(reg, apiKey, version, 7, body, 'unit');
   const h = decodeRequestHeader(reg, frame);
-  await handlerFor(apiKey)(f.ctx, frame, h, reg.requests.get(apiKey)!.decode(frame, h.bodyOffset, version).value);
+  await handlerFor(apiKey, f.ctx.l.passthrough)(f.ctx, frame, h, reg.requests.get(apiKey)!.decode(frame, h.bodyOffset, version).value);
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
 }
 
@@ -233,4 +234,37 @@ test('produce: a refused topic is cut out of the forwarded request and answered 
   const byName = new Map((f.answers[0]!.Responses as Struct[]).map((t) => [t.Name, (t.PartitionResponses as Struct[])[0]!]));
   assert.equal(byName.get('orders')!.ErrorCode, 0);
   assert.equal(byName.get('secret')!.ErrorCode, 29);
+});
+
+test('listGroups and describeCluster: groups filtered to those the identity may describe, brokers rewritten to the gateway', async () => {
+  const f = fake(topicsAllowed([], []), (apiKey) =>
+    apiKey === 16
+      ? { ThrottleTimeMs: 0, ErrorCode: 0, Groups: [{ GroupId: 'ok-a', ProtocolType: 'consumer', GroupState: 'Stable', GroupType: 'classic' }, { GroupId: 'secret-b', ProtocolType: 'consumer', GroupState: 'Stable', GroupType: 'classic' }] }
+      : { ThrottleTimeMs: 0, ErrorCode: 0, ErrorMessage: null, EndpointType: 1, ClusterId: 'c', ControllerId: 1, ClusterAuthorizedOperations: -2147483648, Brokers: [{ BrokerId: 1, Host: 'broker-1.internal', Port: 9092, Rack: null }] },
+  );
+  await handle(f, 16, 4, { StatesFilter: [] });
+  assert.deepEqual((f.answers[0]!.Groups as Struct[]).map((g) => g.GroupId), ['ok-a']);
+  await handle(f, 60, 0, { IncludeClusterAuthorizedOperations: false });
+  assert.deepEqual((f.answers[1]!.Brokers as Struct[]).map((b) => [b.Host, b.Port]), [['gateway.local', 9201]]);
+});
+
+test('apiVersions after login: the broker answer narrowed to what the gateway serves; a v3 answer teaches the brokers\' versions', async () => {
+  const f = fake(topicsAllowed([], []), () => ({
+    ErrorCode: 0,
+    ThrottleTimeMs: 0,
+    ApiKeys: [
+      { ApiKey: 0, MinVersion: 0, MaxVersion: 99 },
+      { ApiKey: 1, MinVersion: 4, MaxVersion: 17 },
+      { ApiKey: 1000, MinVersion: 0, MaxVersion: 1 },
+    ],
+    SupportedFeatures: [],
+    FinalizedFeaturesEpoch: -1n,
+    FinalizedFeatures: [],
+    ZkMigrationReady: false,
+  }));
+  await handle(f, 18, 3, { ClientSoftwareName: 'unit', ClientSoftwareVersion: '1' });
+  const keys = new Map((f.answers[0]!.ApiKeys as Struct[]).map((k) => [k.ApiKey, k]));
+  assert.ok(!keys.has(1000), 'an API the gateway does not serve is not offered');
+  assert.ok((keys.get(0)!.MaxVersion as number) < 99, 'no version beyond the gateway\'s ceiling');
+  assert.ok(f.ctx.l.brokerVersions, 'the brokers\' versions are learned for pre-login answers');
 });

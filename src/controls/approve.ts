@@ -1,10 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { ApprovalRules } from '../approvals/rules.ts';
 import type { ApprovalRequest, ApprovalService, ApprovalStatus } from '../approvals/service.ts';
-import { GatewayError, type Control, type Next, type Operation, type UpstreamResult } from '../operation.ts';
-
-/** Set by authorize on an operation the grants refuse by default but an approval rule covers. */
-export const BEYOND_BASELINE = 'beyond';
+import { GatewayError, type Control, type Intent, type Next, type Operation, type RecordNeeds, type UpstreamResult } from '../operation.ts';
 
 const VERB = { produce: 'produce to', consume: 'consume from', describe: 'describe', admin: 'administer' } as const;
 
@@ -37,8 +34,12 @@ export class Approve implements Control {
 
   handle(op: Operation, next: Next): Promise<UpstreamResult> {
     // the common case costs nothing: no approval rules at all
-    if (this.#rules().size === 0 && op.meta.baseline !== BEYOND_BASELINE) return next(op);
+    if (this.#rules().size === 0 && !op.beyondGrants) return next(op);
     return this.#gate(op, next);
+  }
+
+  needs(intent: Intent, needs: RecordNeeds): void {
+    if (this.#rules().size > 0 && this.#rules().match(intent.identity, intent.action, intent.resource)) needs.mayHold = true;
   }
 
   async #gate(op: Operation, next: Next): Promise<UpstreamResult> {
@@ -56,7 +57,7 @@ export class Approve implements Control {
   async #admit(op: Operation): Promise<void> {
     const identity = op.identity;
     if (!identity) throw new GatewayError('unauthenticated', 'no identity: authenticate must run before approve');
-    const beyond = op.meta.baseline === BEYOND_BASELINE;
+    const beyond = op.beyondGrants === true;
     const rule = this.#rules().match(identity, op.action, op.resource);
     if (!rule) {
       // fail closed: authorize let it through for an approval rule that is gone (policy reloaded in between)

@@ -7,7 +7,7 @@ import { UNCHANGED_HASH } from '../inspect/encoded.ts';
 import type { Inspector } from '../inspect/inspector.ts';
 import { foldKeyHeaders, planKeyHeaders } from '../inspect/key-headers.ts';
 import { NO_RULES, type RuleBook, type Side } from '../inspect/rules.ts';
-import { GatewayError, type Control, type EncodedRecords, type Inspection, type Next, type Operation, type UpstreamResult } from '../operation.ts';
+import { GatewayError, type Control, type EncodedRecords, type Inspection, type Intent, type Next, type Operation, type RecordNeeds, type UpstreamResult } from '../operation.ts';
 
 /**
  * Applies the inspection rules to whole records (values, and keys and headers where rules
@@ -28,6 +28,13 @@ export class Inspect implements Control {
     this.#inspector = inspector;
     this.#rules = rules;
     this.#limits = limits;
+  }
+
+  /** topics without rules pass through as bytes; with rules the values are read, in their wire encoding where they can be */
+  needs(intent: Intent, needs: RecordNeeds): void {
+    const side = intent.action;
+    if ((side !== 'produce' && side !== 'consume') || needs.records !== 'none') return;
+    if (this.#rules().rulesFor(intent.resource.name, side, intent.identity.roles) !== null) needs.records = 'encoded';
   }
 
   async handle(op: Operation, next: Next): Promise<UpstreamResult> {

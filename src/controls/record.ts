@@ -1,4 +1,4 @@
-import type { Control, Next, Operation, UpstreamResult } from '../operation.ts';
+import type { Control, Intent, Next, Operation, RecordNeeds, UpstreamResult } from '../operation.ts';
 import type { Recorder } from '../recording/recorder.ts';
 
 /**
@@ -17,6 +17,12 @@ export class Recording implements Control {
 
   constructor(recorder: () => Recorder | undefined) {
     this.#recorder = recorder;
+  }
+
+  /** a recorded operation's records are kept one by one, with their positions */
+  needs(intent: Intent, needs: RecordNeeds): void {
+    const side = intent.action;
+    if ((side === 'produce' || side === 'consume') && this.#recorder()?.applies(intent.resource.name, side, intent.identity)) needs.records = 'decoded';
   }
 
   async handle(op: Operation, next: Next): Promise<UpstreamResult> {

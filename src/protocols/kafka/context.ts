@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Dispatcher } from '../../dispatcher.ts';
 import type { Action, Identity, Operation, Resource, UpstreamResult } from '../../operation.ts';
-import type { Refusals } from '../../operation.ts';
+import type { RecordNeeds, Refusals } from '../../operation.ts';
 import type { Struct } from './codec.ts';
 import type { FetchSessions } from './fetch-sessions.ts';
 import type { RequestHeader } from './frames.ts';
@@ -50,6 +50,10 @@ export interface ListenerFacts {
   readonly dispatcher: Dispatcher;
   readonly log: Logger;
   readonly advertisedHost: string;
+  /** APIs forwarded unchanged when the gateway has no handler for them (config) */
+  readonly passthrough: ReadonlySet<number>;
+  /** the brokers' ApiVersions answer once known (a v3+ answer to a logged-in client teaches it) */
+  brokerVersions: Struct | undefined;
   /** the gateway port that stands for broker `nodeId` */
   brokerPort(nodeId: number): Promise<number>;
   /** a broker's real address, learned from a response (never told to clients) */
@@ -99,6 +103,8 @@ export interface HandlerContext {
   authorize(ops: Operation[], decide: Decide): { forwarded: Promise<void>; settled: Promise<unknown> };
   newOp(h: Header, n: NamedResource): Operation;
   permits(action: Action, resource: Resource): boolean;
+  /** what the controls will need of this identity's records for `action` on `resource`, and whether they may let it go or hold it */
+  needs(action: Action, resource: Resource): RecordNeeds;
   /** broker addresses in a response rewritten to the gateway's */
   rewriteBrokers(res: Struct, field: string, idField: string): Promise<Struct>;
   /** malformed or unserved input: audited, this connection closed */

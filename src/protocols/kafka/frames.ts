@@ -55,3 +55,15 @@ export function decodeResponseFrame(reg: MessageRegistry, apiKey: number, versio
 export function decodeResponse(reg: MessageRegistry, apiKey: number, version: number, frame: Buffer): Struct {
   return decodeResponseFrame(reg, apiKey, version, frame).body;
 }
+
+/**
+ * The answer re-encoded with throttle_time_ms raised to at least `ms` (KIP-219), or `frame`
+ * itself when the API's answer has no such field.
+ */
+export function withThrottleTime(reg: MessageRegistry, apiKey: number, version: number, frame: Buffer, ms: number): Buffer {
+  if (!reg.responses.has(apiKey)) return frame;
+  const { correlationId, body } = decodeResponseFrame(reg, apiKey, version, frame);
+  if (!('ThrottleTimeMs' in body)) return frame;
+  body.ThrottleTimeMs = Math.max(Number(body.ThrottleTimeMs), ms);
+  return encodeResponse(reg, apiKey, version, correlationId, body);
+}

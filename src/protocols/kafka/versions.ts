@@ -47,3 +47,21 @@ export function preLoginVersions(reg: MessageRegistry, passthrough: ReadonlySet<
   if (!known) return gatewayVersions(reg, { ...res, ErrorCode: 0, ApiKeys: [] });
   return offeredVersions(reg, passthrough, { ...res, ...known, ThrottleTimeMs: 0, ApiKeys: (known.ApiKeys as Struct[]).map((a) => ({ ...a })) });
 }
+
+/** Where the answers before login come from: the brokers' versions once learned, cached per version. */
+export interface VersionsSource {
+  readonly reg: MessageRegistry;
+  readonly passthrough: ReadonlySet<number>;
+  readonly brokerVersions: Struct | undefined;
+  readonly preLoginAnswers: Map<number, Struct>;
+}
+
+/** The answer to an ApiVersions before login: the brokers' versions the gateway learned, else its own table. */
+export function answerBeforeLogin(source: VersionsSource, version: number): Struct {
+  const cached = source.preLoginAnswers.get(version);
+  if (cached) return cached;
+  const answer = preLoginVersions(source.reg, source.passthrough, source.brokerVersions, version);
+  // the gateway's own table stands in only until the brokers' versions are known
+  if (source.brokerVersions) source.preLoginAnswers.set(version, answer);
+  return answer;
+}

@@ -3,11 +3,11 @@ import { readFileSync } from 'node:fs';
 import { createSecureServer, createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { KinesisListenerConfig, KinesisUpstreamConfig } from '../../config/schema.ts';
+import type { KinesisListenerConfig } from '../../config/schema.ts';
 import type { Dispatcher } from '../../dispatcher.ts';
 import { GatewayError, keptRecords, Refusals, type Action, type Identity, type Operation, type RecordOutcome, type Session, type StreamRecord, type UpstreamResult } from '../../operation.ts';
 import type { StateStore } from '../../state/store.ts';
-import { errorType, KinesisUpstream } from '../../upstream/kinesis.ts';
+import { errorType } from '../../upstream/kinesis.ts';
 import { BODY_BYTES_BEFORE_AUTH, describeJsonError, expectsContinue, JSON_BYTES_PARSED_UNCOUNTED, jsonValuesOver, unreadBodyNeedsClose } from '../request-body.ts';
 import { kinesisErrorFor, kinesisRefusal } from './errors.ts';
 import { isSigV4, SigV4Verifier, type SignatureClaim, type SigV4Failure, type VerifiedSignature } from './sigv4.ts';
@@ -62,6 +62,12 @@ const ACTIONS: Record<string, Action> = {
   DecreaseStreamRetentionPeriod: 'admin',
 };
 
+/** The Kinesis endpoint calls go to (the gateway makes it: src/upstream/kinesis.ts), re-signed with the gateway's own credentials. */
+export interface KinesisEndpoint {
+  /** `Kinesis_20131202.<action>` with a JSON body; rejects with a GatewayError */
+  call(action: string, body: unknown): Promise<Record<string, unknown>>;
+}
+
 interface Call {
   session: Session;
   api: string;
@@ -98,7 +104,7 @@ export class KinesisListener {
   readonly #config: KinesisListenerConfig;
   readonly #dispatcher: Dispatcher;
   readonly #log: Logger;
-  readonly #upstream: KinesisUpstream;
+  readonly #upstream: KinesisEndpoint;
   readonly #tokens: TokenBinder;
   readonly #verifier: SigV4Verifier;
   readonly #server: Server;
@@ -112,7 +118,7 @@ export class KinesisListener {
    */
   constructor(
     config: KinesisListenerConfig,
-    upstream: KinesisUpstreamConfig,
+    upstream: KinesisEndpoint,
     dispatcher: Dispatcher,
     log: Logger,
     connections?: { opened(listener: string): void; closed(listener: string): void },
@@ -122,7 +128,7 @@ export class KinesisListener {
     this.#dispatcher = dispatcher;
     this.#log = log;
     this.#connections = connections;
-    this.#upstream = new KinesisUpstream(upstream);
+    this.#upstream = upstream;
     this.#tokens = new TokenBinder(config.iteratorSecret);
     this.#sessions = new KinesisSessions(dispatcher);
     this.#verifier = new SigV4Verifier({
@@ -219,11 +225,6 @@ export class KinesisListener {
     for (const s of this.#sockets) s.destroy();
     await closed;
     this.#sessions.close();
-    await this.#upstream.close();
-  }
-
-  ready(): Promise<boolean> {
-    return this.#upstream.ready();
   }
 
   async #handle(req: Req, res: Res): Promise<void> {
@@ -533,7 +534,7 @@ export class KinesisListener {
         const identity = o.identity!;
         // consume-side rules (or recording) for this reader: a second operation carries the
         // records through the chain so the inspect control masks them before delivery
-        inspectSeparately = decoded.length > 0 && (this.#dispatcher.inspects?.(bound.stream, 'consume', identity.roles) === true || this.#dispatcher.records?.(bound.stream, 'consume', identity) === true);
+        inspectSeparately = decoded.length > 0 && this.#dispatcher.needs({ protocol: 'kinesis', action: 'consume', resource: o.resource, identity }).records !== 'none';
         if (inspectSeparately) return {};
         // an idle poll (no records) is not audited, like an empty Kafka fetch
         if (decoded.length === 0) {

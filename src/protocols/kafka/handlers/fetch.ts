@@ -3,7 +3,7 @@
 // consume rules for the reader are masked per role before delivery; an answer with nothing to
 // merge or mask may be cut through to the client as it arrives.
 
-import { GatewayError, Refusals, type Operation, type StreamRecord, type UpstreamResult } from '../../../operation.ts';
+import { GatewayError, Refusals, type Operation, type RecordNeeds, type StreamRecord, type UpstreamResult } from '../../../operation.ts';
 import { decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from '../../../formats/kafka-batch.ts';
 import { ERR, errorResponse } from '../apis.ts';
 import type { Struct } from '../codec.ts';
@@ -49,8 +49,14 @@ export async function fetch(ctx: HandlerContext, frame: Buffer, h: Header, body:
   // Consume-side rules for this reader: such topics are decoded, masked and re-encoded,
   // so their responses are never cut through. (recorded topics take the same path: their
   // records are decoded with their offsets.) The session's topics count as named.
-  const recorded = (topic: string) => ctx.l.dispatcher.records?.(topic, 'consume', ctx.identity) === true;
-  const inspected = (topic: string) => ctx.l.dispatcher.inspects?.(topic, 'consume', ctx.identity.roles) === true || recorded(topic);
+  const needs = new Map<string, RecordNeeds['records']>();
+  const recordsNeeded = (topic: string) => {
+    let n = needs.get(topic);
+    if (n === undefined) needs.set(topic, (n = ctx.needs('consume', { kind: 'topic', name: topic }).records));
+    return n;
+  };
+  const recorded = (topic: string) => recordsNeeded(topic) === 'decoded';
+  const inspected = (topic: string) => recordsNeeded(topic) !== 'none';
   const servesInspected = [...byName, ...sessionOnly].some(inspected);
   const { forwarded, settled } = ctx.authorize([...byOp.keys()], (allowed, refused) => {
     denied = refused;

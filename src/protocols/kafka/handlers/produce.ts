@@ -33,8 +33,9 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
     else entries.set(t.Name as string, [t]);
   }
   // Hashing is deferred until the request is on its way to the broker (it costs about as
-  // much as the forwarding itself) unless a denial's row will need the hash before that.
-  const hashNow = txnOp !== undefined && !ctx.permits('produce', txnOp.resource);
+  // much as the forwarding itself) unless a refusal's (or a hold's) row may need it before.
+  const plainlyGoes = (n: { mayGo: boolean; mayHold: boolean }) => n.mayGo && !n.mayHold;
+  const hashNow = txnOp !== undefined && !plainlyGoes(ctx.needs('produce', txnOp.resource));
   const hashPending: Array<[Operation, Struct[]]> = [];
   // topics with produce rules: records decoded here, inspected in the chain, re-encoded before forwarding
   const decodedByOp = new Map<Operation, DecodedRecords[]>();
@@ -42,17 +43,14 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
     const parts = list.flatMap((t) => t.PartitionData as Struct[]);
     const op = ctx.newOp(h, { kind: 'topic', name, action: 'produce', ...(parts.length === 1 ? { partition: parts[0]!.Index as number } : {}) });
     op.batch = { ...countParts(parts), hash: '' };
-    // an operation an approval rule covers may go through once approved: decoded (inspected) and hashed now like an allowed one
-    const approvable = ctx.l.dispatcher.approvable?.(ctx.identity, 'produce', op.resource) ?? false;
-    const mayGo = approvable || ctx.permits('produce', op.resource);
-    // session recording needs the decoded records (with offsets); inspection alone takes them encoded
-    const recorded = ctx.l.dispatcher.records?.(name, 'produce', ctx.identity) === true;
-    const inspected = ctx.l.dispatcher.inspects?.(name, 'produce', ctx.identity.roles) === true;
-    if (inspected && !recorded && mayGo) {
+    // what the controls will read: nothing (bytes pass through), the values still encoded
+    // (inspection), or every record decoded (session recording); records that cannot go are not opened
+    const needs = ctx.needs('produce', op.resource);
+    if (needs.records === 'encoded' && needs.mayGo) {
       // the engine decodes, masks and re-encodes them in one task
       op.encoded = encodedParts(parts, 'Index');
       op.batch.hash = hashParts(parts);
-    } else if (recorded && mayGo) {
+    } else if (needs.records === 'decoded' && needs.mayGo) {
       const decoded = parts.map((p) => decodeRecords(p.Records as Uint8Array | null));
       const records: StreamRecord[] = [];
       parts.forEach((p, k) => streamRecords(decoded[k]!, p.Index as number, records));
@@ -60,12 +58,12 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
       decodedByOp.set(op, decoded);
       // the original bytes: they are replaced by the masked ones before forwarding
       op.batch.hash = hashParts(parts);
-    } else if (hashNow || approvable || !mayGo) op.batch.hash = hashParts(parts);
+    } else if (hashNow || !plainlyGoes(needs)) op.batch.hash = hashParts(parts);
     else hashPending.push([op, parts]);
     op.meta.partitions = parts.map((p) => p.Index as number).join(',');
     op.meta.acks = acks;
     // how long the client waits for the answer: bounds how long an approval may hold it
-    if (approvable) op.answerWithinMs = answerWithin(body.TimeoutMs as number);
+    if (needs.mayHold) op.answerWithinMs = answerWithin(body.TimeoutMs as number);
     byOp.set(op, list);
     ops.push(op);
   }
