@@ -5,7 +5,7 @@
 // re-encoding; for compressed batches the task is also several times smaller.
 
 import { hash } from 'node:crypto';
-import { BatchFormatError, decodeRecords, encodeRecords, streamRecords, type DecodedRecords } from '../formats/kafka-batch.ts';
+import { BatchFormatError, recordContainer } from '../formats/index.ts';
 import type { RecordFormat } from '../operation.ts';
 import { FLAG_BLOCKED, FLAG_CHANGED, outputOf, type WasmEngine } from './engine.ts';
 import { foldKeyHeaders, planKeyHeaders } from './key-headers.ts';
@@ -78,17 +78,17 @@ const EMPTY = new Uint8Array(0);
 
 /** `invalid`: the records could not be decoded (the client's fault: corrupt, or a compression bomb). */
 export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedResult | { invalid: string } {
-  if (task.format !== 'kafka') throw new Error(`unknown record format ${String(task.format)}`);
-  let decoded: DecodedRecords[];
+  const container = recordContainer(task.format);
+  let decoded: unknown[];
   try {
-    decoded = task.parts.map((p) => decodeRecords(p));
+    decoded = task.parts.map((p) => container.open(p));
   } catch (err) {
     if (err instanceof BatchFormatError) return { invalid: err.message };
     throw err;
   }
   const counts: number[] = [];
   const records = decoded.flatMap((d) => {
-    const list = streamRecords(d, 0);
+    const list = container.records(d);
     counts.push(list.length);
     return list;
   });
@@ -122,10 +122,10 @@ export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedRe
     const from = at;
     at += counts[k]!;
     if (blocked) return null;
-    // a partial batch at the end (Fetch) holds raw bytes too: a changed part never carries one
-    let changed = d.truncated > 0;
+    // a part that holds more than records (a partial batch at the end of a Fetch): never forwarded as it was once anything changed
+    let changed = container.partial(d);
     for (let i = from; i < at; i++) if ((facts.flags[i]! & FLAG_CHANGED) !== 0) changed = true;
-    return changed ? encodeRecords(d, records, from).blob : null;
+    return changed ? container.rebuild(d, records, from) : null;
   });
   return {
     parts, counts, sizes,
