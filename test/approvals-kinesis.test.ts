@@ -2,7 +2,8 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, PutRecordCommand } from '@aws-sdk/client-kinesis';
-import { getInfra, readAudit, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { bearerClient, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
 import { api, rule, sleep } from './helpers/approvals.ts';
 import type { Gateway } from '../src/gateway.ts';
@@ -22,7 +23,7 @@ let adminUrl: string;
 before(async () => {
   infra = await getInfra();
   upstream = await startCapturedKinesis();
-  const made = testConfig(infra, (yaml) => withKinesis(yaml, upstream.endpoint));
+  const made = testConfig(infra, (c) => withKinesis(c, upstream.endpoint));
   spoolDir = made.spoolDir;
   made.config.policy.approvals = [rule('stream-writes', ['kin-appr-*'], { maxWait: 1000 })];
   gateway = await startGateway(made.config);

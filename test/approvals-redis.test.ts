@@ -2,7 +2,8 @@ import { test, before, after } from 'node:test';
 import { Redis } from 'ioredis';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
-import { createTopics, getInfra, readAudit, readTopic, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, readTopic, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process.ts';
 import { api, pendingFor, sleep } from './helpers/approvals.ts';
 
@@ -18,11 +19,8 @@ let b: GatewayProcess;
 let spoolB: string;
 
 function yamlFor(infra: Infra): { yaml: string; spoolDir: string } {
-  let yaml = '';
-  const { spoolDir } = testConfig(infra, (y) => {
-    yaml = y.replace('state:\n  kind: memory\n', `state:\n  kind: redis\n  url: redis://127.0.0.1:6379\n  prefix: "sg-approvals-test-${run}:"\n`);
-    assert.ok(yaml.includes(`sg-approvals-test-${run}`), 'the example config has a state section to switch to Redis');
-    return yaml;
+  const { yaml, spoolDir } = testConfig(infra, (c) => {
+    c.state = { kind: 'redis', url: 'redis://127.0.0.1:6379', prefix: `sg-approvals-test-${run}:` };
   });
   return { yaml, spoolDir };
 }

@@ -5,7 +5,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Producer, stringSerializers, type SASLOptions } from '@platformatic/kafka';
 import { Agent, request } from 'undici';
-import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { stringify } from 'yaml';
+import { createTopics, getInfra, readAudit, readTopic, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig, type ConfigInput } from './helpers/config.ts';
 import { api, cli, pendingFor, rule, sleep, type Listed } from './helpers/approvals.ts';
 import type { Gateway } from '../src/gateway.ts';
 import { ApprovalRules } from '../src/approvals/rules.ts';
@@ -102,11 +104,20 @@ test('unit: rules match by action, resource glob and requester role; config refu
   assert.equal(rules.match(who(['writer']), 'consume', { kind: 'topic', name: 'payouts.x' }), undefined);
   assert.equal(rules.match(who(['writer']), 'produce', { kind: 'topic', name: 'orders' }), undefined);
   assert.equal(rules.match(who([]), 'admin', { kind: 'cluster', name: 'kafka' })?.id, 'b');
-  const yaml = 'listeners: { http: { port: 0 } }\nupstream: { kind: ack }\nidentity: { issuers: [{ issuer: "http://x", audience: a }] }\npolicy:\n  roles: { r: { when: { groups: [g] } } }\n  approvals: [{ id: x, actions: [produce], topics: ["t"], approvers: [nobody], maxWait: 30s, grantTtl: 1h }]\n';
-  assert.throws(() => parseConfig(yaml, 'a.yaml'), /policy\.approvals\[0\]\.approvers: unknown role "nobody"/);
-  const ok = parseConfig(yaml.replace('[nobody]', '[r]'), 'a.yaml');
+  type RuleInput = NonNullable<ConfigInput['policy']['approvals']>[number];
+  const withRule = (edit: Partial<RuleInput>) => {
+    const config: ConfigInput = {
+      listeners: { http: { port: 0 } },
+      upstream: { kind: 'ack' },
+      identity: { issuers: [{ issuer: 'http://x', audience: 'a' }] },
+      policy: { roles: { r: { when: { groups: ['g'] } } }, approvals: [{ id: 'x', actions: ['produce'], topics: ['t'], approvers: ['nobody'], maxWait: '30s', grantTtl: '1h', ...edit }] },
+    };
+    return parseConfig(stringify(config), 'a.yaml');
+  };
+  assert.throws(() => withRule({}), /policy\.approvals\[0\]\.approvers: unknown role "nobody"/);
+  const ok = withRule({ approvers: ['r'] });
   assert.deepEqual([ok.policy.approvals![0]!.maxWait, ok.policy.approvals![0]!.grantTtl], [30_000, 3_600_000]);
-  assert.throws(() => parseConfig(yaml.replace('[nobody]', '[r]').replace('maxWait: 30s', 'maxWait: 2h'), 'a.yaml'), /expiresAfter must not be shorter than maxWait/);
+  assert.throws(() => withRule({ approvers: ['r'], maxWait: '2h' }), /expiresAfter must not be shorter than maxWait/);
 });
 
 test('Kafka: a write beyond the baseline is refused naming the approval; approved by CLI it goes through; after the grant expires it is refused again', async () => {

@@ -7,7 +7,8 @@ import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { Agent, request } from 'undici';
-import { createTopics, getInfra, readAudit, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig, type ConfigInput } from './helpers/config.ts';
 import { startTestClickHouse } from './helpers/clickhouse.ts';
 import { freePort, type RunningClickHouse } from '../src/dev/clickhouse.ts';
 import { AuditSpool, listSegments } from '../src/audit/spool.ts';
@@ -31,23 +32,9 @@ let token: string;
 const agent = new Agent({ connections: 32 });
 const clients: ClickHouseClient[] = [];
 
-function clickhouseYaml(url: string, database: string): string {
-  return `  clickhouse:
-    url: ${url}
-    database: ${database}
-    autoMigrate: true
-    batchRows: 500
-    flushIntervalMs: 100
-    retryInitialMs: 100
-    retryMaxMs: 400
-    requestTimeoutMs: 5000
-`;
-}
-
-/** The example config with an audit.clickhouse section. */
-function withClickHouse(yaml: string, url: string, database: string): string {
-  assert.ok(yaml.includes('\n  spool:\n'), 'the config has audit.spool');
-  return yaml.replace('\n  spool:\n', `\n${clickhouseYaml(url, database)}  spool:\n`);
+/** Adds an audit.clickhouse section to a test config draft. */
+function withClickHouse(c: ConfigInput, url: string, database: string): void {
+  c.audit!.clickhouse = { url, database, autoMigrate: true, batchRows: 500, flushIntervalMs: 100, retryInitialMs: 100, retryMaxMs: 400, requestTimeoutMs: 5000 };
 }
 
 function chClient(url: string, database: string): ClickHouseClient {
@@ -88,7 +75,7 @@ after(async () => {
 
 test('ClickHouse stopped and restarted under load: every audit row arrives exactly once', async () => {
   const db = 'sg_outage';
-  const { config, spoolDir } = testConfig(infra, (y) => withClickHouse(y, ch.url, db));
+  const { config, spoolDir } = testConfig(infra, (c) => withClickHouse(c, ch.url, db));
   const gateway = await startGateway(config);
   const base = `http://127.0.0.1:${gateway.addresses.http!.port}`;
   const shipper = gateway.auditShipper!;
@@ -189,18 +176,20 @@ test('kill -9 of the gateway under load: after restart every acknowledged operat
   const dir = mkdtempSync(join(tmpdir(), 'sg-crash-'));
   const spoolDir = join(dir, 'audit');
   const port = await freePort();
-  const yaml = readFileSync(new URL('../streamgate.example.yaml', import.meta.url), 'utf8')
-    .replace('level: info', 'level: warn')
-    ;
-  const configYaml = withClickHouse(yaml, ch.url, db);
+  // a fixed HTTP port and spool directory: the restarted process takes over both
+  const { yaml } = testConfig(infra, (c) => {
+    withClickHouse(c, ch.url, db);
+    c.log = { level: 'warn' };
+    c.listeners.http!.port = port;
+    c.audit!.spool!.dir = spoolDir;
+  });
   const configFile = join(dir, 'gateway.yaml');
-  writeFileSync(configFile, configYaml);
-  const env = { ...process.env, HTTP_PORT: String(port), KAFKA_LISTENER_PORT: '0', KAFKA_BROKER_PORT_BASE: '0', KAFKA_BOOTSTRAP: infra.kafka, OIDC_ISSUER: infra.idp.issuer, AUDIT_DIR: spoolDir };
+  writeFileSync(configFile, yaml);
   const base = `http://127.0.0.1:${port}`;
   const children: ChildProcess[] = [];
   const startChild = async () => {
     const out = openSync(join(dir, 'gateway.log'), 'a');
-    const child = spawn(NODE, [CLI, 'serve', '--config', configFile], { env, stdio: ['ignore', out, out] });
+    const child = spawn(NODE, [CLI, 'serve', '--config', configFile], { stdio: ['ignore', out, out] });
     closeSync(out);
     children.push(child);
     const deadline = Date.now() + 30_000;

@@ -4,7 +4,8 @@ import { connect as connectTcp } from 'node:net';
 import { connect as connectHttp2 } from 'node:http2';
 import { request } from 'undici';
 import { accessKeyIdFor } from '../src/jit/access-keys.ts';
-import { getInfra, readAudit, testConfigYaml, type Infra } from './helpers/infra.ts';
+import { getInfra, readAudit, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process.ts';
 import { signKinesisCall, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
 
@@ -25,7 +26,7 @@ let upstream: CapturedKinesis;
 before(async () => {
   infra = await getInfra();
   upstream = await startCapturedKinesis();
-  const made = testConfigYaml(infra, (y) => withKinesis(y, upstream.endpoint));
+  const made = testConfig(infra, (c) => withKinesis(c, upstream.endpoint));
   spoolDir = made.spoolDir;
   gw = await spawnGateway(made.yaml, { wait: ['http', 'kinesis'] });
 });

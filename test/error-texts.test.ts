@@ -5,7 +5,8 @@ import fc from 'fast-check';
 import { request } from 'undici';
 import { listSegments } from '../src/audit/spool.ts';
 import { describeJsonError, jsonSyntaxErrorAt, jsonValuesOver } from '../src/protocols/request-body.ts';
-import { getInfra, readAudit, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
 import { fuzzRuns } from './helpers/fuzz.ts';
 
@@ -74,7 +75,7 @@ describe('through the gateway', () => {
   before(async () => {
     infra = await getInfra();
     upstream = await startCapturedKinesis();
-    const made = testConfig(infra, (y) => withKinesis(y, upstream.endpoint));
+    const made = testConfig(infra, (c) => withKinesis(c, upstream.endpoint));
     spoolDir = made.spoolDir;
     const gw = await startGateway(made.config);
     http = `http://127.0.0.1:${gw.addresses.http!.port}`;

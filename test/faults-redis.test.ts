@@ -2,7 +2,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { request } from 'undici';
-import { createTopics, freePort, getInfra, readAudit, readTopic, testConfigYaml } from './helpers/infra.ts';
+import { createTopics, freePort, getInfra, readAudit, readTopic } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { spawnGateway } from './helpers/gateway-process.ts';
 
 // The shared-state store (Redis) dies under load and comes back empty (no persistence, as
@@ -46,7 +47,9 @@ test('Redis stops under load and returns empty: issued credentials keep working,
   const topic = `payments.redis-fault-${run}`;
   const payouts = `payouts.redis-fault-${run}`;
   await createTopics(infra.kafka, [topic, payouts]);
-  const { yaml, spoolDir } = testConfigYaml(infra, (y) => y.replace(/state:\n  kind: memory\n/, `state:\n  kind: redis\n  url: redis://127.0.0.1:${port}\n  prefix: "faults:"\n`));
+  const { yaml, spoolDir } = testConfig(infra, (c) => {
+    c.state = { kind: 'redis', url: `redis://127.0.0.1:${port}`, prefix: 'faults:' };
+  });
   assert.match(yaml, new RegExp(`url: redis://127.0.0.1:${port}`));
   const gw = await spawnGateway(yaml);
   const base = `http://127.0.0.1:${gw.http}`;

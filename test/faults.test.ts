@@ -7,7 +7,8 @@ import { Producer, stringSerializers } from '@platformatic/kafka';
 import { SignJWT } from 'jose';
 import { request } from 'undici';
 import { startKafka, type RunningKafka } from '../src/dev/kafka.ts';
-import { createTopics, getInfra, readAudit, readTopic, testConfigYaml, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, readTopic, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { spawnGateway } from './helpers/gateway-process.ts';
 import { startTestIssuer, trustIssuer } from './helpers/issuer.ts';
 
@@ -46,7 +47,7 @@ test('the broker stops and comes back under HTTP and Kafka load: clients see 503
   const port = broker.port;
   const topic = 'payments.faults';
   await createTopics(broker.bootstrap, [topic], 2);
-  const { yaml, spoolDir } = testConfigYaml({ ...infra, kafka: broker.bootstrap });
+  const { yaml, spoolDir } = testConfig({ ...infra, kafka: broker.bootstrap });
   const gw = await spawnGateway(yaml, { wait: ['http', 'kafka'] });
   try {
     const alice = await infra.idp.token('alice');
@@ -131,7 +132,7 @@ test('the JWKS endpoint goes offline: tokens signed with cached keys keep workin
   const issuer = await startTestIssuer('k1');
   const topic = 'payments.jwks-offline';
   await createTopics(infra.kafka, [topic]);
-  const { yaml, spoolDir } = testConfigYaml(infra, (y) => trustIssuer(y, issuer));
+  const { yaml, spoolDir } = testConfig(infra, (c) => trustIssuer(c, issuer));
   const gw = await spawnGateway(yaml);
   try {
     const now = Math.floor(Date.now() / 1000);
@@ -157,7 +158,7 @@ test('the JWKS endpoint goes offline: tokens signed with cached keys keep workin
 test('SIGTERM under load: in-flight writes finish, new connections are refused, the process exits 0 and every acknowledged write is audited', async () => {
   const topic = 'payments.drain';
   await createTopics(infra.kafka, [topic]);
-  const { yaml, spoolDir } = testConfigYaml(infra);
+  const { yaml, spoolDir } = testConfig(infra);
   const gw = await spawnGateway(yaml);
   const alice = await infra.idp.token('alice');
   const acked: string[] = [];

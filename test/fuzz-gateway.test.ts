@@ -9,7 +9,8 @@ import { loadMessages, type MessageRegistry } from '../src/protocols/kafka/messa
 import { decodeResponse, encodeRequest } from '../src/protocols/kafka/upstream.ts';
 import { Framer } from '../src/protocols/kafka/framing.ts';
 import { MAX_VERSION, SUPPORTED } from '../src/protocols/kafka/apis.ts';
-import { createTopics, getInfra, readAudit, testConfigYaml, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process.ts';
 import { fuzzRuns, sampleRequest, seeded } from './helpers/fuzz.ts';
 import { startTestIssuer, trustIssuer, type TestIssuer } from './helpers/issuer.ts';
@@ -31,7 +32,7 @@ before(async () => {
   reg = await loadMessages();
   // a second issuer the gateway trusts, whose key the test holds: it signs tokens bent one way each
   issuer = await startTestIssuer('fuzz-key-1');
-  const made = testConfigYaml(infra, (y) => trustIssuer(y, issuer));
+  const made = testConfig(infra, (c) => trustIssuer(c, issuer));
   spoolDir = made.spoolDir;
   gw = await spawnGateway(made.yaml, { wait: ['http', 'kafka'] });
 });

@@ -2,7 +2,8 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { request } from 'undici';
-import { getInfra, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { getInfra, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { startCapturedKinesis, withKinesis } from './helpers/kinesis.ts';
 import { fuzzRuns } from './helpers/fuzz.ts';
 import type { Gateway } from '../src/gateway.ts';
@@ -20,7 +21,7 @@ let endpoint: string;
 before(async () => {
   infra = await getInfra();
   const upstream = await startCapturedKinesis();
-  gateway = await startGateway(testConfig(infra, (y) => withKinesis(y, upstream.endpoint)).config);
+  gateway = await startGateway(testConfig(infra, (c) => withKinesis(c, upstream.endpoint)).config);
   endpoint = `http://127.0.0.1:${gateway.addresses.kinesis!.port}`;
 });
 

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { decodeJwt } from 'jose';
 import { request } from 'undici';
-import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, readTopic, startGateway, type Infra } from './helpers/infra.ts';
+import { kafkaUpstream, testConfig } from './helpers/config.ts';
 import type { Gateway } from '../src/gateway.ts';
 
 // Integration: real Kafka broker, real OIDC provider, gateway in process.
@@ -172,7 +173,9 @@ test('an unknown topic, an unknown cluster and an oversized body get clear error
 });
 
 test('pool mode masks the same way and says where the batch was inspected', async () => {
-  const { config, spoolDir: dir } = testConfig(infra, (y) => y.replace('mode: auto', 'mode: pool'));
+  const { config, spoolDir: dir } = testConfig(infra, (c) => {
+    c.inspection!.mode = 'pool';
+  });
   const pooled = await startGateway(config);
   const url = `http://127.0.0.1:${pooled.addresses.http!.port}`;
   const entries = Array.from({ length: 20 }, (_, i) => ({ id: String(i), value: { data: { card: `4111-1111-1111-1111`, i } } }));
@@ -191,7 +194,10 @@ test('pool mode masks the same way and says where the batch was inspected', asyn
 });
 
 test('an unreachable broker gives 503, not a crash', async () => {
-  const { config } = testConfig(infra, (y) => y.replace(infra.kafka, '127.0.0.1:1').replace('clientId: streamgate', 'clientId: streamgate\n    timeoutMs: 1000'));
+  const { config } = testConfig(infra, (c) => {
+    kafkaUpstream(c).bootstrap = ['127.0.0.1:1'];
+    kafkaUpstream(c).timeoutMs = 1000;
+  });
   const down = await startGateway(config);
   const url = `http://127.0.0.1:${down.addresses.http!.port}`;
   const res = await request(`${url}${recordsPath(PLAIN_TOPIC)}`, {

@@ -6,7 +6,8 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { CreateStreamCommand, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { request } from 'undici';
-import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, readTopic, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 import { bearerClient, kinesisClient, startCapturedKinesis, waitActive, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
 import type { Gateway } from '../src/gateway.ts';
@@ -23,7 +24,7 @@ before(async () => {
   ensureKcat();
   infra = await getInfra();
   kinesis = await startCapturedKinesis();
-  const made = testConfig(infra, (y) => withKinesis(y, kinesis.endpoint));
+  const made = testConfig(infra, (c) => withKinesis(c, kinesis.endpoint));
   spoolDir = made.spoolDir;
   gateway = await startGateway(made.config);
 });

@@ -2,7 +2,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
-import { createTopics, getInfra, readAudit, testConfigYaml, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process.ts';
 import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 import { cli } from './helpers/approvals.ts';
@@ -27,9 +28,10 @@ before(async () => {
   await createTopics(infra.kafka, [TOPIC]);
   const redis = await redisUrl();
   for (const name of ['jit-a', 'jit-b']) {
-    const { yaml, spoolDir } = testConfigYaml(infra, (y) =>
-      y.replace('instance: dev-gateway', `instance: ${name}`).replace('state:\n  kind: memory', `state:\n  kind: redis\n  url: ${redis}\n  prefix: "${PREFIX}"`),
-    );
+    const { yaml, spoolDir } = testConfig(infra, (c) => {
+      c.instance = name;
+      c.state = { kind: 'redis', url: redis, prefix: PREFIX };
+    });
     assert.match(yaml, /kind: redis/);
     const proc = await spawnGateway(yaml, { wait: ['http', 'kafka', 'admin'] });
     gateways.push({ proc, spoolDir, http: `http://127.0.0.1:${proc.http}`, admin: `http://127.0.0.1:${proc.admin}`, kafka: `127.0.0.1:${proc.kafka}` });

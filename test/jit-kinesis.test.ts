@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, PutRecordCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
 import { decodeJwt, decodeProtectedHeader, generateKeyPair, SignJWT } from 'jose';
-import { getInfra, readAudit, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { jitCredentials, kinesisClient, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
 import { api } from './helpers/approvals.ts';
 import type { Gateway } from '../src/gateway.ts';
@@ -26,7 +27,7 @@ let adminUrl: string;
 before(async () => {
   infra = await getInfra();
   upstream = await startCapturedKinesis();
-  const t = testConfig(infra, (yaml) => withKinesis(yaml, upstream.endpoint));
+  const t = testConfig(infra, (c) => withKinesis(c, upstream.endpoint));
   spoolDir = t.spoolDir;
   gateway = await startGateway(t.config);
   endpoint = `http://127.0.0.1:${gateway.addresses.kinesis!.port}`;

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { getInfra, readAudit, startGateway, testConfig, testConfigYaml, type Infra } from './helpers/infra.ts';
+import { getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { spawnGateway, type GatewayProcess } from './helpers/gateway-process.ts';
 import { loadMessages } from '../src/protocols/kafka/messages.ts';
 import { encodeRequest } from '../src/protocols/kafka/upstream.ts';
@@ -20,7 +21,7 @@ const MiB = 1024 * 1024;
 
 before(async () => {
   infra = await getInfra();
-  const made = testConfigYaml(infra);
+  const made = testConfig(infra);
   spoolDir = made.spoolDir;
   gw = await spawnGateway(made.yaml, { wait: ['kafka'] });
 });

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runKafkaTool } from '../src/dev/kafka.ts';
 import { ensureKcat, plainJwtAuth, runKcat, type KcatResult } from './helpers/kcat.ts';
-import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, readTopic, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import type { Gateway } from '../src/gateway.ts';
 import { clientBatch } from './helpers/batches.ts';
 import { rawClient } from './helpers/kafka-gateway.ts';
@@ -48,7 +49,9 @@ before(async () => {
   ensureKcat();
   infra = await getInfra();
   dir = mkdtempSync(join(tmpdir(), 'sg-kinspect-'));
-  const made = testConfig(infra, (y) => y.replace('produce: [pci.card-number]\n', 'produce: [pci.card-number, secrets.private-key]\n'));
+  const made = testConfig(infra, (c) => {
+    c.inspection!.topics![0]!.produce = ['pci.card-number', 'secrets.private-key'];
+  });
   spoolDir = made.spoolDir;
   gateway = await startGateway(made.config);
   bootstrap = `127.0.0.1:${gateway.addresses.kafka!.port}`;

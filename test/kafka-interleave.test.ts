@@ -1,7 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Producer, stringSerializers } from '@platformatic/kafka';
-import { createTopics, getInfra, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readTopic, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { fetchRequest, rawClient, walkResponse } from './helpers/kafka-gateway.ts';
 import type { Gateway } from '../src/gateway.ts';
 import type { Struct } from '../src/protocols/kafka/codec.ts';

@@ -1,7 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { CompressionTypes, Kafka, logLevel, type SASLOptions } from 'kafkajs';
-import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, readTopic, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { watchAdvertisedAddresses } from './helpers/kafka-gateway.ts';
 import type { Gateway } from '../src/gateway.ts';
 

@@ -1,7 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Admin, Consumer, Producer, stringDeserializers, stringSerializers, type SASLOptions } from '@platformatic/kafka';
-import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, readTopic, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { frame, rawClient, rawExchange, watchAdvertisedAddresses } from './helpers/kafka-gateway.ts';
 import type { Gateway } from '../src/gateway.ts';
 
@@ -183,12 +184,12 @@ test('one Produce request for an allowed and a denied topic: the allowed part is
 
 test('admin requests listing several resources are answered per resource, as the broker authorizer does: allowed ones done, refused ones get their error', async () => {
   // alice administers her own sandbox topics only (a grant added for this test)
-  const made = testConfig(infra, (y) =>
-    y.replace(
-      '      topics: ["sandbox.{sub}.*"]      # each identity gets its own sandbox prefix',
-      '      topics: ["sandbox.{sub}.*"]      # each identity gets its own sandbox prefix\n    - roles: [payments-writer]\n      actions: [admin, describe]\n      topics: ["sandbox.{sub}.*"]',
-    ),
-  );
+  const made = testConfig(infra, (c) => {
+    // right after the example's sandbox grant, so the other grants keep their indexes in audit rows
+    const sandbox = c.policy.grants!.findIndex((g) => g.topics?.includes('sandbox.{sub}.*'));
+    assert.ok(sandbox >= 0, 'the example has a sandbox grant');
+    c.policy.grants!.splice(sandbox + 1, 0, { roles: ['payments-writer'], actions: ['admin', 'describe'], topics: ['sandbox.{sub}.*'] });
+  });
   const gw = await startGateway(made.config);
   const mine = `sandbox.alice.split-${run}`;
   const theirs = `sandbox.bob.split-${run}`;

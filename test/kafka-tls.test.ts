@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Admin } from '@platformatic/kafka';
-import { createTopics, getInfra, readAudit, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import type { Gateway } from '../src/gateway.ts';
 
 // TLS on the Kafka listener (bootstrap and broker ports), with SASL on top or with a client
@@ -38,9 +39,9 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sg-tls-'));
   certificates();
   await createTopics(infra.kafka, [SECRET], 1);
-  const made = testConfig(infra, (y) =>
-    y.replace('    # tls: { cert: ./tls/gateway.crt, key: ./tls/gateway.key }', `    tls: { cert: "${join(dir, 'server.crt')}", key: "${join(dir, 'server.key')}", clientCa: "${join(dir, 'ca.crt')}" }`),
-  );
+  const made = testConfig(infra, (c) => {
+    c.listeners.kafka!.tls = { cert: join(dir, 'server.crt'), key: join(dir, 'server.key'), clientCa: join(dir, 'ca.crt') };
+  });
   spoolDir = made.spoolDir;
   gateway = await startGateway(made.config);
 });

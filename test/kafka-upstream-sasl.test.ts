@@ -2,7 +2,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
 import { startKafka, type RunningKafka } from '../src/dev/kafka.ts';
-import { createTopics, freePort, getInfra, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, freePort, getInfra, readTopic, startGateway, type Infra } from './helpers/infra.ts';
+import { kafkaUpstream, testConfig } from './helpers/config.ts';
 import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 
 // The gateway's own login to a broker that requires SASL (SCRAM-SHA-256/512 or PLAIN): both
@@ -40,11 +41,11 @@ after(async () => {
   await broker?.stop();
 });
 
-function gatewayWith(mechanism: string, username: string, password: string) {
+function gatewayWith(mechanism: 'PLAIN' | 'SCRAM-SHA-256' | 'SCRAM-SHA-512', username: string, password: string) {
   return startGateway(
-    testConfig({ ...infra, kafka: saslBootstrap }, (y) =>
-      y.replace(/    # security: \{.*\n/, `    security: { sasl: { mechanism: ${mechanism}, username: ${username}, password: "${password}" } }\n`),
-    ).config,
+    testConfig({ ...infra, kafka: saslBootstrap }, (c) => {
+      kafkaUpstream(c).security = { sasl: { mechanism, username, password } };
+    }).config,
   );
 }
 

@@ -4,7 +4,8 @@ import { randomUUID } from 'node:crypto';
 import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
-import { getInfra, readAudit, startGateway, testConfig } from './helpers/infra.ts';
+import { getInfra, readAudit, startGateway } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { jitCredentials, kinesisClient, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
 import type { Gateway } from '../src/gateway.ts';
 import type { RunningIdp } from '../src/dev/idp.ts';
@@ -25,10 +26,9 @@ before(async () => {
   idp = infra.idp;
   upstream = await startCapturedKinesis();
   const config = () =>
-    testConfig(infra, (y) => {
-      const out = withKinesis(y, upstream.endpoint).replace('state:\n  kind: memory\n', `state:\n  kind: redis\n  url: redis://127.0.0.1:6379\n  prefix: "${PREFIX}"\n`);
-      assert.ok(out.includes(PREFIX), 'the example config still has state: kind: memory');
-      return out;
+    testConfig(infra, (c) => {
+      withKinesis(c, upstream.endpoint);
+      c.state = { kind: 'redis', url: 'redis://127.0.0.1:6379', prefix: PREFIX };
     });
   a = await startGateway(config().config);
   const second = config();

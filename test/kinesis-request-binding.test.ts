@@ -4,9 +4,9 @@ import { randomUUID } from 'node:crypto';
 import { CreateStreamCommand, DescribeStreamSummaryCommand, KinesisClient } from '@aws-sdk/client-kinesis';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { request } from 'undici';
-import { parseConfig } from '../src/config/load.ts';
 import { TokenBinder } from '../src/protocols/kinesis/tokens.ts';
-import { getInfra, readAudit, startGateway, testConfig, testConfigYaml, type Infra } from './helpers/infra.ts';
+import { getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { jitCredentials, signKinesisCall, startCapturedKinesis, withKinesis, type AwsCredentials, type CapturedKinesis } from './helpers/kinesis.ts';
 
 // Issue 18, finding 7 (Kinesis half): the listener accepted `UNSIGNED-PAYLOAD` signatures, so
@@ -31,11 +31,10 @@ let alice: AwsCredentials;
 before(async () => {
   infra = await getInfra();
   upstream = await startCapturedKinesis();
-  const made = testConfig(infra, (y) => {
-    const withStreams = withKinesis(y, upstream.endpoint).replace('\n  kinesis:\n    port: 0\n', `\n  kinesis:\n    port: 0\n    iteratorSecret: ${ITERATOR_SECRET}\n`);
-    const anchor = '\n  grants:\n';
-    assert.equal(withStreams.split(anchor).length, 2);
-    return withStreams.replace(anchor, `${anchor}    - roles: [payments-writer]\n      actions: [produce, consume, describe, admin]\n      topics: ["payments.bind-*"]\n`);
+  const made = testConfig(infra, (c) => {
+    withKinesis(c, upstream.endpoint);
+    c.listeners.kinesis!.iteratorSecret = ITERATOR_SECRET;
+    c.policy.grants!.unshift({ roles: ['payments-writer'], actions: ['produce', 'consume', 'describe', 'admin'], topics: ['payments.bind-*'] });
   });
   spoolDir = made.spoolDir;
   const gw = await startGateway(made.config);
@@ -97,12 +96,15 @@ test('UNSIGNED-PAYLOAD is refused on a listener without TLS: the body could be s
 });
 
 test('allowUnsignedPayload is a listener setting that needs TLS', () => {
-  const yaml = testConfigYaml(infra, (y) => withKinesis(y, upstream.endpoint)).yaml;
-  const withSetting = (extra: string) => yaml.replace('\n  kinesis:\n    port: 0\n', `\n  kinesis:\n    port: 0\n${extra}`);
-  assert.throws(() => parseConfig(withSetting('    allowUnsignedPayload: true\n'), 'unsigned.yaml'), /allowUnsignedPayload needs tls/);
-  const config = parseConfig(withSetting('    allowUnsignedPayload: true\n    tls: { cert: ./server.crt, key: ./server.key }\n'), 'unsigned-tls.yaml');
+  const withListener = testConfig(infra, (c) => withKinesis(c, upstream.endpoint));
+  const withSetting = (setting: { allowUnsignedPayload: boolean; tls?: { cert: string; key: string } }) =>
+    withListener.with((c) => {
+      Object.assign(c.listeners.kinesis!, setting);
+    }).config;
+  assert.throws(() => withSetting({ allowUnsignedPayload: true }), /allowUnsignedPayload needs tls/);
+  const config = withSetting({ allowUnsignedPayload: true, tls: { cert: './server.crt', key: './server.key' } });
   assert.equal(config.listeners.kinesis?.allowUnsignedPayload, true);
-  assert.equal(parseConfig(yaml, 'default.yaml').listeners.kinesis?.allowUnsignedPayload, false, 'off by default');
+  assert.equal(withListener.config.listeners.kinesis?.allowUnsignedPayload, false, 'off by default');
 });
 
 /** Every call that takes StreamName and StreamARN, with what else it needs to be valid. */

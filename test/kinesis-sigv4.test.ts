@@ -7,7 +7,8 @@ import { request } from 'undici';
 import { SigV4Verifier } from '../src/protocols/kinesis/sigv4.ts';
 import { TokenBinder } from '../src/protocols/kinesis/tokens.ts';
 import { accessKeyIdFor } from '../src/jit/access-keys.ts';
-import { getInfra, readAudit, startGateway, testConfig } from './helpers/infra.ts';
+import { getInfra, readAudit, startGateway } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { jitCredentials, kinesisClient, startCapturedKinesis, withKinesis, type CapturedKinesis } from './helpers/kinesis.ts';
 import type { RunningIdp } from '../src/dev/idp.ts';
 
@@ -132,7 +133,7 @@ describe('SigV4 through the gateway (AWS SDK v3, HTTP/2)', () => {
     const infra = await getInfra();
     idp = infra.idp;
     upstream = await startCapturedKinesis();
-    const t = testConfig(infra, (y) => withKinesis(y, upstream.endpoint, { skewSeconds: 2 }));
+    const t = testConfig(infra, (c) => withKinesis(c, upstream.endpoint, { skewSeconds: 2 }));
     spoolDir = t.spoolDir;
     const gw = await startGateway(t.config);
     endpoint = `http://127.0.0.1:${gw.addresses.kinesis!.port}`;

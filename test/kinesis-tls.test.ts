@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KinesisClient, ListStreamsCommand } from '@aws-sdk/client-kinesis';
 import { NodeHttp2Handler, NodeHttpHandler } from '@smithy/node-http-handler';
-import { getInfra, readAudit, startGateway, testConfig } from './helpers/infra.ts';
+import { getInfra, readAudit, startGateway } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { request, Agent as UndiciAgent } from 'undici';
 import { jitCredentials, signKinesisCall, startCapturedKinesis, withKinesis, type AwsCredentials } from './helpers/kinesis.ts';
 
@@ -26,7 +27,11 @@ before(async () => {
   const infra = await getInfra();
   const upstream = await startCapturedKinesis();
   // on TLS, and allowing unsigned bodies (which only TLS then protects)
-  const t = testConfig(infra, (y) => withKinesis(y, upstream.endpoint).replace('\n  kinesis:\n    port: 0\n', `\n  kinesis:\n    port: 0\n    tls: { cert: "${join(dir, 'server.crt')}", key: "${join(dir, 'server.key')}" }\n    allowUnsignedPayload: true\n`));
+  const t = testConfig(infra, (c) => {
+    withKinesis(c, upstream.endpoint);
+    c.listeners.kinesis!.tls = { cert: join(dir, 'server.crt'), key: join(dir, 'server.key') };
+    c.listeners.kinesis!.allowUnsignedPayload = true;
+  });
   spoolDir = t.spoolDir;
   const gw = await startGateway(t.config);
   endpoint = `https://127.0.0.1:${gw.addresses.kinesis!.port}`;

@@ -13,7 +13,8 @@ import {
   type KinesisClient,
 } from '@aws-sdk/client-kinesis';
 import { request } from 'undici';
-import { getInfra, readAudit, startGateway, testConfig } from './helpers/infra.ts';
+import { getInfra, readAudit, startGateway } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { bearerClient, jitCredentials, kinesisClient, startCapturedKinesis, withKinesis, type CapturedKinesis, waitActive } from './helpers/kinesis.ts';
 import type { Gateway } from '../src/gateway.ts';
 import type { RunningIdp } from '../src/dev/idp.ts';
@@ -24,25 +25,6 @@ const CARDS = `kin-${run}-cards`;
 const OTHER = `other-${run}`;
 const MAX_RECORD = 4096;
 
-const POLICY = `
-    - roles: [payments-writer]
-      actions: [produce, describe]
-      topics: ["kin-*"]
-    - roles: [analyst]
-      actions: [consume, describe]
-      topics: ["kin-*"]
-`;
-const RULES = `
-    - topics: ["kin-*"]
-      produce: [secrets.private-key]
-      consume:
-        - roles: [platform-admin]
-          rules: []
-        - roles: [analyst]
-          rules: [pci.card-number]
-      limits: { maxRecordBytes: ${MAX_RECORD} }
-`;
-
 let gateway: Gateway;
 let spoolDir: string;
 let upstream: CapturedKinesis;
@@ -50,22 +32,28 @@ let idp: RunningIdp;
 let endpoint: string;
 let httpBase: string;
 
-function once(text: string, anchor: string, insert: string): string {
-  assert.equal(text.split(anchor).length, 2, `anchor ${JSON.stringify(anchor)} must appear once`);
-  return text.replace(anchor, anchor + insert);
-}
-
 before(async () => {
   const infra = await getInfra();
   idp = infra.idp;
   upstream = await startCapturedKinesis();
-  const t = testConfig(infra, (yaml) => {
-    let y = withKinesis(yaml, upstream.endpoint, { skewSeconds: 3 });
-    y = once(y, '\n  grants:\n', POLICY.slice(1));
+  const t = testConfig(infra, (c) => {
+    withKinesis(c, upstream.endpoint, { skewSeconds: 3 });
+    // ahead of the example's grants and inspection entries
+    c.policy.grants!.unshift(
+      { roles: ['payments-writer'], actions: ['produce', 'describe'], topics: ['kin-*'] },
+      { roles: ['analyst'], actions: ['consume', 'describe'], topics: ['kin-*'] },
+    );
+    c.inspection!.topics!.unshift({
+      topics: ['kin-*'],
+      produce: ['secrets.private-key'],
+      consume: [
+        { roles: ['platform-admin'], rules: [] },
+        { roles: ['analyst'], rules: ['pci.card-number'] },
+      ],
+      limits: { maxRecordBytes: MAX_RECORD },
+    });
     // just-in-time credentials expire on time (the example allows 5 s of clock tolerance)
-    y = y.replace(/(\ncredentials:\n(?:[ #].*\n)*?  clockToleranceSeconds: )5\b/, '$10');
-    y = once(y, '# an entry without roles for everyone else; no entry = records as stored.\n', RULES.slice(1));
-    return y;
+    c.credentials!.clockToleranceSeconds = 0;
   });
   spoolDir = t.spoolDir;
   gateway = await startGateway(t.config);

@@ -4,7 +4,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import { listSegments } from '../src/audit/spool.ts';
-import { createTopics, getInfra, testConfigYaml } from './helpers/infra.ts';
+import { createTopics, getInfra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { spawnGateway } from './helpers/gateway-process.ts';
 import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 
@@ -18,16 +19,19 @@ test('tokens, SASL passwords, tokenization and signing keys appear in no log lin
   const infra = await getInfra();
   const tokenizationKey = 'leak-canary-tokenization-key-7f3a9c';
   const signingKey = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const { yaml, spoolDir } = testConfigYaml(infra, (y) =>
-    y
-      .replace('${STREAMGATE_TOKEN_KEY_V1:-dev-only-tokenization-key-change-me}', '${LEAK_TOKEN_KEY}')
-      .replace('# signingKey: ${AUDIT_SIGNING_KEY}', 'signingKey: ${LEAK_SIGNING_KEY}'),
+  // the secrets reach the gateway through its environment, as the example advises
+  const env = { LEAK_TOKEN_KEY: tokenizationKey, LEAK_SIGNING_KEY: signingKey };
+  const { yaml, spoolDir } = testConfig(
+    infra,
+    (c) => {
+      c.inspection!.tokenization!.keys[0]!.secret = '${LEAK_TOKEN_KEY}';
+      c.audit!.spool!.signingKey = '${LEAK_SIGNING_KEY}';
+      c.log = { level: 'debug' };
+    },
+    { env },
   );
   assert.match(yaml, /signingKey: \$\{LEAK_SIGNING_KEY\}/, 'the config under test signs segment heads');
-  const gw = await spawnGateway(yaml.replace(/level: \w+/, 'level: debug'), {
-    env: { LEAK_TOKEN_KEY: tokenizationKey, LEAK_SIGNING_KEY: signingKey },
-    wait: ['http', 'kafka', 'admin'],
-  });
+  const gw = await spawnGateway(yaml, { env, wait: ['http', 'kafka', 'admin'] });
   const emitted: string[] = [];
   const used: string[] = [];
   try {

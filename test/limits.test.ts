@@ -1,7 +1,8 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, request } from 'undici';
-import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, readTopic, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { rawClient, rawExchange } from './helpers/kafka-gateway.ts';
 import { clientBatch } from './helpers/batches.ts';
 import type { Gateway } from '../src/gateway.ts';
@@ -19,14 +20,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
   infra = await getInfra();
-  const made = testConfig(
-    infra,
-    (y) =>
-      y
-        .replace(/connections:\n    max: 10000 .*\n    perIdentity: 1000 .*\n/, 'connections: { max: 6, perIdentity: 2 }\n')
-        .replace(/authTimeoutMs: 10000 .*\n/, 'authTimeoutMs: 700\n')
-        .replace('rate: { requestsPerSecond: 0, bytesPerSecond: 0, burstSeconds: 1 }', 'rate: { requestsPerSecond: 10, bytesPerSecond: 4000, burstSeconds: 1 }'),
-  );
+  const made = testConfig(infra, (c) => {
+    c.limits!.connections = { max: 6, perIdentity: 2 };
+    c.limits!.authTimeoutMs = 700;
+    c.limits!.rate = { requestsPerSecond: 10, bytesPerSecond: 4000, burstSeconds: 1 };
+  });
   spoolDir = made.spoolDir;
   assert.deepEqual(made.config.limits, { connections: { max: 6, perIdentity: 2 }, authTimeoutMs: 700, idleTimeoutMs: 600_000, maxInflightBytes: 67_108_864, rate: { requestsPerSecond: 10, bytesPerSecond: 4000, burstSeconds: 1 } });
   gateway = await startGateway(made.config);
@@ -161,7 +159,9 @@ test('Kafka over the byte rate is throttled like a broker throttles: throttle_ti
 
 test('a client pipelining more request bytes than limits.maxInflightBytes is paused, not refused: every request is answered, nothing lost', async () => {
   // a gateway of its own: 64 KiB in flight per connection, no rate limit
-  const made = testConfig(infra, (y) => y.replace('maxInflightBytes: 67108864', 'maxInflightBytes: 65536'));
+  const made = testConfig(infra, (c) => {
+    c.limits!.maxInflightBytes = 65_536;
+  });
   assert.equal(made.config.limits.maxInflightBytes, 65_536);
   const small = await startGateway(made.config);
   const topic = `payments.limits-inflight-${run}`;

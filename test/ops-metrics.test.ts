@@ -1,7 +1,8 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'undici';
-import { createTopics, getInfra, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import type { Gateway } from '../src/gateway.ts';
 import { GatewayMetrics } from '../src/ops/metrics.ts';
 import { GatewayError, type Operation } from '../src/operation.ts';

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { startKafka, type RunningKafka } from '../src/dev/kafka.ts';
-import { getInfra, startGateway, testConfig } from './helpers/infra.ts';
+import { getInfra, startGateway } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 
 // Readiness follows the upstream: a gateway in front of its own broker, which the test
 // stops and starts again on the same port and data directory.

@@ -5,22 +5,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Agent, request } from 'undici';
-import { createTopics, getInfra, readAudit, readTopic, startGateway, testConfig } from './helpers/infra.ts';
-import { parseConfig } from '../src/config/load.ts';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { createTopics, getInfra, readAudit, readTopic, startGateway } from './helpers/infra.ts';
+import { testConfig, type ConfigInput } from './helpers/config.ts';
 import { createLogger } from '../src/log.ts';
 import { serveReloads } from '../src/ops/reload.ts';
 
 // Hot reload: the policy file changes under a running gateway while a keep-alive client stays connected.
 
-const ALLOWING = 'topics: ["payments.*", "orders"]';
-const DENYING = 'topics: ["payments.*"]';
+const ALLOWING = ['payments.*', 'orders'];
+const DENYING = ['payments.*'];
 
 test('a changed policy file applies to the next request on the same connection; an invalid file keeps the running policy', async (t) => {
   const infra = await getInfra();
   await createTopics(infra.kafka, ['orders'], 1);
-  let yaml = '';
-  const { config, spoolDir } = testConfig(infra, (y) => (yaml = y));
-  assert.ok(yaml.includes(ALLOWING), 'the example grants payments-writers produce on orders');
+  const made = testConfig(infra);
+  const { config, spoolDir } = made;
+  const grant = config.policy.grants[0];
+  assert.deepEqual({ roles: grant?.roles, actions: grant?.actions, topics: grant?.topics }, { roles: ['payments-writer'], actions: ['produce', 'describe'], topics: ALLOWING }, 'the example grants payments-writers produce on orders');
+  const denying = made.with((c) => {
+    c.policy.grants![0]!.topics = DENYING;
+  });
   const dir = mkdtempSync(join(tmpdir(), 'sg-reload-'));
   const file = join(dir, 'gateway.yaml');
   // like config management does: write aside, then rename over the watched file
@@ -28,7 +33,7 @@ test('a changed policy file applies to the next request on the same connection; 
     writeFileSync(`${file}.tmp`, text);
     renameSync(`${file}.tmp`, file);
   };
-  write(yaml);
+  write(made.yaml);
 
   const gateway = await startGateway(config);
   const lines: string[] = [];
@@ -57,7 +62,7 @@ test('a changed policy file applies to the next request on the same connection; 
   assert.equal(await produce(), 200);
   const before = gateway.policyVersion;
 
-  write(yaml.replace(ALLOWING, DENYING));
+  write(denying.yaml);
   await waitFor('the new policy is active', () => gateway.policyVersion !== before);
   const after = gateway.policyVersion;
   assert.equal(await produce(), 403, 'orders is denied now');
@@ -73,7 +78,10 @@ test('a changed policy file applies to the next request on the same connection; 
 
   // invalid: a grant naming a role that does not exist
   const rejected = lines.length;
-  write(yaml.replace(ALLOWING, DENYING).replace('roles: [payments-writer]', 'roles: [payments-writr]'));
+  // past the builder, which would refuse it too
+  const invalid = parseYaml(denying.yaml) as ConfigInput;
+  invalid.policy.grants![0]!.roles = ['payments-writr'];
+  write(stringifyYaml(invalid));
   await waitFor('the invalid file is rejected with a log line', () => lines.slice(rejected).some((l) => l.includes('config reload rejected')));
   const line = lines.slice(rejected).find((l) => l.includes('config reload rejected'))!;
   assert.match(line, /unknown role \\"payments-writr\\"/, 'the log line names the problem');
@@ -83,7 +91,11 @@ test('a changed policy file applies to the next request on the same connection; 
 
   // listener changes are not applied, and the log says a restart is needed
   const restart = lines.length;
-  write(yaml.replace('maxBodyBytes: 8388608', 'maxBodyBytes: 1024'));
+  write(
+    made.with((c) => {
+      c.listeners.http!.maxBodyBytes = 1024;
+    }).yaml,
+  );
   await waitFor('the restart warning', () => lines.slice(restart).some((l) => l.includes('need a restart')));
   assert.equal(gateway.config.listeners.http!.maxBodyBytes, 8388608);
   await waitFor('the allowing policy is back', () => gateway.policyVersion === before);
@@ -95,9 +107,8 @@ test('a reload swaps the inspection rules: a topic that passed through is masked
   const infra = await getInfra();
   const topic = 'sandbox.alice.reload';
   await createTopics(infra.kafka, [topic], 1);
-  let yaml = '';
-  const { config } = testConfig(infra, (y) => (yaml = y));
-  const gateway = await startGateway(config);
+  const made = testConfig(infra);
+  const gateway = await startGateway(made.config);
   const token = await infra.idp.token('alice');
   const produce = async () => {
     const res = await request(`http://127.0.0.1:${gateway.addresses.http!.port}/v3/clusters/local/topics/${topic}/records`, {
@@ -108,9 +119,10 @@ test('a reload swaps the inspection rules: a topic that passed through is masked
     assert.equal(res.statusCode, 200, await res.body.text());
   };
   await produce();
-  const entry = '  topics:\n    # The first entry';
-  assert.ok(yaml.includes(entry));
-  const result = await gateway.reload(parseConfig(yaml.replace(entry, `  topics:\n    - topics: ["sandbox.*"]\n      produce: [pci.card-number]\n    # The first entry`), 'reload.yaml'));
+  const masking = made.with((c) => {
+    c.inspection!.topics!.unshift({ topics: ['sandbox.*'], produce: ['pci.card-number'] });
+  });
+  const result = await gateway.reload(masking.config);
   assert.deepEqual(result.applied, ['inspection']);
   assert.deepEqual(result.restartNeeded, []);
   await produce();

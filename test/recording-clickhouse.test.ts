@@ -10,7 +10,8 @@ import { clickhouseSchema } from '../src/audit/schema.ts';
 import { connect } from '../src/audit/migrate.ts';
 import { recordingSchema } from '../src/recording/schema.ts';
 import { readSession } from '../src/recording/store.ts';
-import { createTopics, getInfra, readAudit, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { createTopics, getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { startTestClickHouse } from './helpers/clickhouse.ts';
 import type { RunningClickHouse } from '../src/dev/clickhouse.ts';
 

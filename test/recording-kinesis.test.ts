@@ -5,7 +5,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateStreamCommand, GetRecordsCommand, GetShardIteratorCommand, PutRecordsCommand, type KinesisClient } from '@aws-sdk/client-kinesis';
-import { getInfra, readAudit, startGateway, testConfig, type Infra } from './helpers/infra.ts';
+import { getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig } from './helpers/config.ts';
 import { bearerClient, startCapturedKinesis, withKinesis, waitActive } from './helpers/kinesis.ts';
 import { recordingSchema } from '../src/recording/schema.ts';
 import { readSession } from '../src/recording/store.ts';
@@ -24,7 +25,7 @@ let recDir: string;
 before(async () => {
   infra = await getInfra();
   const upstream = await startCapturedKinesis();
-  const t = testConfig(infra, (yaml) => withKinesis(yaml, upstream.endpoint));
+  const t = testConfig(infra, (c) => withKinesis(c, upstream.endpoint));
   spoolDir = t.spoolDir;
   recDir = mkdtempSync(join(tmpdir(), 'sg-rec-kin-'));
   t.config.recording = recordingSchema.parse({ dir: recDir, sessions: [{ topics: ['payments.kinrec-*'] }], flushIntervalMs: 20 });

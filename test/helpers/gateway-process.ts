@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { parseDocument } from 'yaml';
 
 /**
  * A gateway in its own process (`streamgate serve`), for what an in-process gateway cannot
@@ -39,7 +40,10 @@ after(async () => {
 export async function spawnGateway(yaml: string, opts: { env?: Record<string, string>; timeoutMs?: number; wait?: Array<'http' | 'kafka' | 'admin' | 'kinesis'>; args?: string[] } = {}): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'sg-gwproc-'));
   const file = join(dir, 'gateway.yaml');
-  writeFileSync(file, yaml.replace(/level: silent/, 'level: info'));
+  // the ready lines (info) carry the ports; a test that asked for more (debug) keeps it
+  const doc = parseDocument(yaml);
+  if (doc.getIn(['log', 'level']) === 'silent') doc.setIn(['log', 'level'], 'info');
+  writeFileSync(file, doc.toString({ lineWidth: 0 }));
   const child = spawn(process.execPath, ['src/cli/main.ts', 'serve', '--config', file, ...(opts.args ?? [])], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,12 +1,9 @@
 import { after } from 'node:test';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { Admin, Consumer } from '@platformatic/kafka';
 import { startKafka } from '../../src/dev/kafka.ts';
 import { startIdp, type RunningIdp } from '../../src/dev/idp.ts';
-import { parseConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
 import { createLogger } from '../../src/log.ts';
 import { Gateway } from '../../src/gateway.ts';
@@ -113,30 +110,6 @@ export async function readTopic(bootstrap: string, topic: string, count: number,
     await consumer.close(true);
   }
   return out;
-}
-
-export function testConfig(infra: Infra, overrides: (yaml: string) => string = (y) => y): { config: Config; spoolDir: string } {
-  const { yaml, spoolDir } = testConfigYaml(infra, overrides);
-  return { config: parseConfig(yaml, 'test-config.yaml'), spoolDir };
-}
-
-/** The example config pointed at the test services, every port 0, logs silent: as YAML (for a gateway in a child process). */
-export function testConfigYaml(infra: Infra, overrides: (yaml: string) => string = (y) => y): { yaml: string; spoolDir: string } {
-  const spoolDir = mkdtempSync(join(tmpdir(), 'sg-audit-'));
-  const base = readFileSync(new URL('../../streamgate.example.yaml', import.meta.url), 'utf8');
-  const yaml = overrides(
-    base
-      .replace('${HTTP_PORT:-8080}', '0')
-      .replace('${KAFKA_LISTENER_PORT:-9192}', '0')
-      .replace('${ADMIN_PORT:-9644}', '0')
-      .replace('${KAFKA_BROKER_PORT_BASE:-9200}', '0')
-      .replace('${KAFKA_BOOTSTRAP:-127.0.0.1:9092}', infra.kafka)
-      .replace('${OIDC_ISSUER:-http://127.0.0.1:9400}', infra.idp.issuer)
-      .replace('${AUDIT_DIR:-./data/audit}', spoolDir)
-      .replace('level: info', 'level: silent')
-      .replace('clockToleranceSeconds: 5', 'clockToleranceSeconds: 0'),
-  );
-  return { yaml, spoolDir };
 }
 
 export async function startGateway(config: Config): Promise<Gateway> {

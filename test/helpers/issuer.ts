@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
+import type { ConfigInput } from './config.ts';
 
 /**
  * An OIDC issuer whose signing key the test holds (discovery + JWKS on loopback): it signs
@@ -40,7 +41,7 @@ export async function startTestIssuer(kid = 'test-key-1'): Promise<TestIssuer> {
   };
 }
 
-/** The config lines that make the gateway trust `issuer` too (insert under identity.issuers). */
-export function trustIssuer(yaml: string, issuer: TestIssuer): string {
-  return yaml.replace(/(identity:\n  issuers:\n)/, `$1    - issuer: ${issuer.url}\n      audience: streamgate\n      algorithms: [ES256]\n      groupsClaim: groups\n      clockToleranceSeconds: 0\n`);
+/** Makes a test config draft trust `issuer` too (listed first, as the example's issuer is). */
+export function trustIssuer(c: ConfigInput, issuer: TestIssuer): void {
+  c.identity.issuers.unshift({ issuer: issuer.url, audience: 'streamgate', algorithms: ['ES256'], groupsClaim: 'groups', clockToleranceSeconds: 0 });
 }

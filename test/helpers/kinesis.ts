@@ -7,6 +7,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { Pool } from 'undici';
 import { startKinesis, type RunningKinesis } from '../../src/dev/kinesis.ts';
 import { NodeSha256 } from '../../src/upstream/sha256.ts';
+import type { ConfigInput } from './config.ts';
 
 /** What reached the Kinesis endpoint: every request the capturing proxy forwarded. */
 export interface Captured {
@@ -66,15 +67,10 @@ export async function startCapturedKinesis(): Promise<CapturedKinesis> {
   return { kinesalite, endpoint: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, captured };
 }
 
-/** The YAML edits that add a Kinesis listener and upstream to the example config (for testConfig overrides). */
-export function withKinesis(yaml: string, endpoint: string, extra: { skewSeconds?: number } = {}): string {
-  const once = (text: string, anchor: string, insert: string) => {
-    if (text.split(anchor).length !== 2) throw new Error(`the example config no longer has exactly one ${JSON.stringify(anchor)}`);
-    return text.replace(anchor, anchor + insert);
-  };
-  let out = once(yaml, '\nlisteners:\n', `  kinesis:\n    port: 0\n    maxClockSkewSeconds: ${extra.skewSeconds ?? 300}\n`);
-  out = once(out, '\nupstream:\n', `  kinesis:\n    endpoint: ${endpoint}\n    credentials: { accessKeyId: GATEWAYKEYID, secretAccessKey: gateway-secret-key }\n`);
-  return out;
+/** Adds a Kinesis listener and upstream (`endpoint`) to a test config draft. */
+export function withKinesis(c: ConfigInput, endpoint: string, extra: { skewSeconds?: number } = {}): void {
+  c.listeners.kinesis = { port: 0, maxClockSkewSeconds: extra.skewSeconds ?? 300 };
+  c.upstream.kinesis = { endpoint, credentials: { accessKeyId: 'GATEWAYKEYID', secretAccessKey: 'gateway-secret-key' } };
 }
 
 /** An SDK v3 client for the gateway (HTTP/2 by default, as the SDK ships) or, with `http1`, over NodeHttpHandler. */
