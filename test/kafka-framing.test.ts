@@ -17,21 +17,28 @@ function frameOf(size: number, seed: number): Buffer {
   return f;
 }
 
-/** Feeds `stream` to a reader the way libuv would: each read fills at most what buffer() offered. */
+/**
+ * Feeds `stream` to a reader the way Node does: the buffer of the next read is asked for once
+ * at the start and right after each callback, and kept; each read fills at most that buffer.
+ * A stopped framer is resumed (go()) between reads, after the buffer was handed out.
+ */
 function feedReader(framer: Framer, stream: Buffer, readSizes: number[]): void {
   const reader = framer.reader((err) => {
     throw err;
   });
   let at = 0;
   let k = 0;
+  let target = reader.buffer();
   while (at < stream.length) {
-    const target = reader.buffer();
+    if (framer.stopped) framer.go();
     assert.ok(target.length > 0, 'the reader always offers room');
     const n = Math.min(target.length, readSizes[k++ % readSizes.length]!, stream.length - at);
     stream.copy(target, 0, at, at + n);
     at += n;
     reader.callback(n, target);
+    target = reader.buffer();
   }
+  while (framer.stopped) framer.go();
 }
 
 const sizes = fc.array(fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 60_000, max: 300_000 })), { minLength: 1, maxLength: 12 });
@@ -40,7 +47,7 @@ const reads = fc.array(fc.integer({ min: 1, max: 200_000 }), { minLength: 1, max
 for (const mode of ['push', 'reader'] as const) {
   test(`framer (${mode}): frames come out whole and in order, cut-through parts add up`, () => {
     fc.assert(
-      fc.property(sizes, reads, fc.boolean(), (frameSizes, readSizes, cutThrough) => {
+      fc.property(sizes, reads, fc.boolean(), fc.integer({ min: 0, max: 3 }), (frameSizes, readSizes, cutThrough, stopEvery) => {
         const frames = frameSizes.map((s, i) => frameOf(s, i));
         const stream = Buffer.concat(frames);
         const got: Buffer[] = [];
@@ -49,6 +56,8 @@ for (const mode of ['push', 'reader'] as const) {
           // copied: pooled memory may be reused for the next frame once released
           got.push(Buffer.from(f));
           framer.release(f);
+          // backpressure: the intake stops the framer now and then (reader mode: resumed between reads)
+          if (mode === 'reader' && stopEvery > 0 && got.length % stopEvery === 0) framer.stop();
         });
         if (cutThrough) {
           framer.onStart = () => {
@@ -123,4 +132,72 @@ test('framer (reader): a real socket delivers every frame of a large stream', as
   server.close();
   assert.equal(got.length, frames.length);
   got.forEach((f, i) => assert.ok(f.equals(frames[i]!), `frame ${i}`));
+});
+
+test('framer (reader): after stop() the read pauses and whole frames wait in the scratch buffer until go()', () => {
+  const got: number[] = [];
+  const framer = new Framer(1 << 20, (f) => {
+    got.push(f.readInt32BE(0));
+    if (got.length === 2) framer.stop();
+  });
+  const reader = framer.reader((err) => {
+    throw err;
+  });
+  // five small frames in one read
+  const stream = Buffer.concat([10, 11, 12, 13, 14].map((s, i) => frameOf(s, i)));
+  const target = reader.buffer();
+  stream.copy(target);
+  assert.equal(reader.callback(stream.length, target), false, 'the socket is paused');
+  assert.deepEqual(got, [10, 11], 'nothing is handed on while stopped');
+  framer.go();
+  assert.deepEqual(got, [10, 11, 12, 13, 14], 'go() hands on what the read left');
+  // and reading goes on where it stopped
+  const next = frameOf(20, 9);
+  const t2 = reader.buffer();
+  next.copy(t2);
+  assert.equal(reader.callback(next.length, t2), true);
+  assert.deepEqual(got.at(-1), 20);
+});
+
+test('intake: an accepted plain connection is read in place, a paused one holds its frames; TLS stays on data events', async () => {
+  const { accept } = await import('../src/protocols/kafka/intake.ts');
+  const frames = Array.from({ length: 200 }, (_, i) => frameOf(i % 5 === 0 ? 300_000 : 40 + i, i));
+  const got: Buffer[] = [];
+  let inPlace: boolean | undefined;
+  const done = new Promise<void>((resolve) => {
+    const server = createServer({ pauseOnConnect: true }, (raw) => {
+      const accepted = accept(raw, 1 << 30, true);
+      inPlace = accepted.inPlace;
+      const { socket, framer } = accepted;
+      framer.onFrame = (f) => {
+        got.push(Buffer.from(f));
+        framer.release(f);
+        // backpressure now and then, as the intake applies it
+        if (got.length % 17 === 0) {
+          framer.stop();
+          socket.pause();
+          setTimeout(() => {
+            framer.go();
+            if (!framer.stopped) socket.resume();
+          }, 5);
+        }
+      };
+      socket.on('close', () => {
+        server.close();
+        resolve();
+      });
+    });
+    server.listen(0, '127.0.0.1', () => {
+      const c = connect({ port: (server.address() as AddressInfo).port, host: '127.0.0.1' }, () => {
+        for (const f of frames) c.write(f);
+        c.end();
+      });
+    });
+  });
+  await done;
+  assert.equal(inPlace, true);
+  assert.equal(got.length, frames.length);
+  got.forEach((f, i) => assert.ok(f.equals(frames[i]!), `frame ${i}`));
+  const { Socket } = await import('node:net');
+  assert.equal(accept(new Socket(), 1000, false).inPlace, false, 'not asked (TLS): data events');
 });

@@ -25,7 +25,7 @@ import { answerBeforeLogin, gatewayVersions } from './versions.ts';
 import { ResponseOrder } from './order.ts';
 import { decodeRequestHeader, decodeResponse, encodeRequest, encodeResponse, withThrottleTime } from './frames.ts';
 import { FrameError } from './framing.ts';
-import { Intake } from './intake.ts';
+import { Intake, type Accepted } from './intake.ts';
 import { handlerFor, served } from './handlers/index.ts';
 import { Login } from './login.ts';
 import type { HostPort } from './upstream.ts';
@@ -66,14 +66,15 @@ export class Connection implements HandlerContext {
   #throttleNextMs = 0;
   #authTimer: NodeJS.Timeout | undefined;
 
-  constructor(listener: ConnectionHost, socket: Socket, target: number | undefined) {
+  constructor(listener: ConnectionHost, accepted: Accepted, target: number | undefined) {
+    const socket = accepted.socket;
     this.#l = listener;
     this.#socket = socket;
     this.#target = target;
     socket.setNoDelay(true);
     this.#session = listener.dispatcher.newSession('kafka', { address: socket.remoteAddress ?? '' });
     // until it has logged in a client gets Kafka's small SASL frame limit, not the data limit
-    this.#intake = new Intake(socket, Math.min(listener.config.maxFrameBytes, listener.config.maxFrameBytesBeforeAuth), {
+    this.#intake = new Intake(accepted, {
       handle: (frame) => this.#handle(frame),
       failed: (err) => this.#failed(err),
       unreadable: (message) => this.violation(message, undefined),

@@ -4,10 +4,11 @@
 // Two ways in:
 // - push(chunk): chunks from a socket's 'data' events (client connections, TLS). A frame
 //   that arrived in one chunk is a view of it, never a copy.
-// - reader(): `onread` options for a plain TCP socket (the broker connections). The kernel
-//   copies a large frame straight into the buffer it ends up in, so a fetch response costs
-//   no per-read allocation and no reassembly copy: at consume rates, the 64 KiB buffers a
-//   'data' socket allocates per read were the gateway's main garbage-collection load.
+// - reader(): `onread` options for a plain TCP socket (broker connections, and client
+//   connections taken over at accept: intake.ts). The kernel copies a large frame straight
+//   into the buffer it ends up in, so a request or response costs no per-read allocation and
+//   no reassembly copy: at produce and consume rates, the 64 KiB buffers a 'data' socket
+//   allocates per read were the gateway's main garbage-collection load.
 
 export class FrameError extends Error {
   override name = 'FrameError';
@@ -17,6 +18,8 @@ const POOLED_MIN = 64 * 1024;
 const POOL_SIZE = 4;
 /** reader(): where reads land between large frames; frames that arrive whole in it are copied out */
 const SCRATCH_BYTES = 64 * 1024;
+/** the least room a read is offered in the scratch buffer */
+const MIN_READ_ROOM = 4 * 1024;
 
 export interface FrameReader {
   buffer: () => Uint8Array;
@@ -81,6 +84,10 @@ export class Framer {
   /** frames already received are not handed on until go(): the reader of a paused socket stops at once */
   #stopped = false;
 
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
   /** Throws FrameError on a size outside [minBytes, maxBytes]. */
   push(chunk: Buffer): void {
     this.#chunks.push(chunk);
@@ -101,6 +108,8 @@ export class Framer {
     if (!this.#stopped) return;
     this.#stopped = false;
     this.#parse();
+    // reader(): whole frames a read left in the scratch buffer while stopped
+    if (!this.#fill && this.#scratchLen - this.#scratchStart >= 4) this.#scratchFrames(this.#scratchLen, false);
   }
 
   #parse(): void {
@@ -125,7 +134,7 @@ export class Framer {
   }
 
   get buffered(): number {
-    return this.#buffered + this.#scratchLen + this.#filled;
+    return this.#buffered + this.#scratchLen - this.#scratchStart + this.#filled;
   }
 
   #peekSize(): number {
@@ -162,32 +171,54 @@ export class Framer {
   // reader(): socket reads land in the frame's own buffer
 
   #scratch: Buffer | undefined;
-  /** bytes in the scratch buffer not yet framed (never a whole frame: fewer than 4, or none) */
+  /** the bytes of the scratch buffer not handed on yet: [#scratchStart, #scratchLen) */
+  #scratchStart = 0;
   #scratchLen = 0;
   /** the frame being read in place, and how much of it has arrived */
   #fill: Buffer | undefined;
   #filled = 0;
 
   /**
-   * `onread` options for net.connect: every read goes into the buffer the current frame
-   * will be handed on in (or a reused scratch buffer between frames). Errors (a FrameError)
-   * go to `onError`, after which the reader must not be used.
+   * `onread` options for a socket: every read goes into the buffer the current frame will be
+   * handed on in (or a reused scratch buffer between frames). Errors (a FrameError) go to
+   * `onError`, after which the reader must not be used. After stop() the socket is paused
+   * (the callback returns false) and whole frames already read wait in the scratch buffer
+   * until go().
+   *
+   * The socket asks for the buffer of its next read right after each callback (and once at the
+   * start) and keeps it: the scratch buffer's layout may only change in those moments, never in
+   * go(), or the next read would land where the framer does not expect it.
    */
   reader(onError: (err: unknown) => void): FrameReader {
-    const scratch = (this.#scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES));
+    this.#scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES);
     return {
-      buffer: () => (this.#fill ? this.#fill.subarray(this.#filled) : scratch.subarray(this.#scratchLen)),
+      buffer: () => (this.#fill ? this.#fill.subarray(this.#filled) : this.#scratchRoom()),
       callback: (n) => {
         try {
           if (this.#fill) this.#filledIn(n);
-          else this.#scratchIn(n);
+          else this.#scratchFrames(this.#scratchLen + n, true);
         } catch (err) {
           onError(err);
           return false;
         }
-        return true;
+        return !this.#stopped;
       },
     };
+  }
+
+  /** Where the next read lands: after what the scratch buffer holds, moved to its start (grown when frames held back by stop() fill it). */
+  #scratchRoom(): Buffer {
+    let scratch = this.#scratch!;
+    const held = this.#scratchLen - this.#scratchStart;
+    if (this.#scratchStart > 0) scratch.copyWithin(0, this.#scratchStart, this.#scratchLen);
+    this.#scratchStart = 0;
+    this.#scratchLen = held;
+    if (scratch.length - held < MIN_READ_ROOM) {
+      const grown = Buffer.allocUnsafeSlow(scratch.length * 2);
+      scratch.copy(grown, 0, 0, held);
+      this.#scratch = scratch = grown;
+    }
+    return scratch.subarray(held);
   }
 
   #filledIn(n: number): void {
@@ -202,11 +233,15 @@ export class Framer {
     this.onFrame(frame);
   }
 
-  #scratchIn(n: number): void {
+  /**
+   * Hands on the whole frames the scratch buffer holds up to `end`. In a read's callback the
+   * start of a longer frame then moves to a buffer of its own, which the rest is read into;
+   * outside one (go()) nothing moves, since the socket already holds its next read's buffer.
+   */
+  #scratchFrames(end: number, inCallback: boolean): void {
     const scratch = this.#scratch!;
-    const end = this.#scratchLen + n;
-    let at = 0;
-    while (end - at >= 4) {
+    let at = this.#scratchStart;
+    while (!this.#stopped && end - at >= 4) {
       const size = scratch.readInt32BE(at);
       this.#checkSize(size);
       const total = 4 + size;
@@ -218,6 +253,7 @@ export class Framer {
         this.onFrame(frame);
         continue;
       }
+      if (!inCallback) break;
       // the start of a longer frame: the rest is read straight into its own buffer
       const frame = this.#alloc(total);
       const have = end - at;
@@ -229,9 +265,9 @@ export class Framer {
       this.#onPart?.(frame.subarray(0, have));
       break;
     }
-    // at most 3 bytes of a size prefix stay behind
-    this.#scratchLen = end - at;
-    if (this.#scratchLen > 0 && at > 0) scratch.copyWithin(0, at, end);
+    // what stays: at most 3 bytes of a size prefix, or (stopped) frames not handed on yet
+    this.#scratchStart = at;
+    this.#scratchLen = end;
   }
 
   // -------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // or bytes wait, while the broker connection or the client's own socket is backed up, and while
 // the client is muted by a quota (KIP-219).
 
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { requestChannel } from './channels.ts';
 import { FrameError, Framer } from './framing.ts';
 
@@ -12,6 +12,42 @@ const MIN_FRAME = 8; // api key, version, correlation id
 
 /** Inspected Produce requests of one connection that may wait for the pool at the same time. */
 const MAX_DETACHED = 8;
+
+/** An accepted client connection: its socket, and the framer its bytes go to. */
+export interface Accepted {
+  socket: Socket;
+  framer: Framer;
+  /** reads land in the framer's buffers (onread); otherwise the framer is fed 'data' chunks */
+  inPlace: boolean;
+  /** a frame the reader could not accept (in place only); set by the intake */
+  unreadable?: (err: unknown) => void;
+}
+
+/**
+ * Takes an accepted plain TCP connection (`pauseOnConnect`: nothing read yet) over with a
+ * socket that reads in place, like the broker connections. A 'data' socket allocates a 64 KiB
+ * buffer per read: at produce rates those made V8 run a full mark-compact about every 300 ms
+ * (about a fifth of the accept thread, bench/RESULTS.md). Node offers `onread` only to the
+ * socket it is constructing, so the accepted socket hands its handle to a new one. Where that
+ * is not possible (TLS, or a Node without these hooks) the socket stays as it was accepted
+ * and is read from 'data' events.
+ */
+export function accept(raw: Socket, maxFrameBytes: number, inPlace: boolean): Accepted {
+  const framer = new Framer(maxFrameBytes, () => {}, MIN_FRAME);
+  const held = raw as unknown as { _handle?: { useUserBuffer?: unknown } | null };
+  const handle = held._handle;
+  if (!inPlace || !handle || typeof handle.useUserBuffer !== 'function') return { socket: raw, framer, inPlace: false };
+  const accepted: Accepted = { socket: raw, framer, inPlace: true };
+  held._handle = null;
+  raw.destroy(); // without its handle: only the server's count of the connection ends
+  accepted.socket = new Socket({
+    handle: handle as never,
+    readable: true,
+    writable: true,
+    onread: framer.reader((err) => (accepted.unreadable ? accepted.unreadable(err) : accepted.socket.destroy())),
+  });
+  return accepted;
+}
 
 export interface IntakeOwner {
   /** handles one request; resolves when the next may be handled */
@@ -43,17 +79,26 @@ export class Intake {
   /** KIP-219: no reads before this time */
   #mutedUntil = 0;
 
-  constructor(socket: Socket, maxFrameBytes: number, owner: IntakeOwner) {
+  constructor(accepted: Accepted, owner: IntakeOwner) {
+    const socket = accepted.socket;
     this.#socket = socket;
     this.#o = owner;
-    this.framer = new Framer(maxFrameBytes, (f) => this.#onFrame(f), MIN_FRAME);
+    this.framer = accepted.framer;
+    this.framer.onFrame = (f) => this.#onFrame(f);
+    const unreadable = (err: unknown) => owner.unreadable(err instanceof FrameError ? err.message : 'unreadable frame');
+    if (accepted.inPlace) {
+      accepted.unreadable = unreadable;
+      return;
+    }
     socket.on('data', (chunk: Buffer) => {
       try {
         this.framer.push(chunk);
       } catch (err) {
-        owner.unreadable(err instanceof FrameError ? err.message : 'unreadable frame');
+        unreadable(err);
       }
     });
+    // accepted paused (pauseOnConnect): reading starts now that someone listens
+    if (socket.isPaused()) socket.resume();
   }
 
   /** Requests read after this are handled once `p` settles (an mTLS login in progress). */
@@ -95,7 +140,8 @@ export class Intake {
     } catch (err) {
       return o.unreadable(err instanceof FrameError ? err.message : 'unreadable frame');
     }
-    if (o.closed() || this.#queued >= MAX_QUEUED_REQUESTS) return; // the held-back frames filled the queue again
+    // the held-back frames filled the queue again (or stopped the framer)
+    if (o.closed() || this.framer.stopped || this.#queued >= MAX_QUEUED_REQUESTS) return;
     if (this.#socket.isPaused()) this.#socket.resume();
   }
 

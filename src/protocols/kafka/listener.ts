@@ -15,6 +15,7 @@ import type { KafkaListenerConfig, KafkaUpstreamConfig } from '../../config/sche
 import type { Dispatcher } from '../../dispatcher.ts';
 import { GatewayError, type Identity } from '../../operation.ts';
 import type { Struct } from './codec.ts';
+import { accept } from './intake.ts';
 import { Connection, type ConnectionHost } from './connection.ts';
 import { loadMessages, type MessageRegistry } from './messages.ts';
 import { brokerApiVersions, discoverBrokers, parseHostPort, type HostPort } from './upstream.ts';
@@ -102,15 +103,18 @@ export class KafkaListener implements ConnectionHost {
   }
 
   #serve(target: number | 'bootstrap', port: number): Promise<number> {
-    const onConnection = (socket: Socket) => {
-      const conn = new Connection(this, socket, target === 'bootstrap' ? undefined : target);
+    const tls = this.config.tls;
+    const onConnection = (raw: Socket) => {
+      // until it has logged in a client gets Kafka's small SASL frame limit, not the data limit
+      const accepted = accept(raw, Math.min(this.config.maxFrameBytes, this.config.maxFrameBytesBeforeAuth), !tls);
+      const socket = accepted.socket;
+      const conn = new Connection(this, accepted, target === 'bootstrap' ? undefined : target);
       const max = this.dispatcher.limits?.().connections.max;
       // over the limit: audited and closed before anything is read
       if (max !== undefined && this.#connections.size >= max) return conn.refuseLimit(`too many connections (limits.connections.max = ${max})`);
       this.#connections.add(conn);
       socket.once('close', () => this.#connections.delete(conn));
     };
-    const tls = this.config.tls;
     const server = tls
       ? createTlsServer(
           {
@@ -120,7 +124,8 @@ export class KafkaListener implements ConnectionHost {
           },
           onConnection,
         )
-      : createServer({ noDelay: true }, onConnection);
+      : // nothing is read before the connection is taken over (intake.ts accept)
+        createServer({ noDelay: true, pauseOnConnect: true }, onConnection);
     this.#servers.set(target, server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
