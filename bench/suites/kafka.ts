@@ -5,10 +5,13 @@
 //
 //   npm run bench -- kafka [--quick] [--only produce,consume,latency,probe,masking]
 //
-// Every throughput run also reports the CPU seconds the gateway (all threads, and its accept
-// thread alone) and the broker spent on it (from /proc), so a ratio can be read against who
-// used the two cores. Consume and the probe also run through a bare TCP relay
-// (bench/servers/relay.ts): what any extra hop costs here, reported beside the gateway.
+// Every throughput run also reports the CPU the gateway (all threads, and its accept thread
+// alone), the bare relay and the broker spent on it (from /proc), in seconds and per MB moved:
+// milliseconds of CPU per MB is millicores per MB/s, the unit Kafka proxy projects publish,
+// and unlike MB/s it does not move with the machine's speed of the day. Produce, consume and
+// the probe also run through a bare TCP relay (bench/servers/relay.ts): what any extra hop
+// costs here, reported beside the gateway. The `connections` phase measures the gateway's
+// memory with 1, 1,000 and 5,000 idle authenticated Kafka connections.
 //
 // Starts its own broker, identity provider and gateway (a child process).
 
@@ -16,7 +19,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Producer } from '@platformatic/kafka';
 import { runKafkaTool } from '../../src/dev/kafka.ts';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { freePort, spawnNode, waitHealthy } from '../lib/procs.ts';
 import { startServices } from '../lib/services.ts';
 
@@ -26,7 +29,7 @@ export function kafkaBenchOptions(quick: boolean, profileDir?: string, only?: st
   return { records: quick ? 50_000 : 500_000, recordSize: 1024, rate: 2000, probeSeconds: quick ? 3 : 10, profileDir, phases: phases?.length ? phases : [...KAFKA_PHASES] };
 }
 
-export const KAFKA_PHASES = ['produce', 'consume', 'latency', 'probe', 'masking'] as const;
+export const KAFKA_PHASES = ['produce', 'consume', 'latency', 'probe', 'masking', 'connections'] as const;
 export type KafkaPhase = (typeof KAFKA_PHASES)[number];
 
 export interface KafkaBenchOptions {
@@ -52,6 +55,18 @@ function cpuSeconds(pid: number, thread?: number): number {
   } catch {
     return NaN;
   }
+}
+
+/** CPU of one run: seconds per process, and milliseconds per MB of records (= millicores per MB/s). */
+interface RunCpu {
+  mb: number;
+  gatewayS: number;
+  gatewayAcceptS: number;
+  relayS: number;
+  brokerS: number;
+  gatewayMsPerMb: number;
+  relayMsPerMb: number;
+  brokerMsPerMb: number;
 }
 
 interface PerfResult {
@@ -184,6 +199,9 @@ inspection:
     - { topics: ["${maskedTopic}"], format: json, produce: [pci.card-number] }
 audit:
   spool: { dir: "${join(work, 'audit')}" }
+limits:
+  # the connections phase holds 5,000 connections of one identity
+  connections: { perIdentity: 10000 }
 `,
   );
   const gateway = spawnNode('gateway', join(ROOT, 'src/cli/main.ts'), ['serve', '--config', configFile], {
@@ -253,19 +271,29 @@ audit:
     return parseProducerPerf(res.stdout);
   };
 
-  // CPU seconds of the gateway and the broker over one run: on two shared cores, whatever
-  // the gateway spends per byte is taken from the broker and the client
+  // CPU seconds of the gateway, the relay and the broker over one run, and per MB moved
+  // (`mb`: the records' bytes, uncompressed): on two shared cores, whatever the gateway spends
+  // per byte is taken from the broker and the client
   const gatewayPid = gateway.child.pid ?? -1;
-  const withCpu = async <T extends { mbPerSec: number }>(run: () => Promise<T>): Promise<T & { cpu: { gatewayS: number; gatewayAcceptS: number; brokerS: number } }> => {
+  const relayPid = relay.child.pid ?? -1;
+  const withCpu = async <T extends { mbPerSec: number }>(mb: number, run: () => Promise<T>): Promise<T & { cpu: RunCpu }> => {
     const g0 = cpuSeconds(gatewayPid);
     const a0 = cpuSeconds(gatewayPid, gatewayPid);
+    const r0 = cpuSeconds(relayPid);
     const b0 = cpuSeconds(kafka.pid);
     const r = await run();
+    const gatewayS = round(cpuSeconds(gatewayPid) - g0);
+    const relayS = round(cpuSeconds(relayPid) - r0);
+    const brokerS = round(cpuSeconds(kafka.pid) - b0);
+    const perMb = (cpuS: number) => round((cpuS * 1000) / mb);
     return {
       ...r,
-      cpu: { gatewayS: round(cpuSeconds(gatewayPid) - g0), gatewayAcceptS: round(cpuSeconds(gatewayPid, gatewayPid) - a0), brokerS: round(cpuSeconds(kafka.pid) - b0) },
+      cpu: { mb: round(mb), gatewayS, gatewayAcceptS: round(cpuSeconds(gatewayPid, gatewayPid) - a0), relayS, brokerS, gatewayMsPerMb: perMb(gatewayS), relayMsPerMb: perMb(relayS), brokerMsPerMb: perMb(brokerS) },
     };
   };
+  // the records' bytes of a run, in MB (2^20 bytes, as the Kafka tools count)
+  const mbOf = (records: number, size = opts.recordSize) => (records * size) / 1048576;
+  const cpuLine = (what: string, c: RunCpu) => `${what}: ${c.gatewayMsPerMb} ms CPU per MB (= millicores per MB/s) in the gateway, ${c.relayMsPerMb} in the relay, ${c.brokerMsPerMb} in the broker`;
   const phase = (p: KafkaPhase) => opts.phases.includes(p);
   const result: Record<string, unknown> = { suite: 'kafka', options: opts };
   const metrics: Record<string, number> = {};
@@ -281,22 +309,38 @@ audit:
   if (phase('produce') || phase('consume')) {
     log('throughput: ProducerPerformance, unthrottled (2 rounds)');
     // (consume alone: the direct run fills the topic, and a profile shows the consume path only)
-    let directProduce = await withCpu(() => producerPerf(kafka.bootstrap, plainProps, opts.records, -1));
+    const mb = mbOf(opts.records);
+    let directProduce = await withCpu(mb, () => producerPerf(kafka.bootstrap, plainProps, opts.records, -1));
     if (phase('produce')) {
-      let gatewayProduce = await withCpu(() => producerPerf(viaGateway, props, opts.records, -1));
-      gatewayProduce = best(gatewayProduce, await withCpu(() => producerPerf(viaGateway, props, opts.records, -1)));
-      directProduce = best(directProduce, await withCpu(() => producerPerf(kafka.bootstrap, plainProps, opts.records, -1)));
-      const produce = { direct: directProduce, gateway: gatewayProduce, mbRatio: round(gatewayProduce.mbPerSec / directProduce.mbPerSec) };
+      let gatewayProduce = await withCpu(mb, () => producerPerf(viaGateway, props, opts.records, -1));
+      let relayProduce = await withCpu(mb, () => producerPerf(viaRelay, plainProps, opts.records, -1));
+      relayProduce = best(relayProduce, await withCpu(mb, () => producerPerf(viaRelay, plainProps, opts.records, -1)));
+      gatewayProduce = best(gatewayProduce, await withCpu(mb, () => producerPerf(viaGateway, props, opts.records, -1)));
+      directProduce = best(directProduce, await withCpu(mb, () => producerPerf(kafka.bootstrap, plainProps, opts.records, -1)));
+      const produce = {
+        direct: directProduce,
+        gateway: gatewayProduce,
+        relay: relayProduce,
+        mbRatio: round(gatewayProduce.mbPerSec / directProduce.mbPerSec),
+        relayRatio: round(relayProduce.mbPerSec / directProduce.mbPerSec),
+      };
       result.produce = produce;
       metrics['kafka.produce.throughput_ratio'] = produce.mbRatio;
-      log(`produce  direct ${directProduce.mbPerSec} MB/s, gateway ${gatewayProduce.mbPerSec} MB/s, ratio ${produce.mbRatio} (gateway CPU ${gatewayProduce.cpu.gatewayS} s)`);
+      metrics['kafka.produce.relay_ratio'] = produce.relayRatio;
+      metrics['kafka.produce.vs_relay_ratio'] = round(gatewayProduce.mbPerSec / relayProduce.mbPerSec);
+      metrics['kafka.produce.gateway_ms_per_mb'] = gatewayProduce.cpu.gatewayMsPerMb;
+      metrics['kafka.produce.relay_ms_per_mb'] = relayProduce.cpu.relayMsPerMb;
+      metrics['kafka.produce.cpu_vs_relay'] = round(gatewayProduce.cpu.gatewayMsPerMb / relayProduce.cpu.relayMsPerMb);
+      log(`produce  direct ${directProduce.mbPerSec} MB/s, gateway ${gatewayProduce.mbPerSec} MB/s, bare relay ${relayProduce.mbPerSec} MB/s: ratio ${produce.mbRatio} (relay ${produce.relayRatio})`);
+      log(`  ${cpuLine('gateway run', gatewayProduce.cpu)}; relay run: ${relayProduce.cpu.relayMsPerMb} in the relay`);
     }
   }
   if (phase('consume')) {
     log('throughput: ConsumerPerformance, direct / gateway / bare relay (2 rounds, fetch MB/s)');
-    const direct = () => withCpu(() => consumerPerf(kafka.bootstrap, plainProps, opts.records));
-    const viaGw = () => withCpu(() => consumerPerf(viaGateway, props, opts.records));
-    const viaBare = () => withCpu(() => consumerPerf(viaRelay, plainProps, opts.records));
+    const mb = mbOf(opts.records);
+    const direct = () => withCpu(mb, () => consumerPerf(kafka.bootstrap, plainProps, opts.records));
+    const viaGw = () => withCpu(mb, () => consumerPerf(viaGateway, props, opts.records));
+    const viaBare = () => withCpu(mb, () => consumerPerf(viaRelay, plainProps, opts.records));
     let directConsume = await direct();
     let gatewayConsume = await viaGw();
     let relayConsume = await viaBare();
@@ -316,7 +360,11 @@ audit:
     // the gateway's own cost on the fetch path, the hop's taken out: a regression guard that
     // this machine can pass, beside the product target it cannot (bench/RESULTS.md)
     metrics['kafka.consume.vs_relay_ratio'] = round(gatewayConsume.mbPerSec / relayConsume.mbPerSec);
+    metrics['kafka.consume.gateway_ms_per_mb'] = gatewayConsume.cpu.gatewayMsPerMb;
+    metrics['kafka.consume.relay_ms_per_mb'] = relayConsume.cpu.relayMsPerMb;
+    metrics['kafka.consume.cpu_vs_relay'] = round(gatewayConsume.cpu.gatewayMsPerMb / relayConsume.cpu.relayMsPerMb);
     log(`consume  direct ${directConsume.mbPerSec} MB/s, gateway ${gatewayConsume.mbPerSec} MB/s, bare relay ${relayConsume.mbPerSec} MB/s: ratio ${consume.mbRatio} (relay ${consume.relayRatio}); gateway CPU ${gatewayConsume.cpu.gatewayS} s (accept thread ${gatewayConsume.cpu.gatewayAcceptS} s), broker ${gatewayConsume.cpu.brokerS} s vs ${directConsume.cpu.brokerS} s direct`);
+    log(`  ${cpuLine('gateway run', gatewayConsume.cpu)}; relay run: ${relayConsume.cpu.relayMsPerMb} in the relay`);
   }
   if (phase('latency')) {
     log(`latency: ProducerPerformance at ${opts.rate} records/s (2 alternating rounds, averaged)`);
@@ -382,14 +430,14 @@ audit:
   if (phase('masking')) {
     log('masking: ProducerPerformance, ~1 KiB JSON records with card numbers, lz4 (direct, gateway passthrough topic, gateway masked topic; best of 2)');
     const maskRecords = Math.min(opts.records, 200_000);
-    let maskDirect = await withCpu(() => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords));
-    let maskPass = await withCpu(() => jsonPerf(viaGateway, props, topic, maskRecords));
-    let masked = await withCpu(() => jsonPerf(viaGateway, props, maskedTopic, maskRecords));
-    let maskRelay = await withCpu(() => jsonPerf(viaRelay, plainProps, topic, maskRecords));
-    maskRelay = best(maskRelay, await withCpu(() => jsonPerf(viaRelay, plainProps, topic, maskRecords)));
-    maskDirect = best(maskDirect, await withCpu(() => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords)));
-    maskPass = best(maskPass, await withCpu(() => jsonPerf(viaGateway, props, topic, maskRecords)));
-    masked = best(masked, await withCpu(() => jsonPerf(viaGateway, props, maskedTopic, maskRecords)));
+    let maskDirect = await withCpu(mbOf(maskRecords), () => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords));
+    let maskPass = await withCpu(mbOf(maskRecords), () => jsonPerf(viaGateway, props, topic, maskRecords));
+    let masked = await withCpu(mbOf(maskRecords), () => jsonPerf(viaGateway, props, maskedTopic, maskRecords));
+    let maskRelay = await withCpu(mbOf(maskRecords), () => jsonPerf(viaRelay, plainProps, topic, maskRecords));
+    maskRelay = best(maskRelay, await withCpu(mbOf(maskRecords), () => jsonPerf(viaRelay, plainProps, topic, maskRecords)));
+    maskDirect = best(maskDirect, await withCpu(mbOf(maskRecords), () => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords)));
+    maskPass = best(maskPass, await withCpu(mbOf(maskRecords), () => jsonPerf(viaGateway, props, topic, maskRecords)));
+    masked = best(masked, await withCpu(mbOf(maskRecords), () => jsonPerf(viaGateway, props, maskedTopic, maskRecords)));
     const masking = {
       direct: maskDirect,
       passthrough: maskPass,
@@ -403,22 +451,109 @@ audit:
     metrics['kafka.lz4.passthrough.throughput_ratio'] = masking.passthroughRatio;
     metrics['kafka.lz4.masked.throughput_ratio'] = masking.maskedRatio;
     metrics['kafka.lz4.relay.throughput_ratio'] = masking.relayRatio;
+    metrics['kafka.lz4.masked.gateway_ms_per_mb'] = masked.cpu.gatewayMsPerMb;
+    metrics['kafka.lz4.passthrough.gateway_ms_per_mb'] = maskPass.cpu.gatewayMsPerMb;
+    metrics['kafka.lz4.relay_ms_per_mb'] = maskRelay.cpu.relayMsPerMb;
     log(`masking (lz4 JSON) direct ${maskDirect.mbPerSec} MB/s, bare relay ${maskRelay.mbPerSec} MB/s, passthrough ${maskPass.mbPerSec} MB/s, masked ${masked.mbPerSec} MB/s (gateway CPU ${masked.cpu.gatewayS} s, accept thread ${masked.cpu.gatewayAcceptS} s)`);
+    log(`  per MB of records (uncompressed): masked ${masked.cpu.gatewayMsPerMb} ms, passthrough ${maskPass.cpu.gatewayMsPerMb} ms in the gateway; ${maskRelay.cpu.relayMsPerMb} ms in the relay`);
     log('masking, varied JSON records (~2-3x lz4): direct vs masked topic (best of 2)');
-    let variedDirect = await withCpu(() => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords, variedPayloads));
-    let variedMasked = await withCpu(() => jsonPerf(viaGateway, props, maskedTopic, maskRecords, variedPayloads));
-    variedMasked = best(variedMasked, await withCpu(() => jsonPerf(viaGateway, props, maskedTopic, maskRecords, variedPayloads)));
-    variedDirect = best(variedDirect, await withCpu(() => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords, variedPayloads)));
+    let variedDirect = await withCpu(mbOf(maskRecords), () => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords, variedPayloads));
+    let variedMasked = await withCpu(mbOf(maskRecords), () => jsonPerf(viaGateway, props, maskedTopic, maskRecords, variedPayloads));
+    variedMasked = best(variedMasked, await withCpu(mbOf(maskRecords), () => jsonPerf(viaGateway, props, maskedTopic, maskRecords, variedPayloads)));
+    variedDirect = best(variedDirect, await withCpu(mbOf(maskRecords), () => jsonPerf(kafka.bootstrap, plainProps, topic, maskRecords, variedPayloads)));
     const varied = { direct: variedDirect, masked: variedMasked, maskedRatio: round(variedMasked.mbPerSec / variedDirect.mbPerSec) };
     (result.masking as Record<string, unknown>).varied = varied;
     metrics['kafka.lz4.masked_varied.throughput_ratio'] = varied.maskedRatio;
+    metrics['kafka.lz4.masked_varied.gateway_ms_per_mb'] = variedMasked.cpu.gatewayMsPerMb;
     log(`masking (lz4 varied JSON) direct ${variedDirect.mbPerSec} MB/s, masked ${variedMasked.mbPerSec} MB/s, ratio ${varied.maskedRatio} (gateway CPU ${variedMasked.cpu.gatewayS} s)`);
+  }
+
+  if (phase('connections')) {
+    log('memory: gateway RSS with 1, 1,000 and 5,000 idle SASL-authenticated Kafka connections');
+    const held: Socket[] = [];
+    const rss: Record<string, number> = { before: rssMb(gatewayPid) };
+    try {
+      for (const target of [1, 1000, 5000]) {
+        while (held.length < target) {
+          // 50 logins in flight at a time
+          const batch = Math.min(50, target - held.length);
+          held.push(...(await Promise.all(Array.from({ length: batch }, () => saslLogin(kafkaPort, token)))));
+        }
+        await new Promise((r) => setTimeout(r, 2000));
+        rss[String(target)] = rssMb(gatewayPid);
+        log(`  ${target} connections: gateway RSS ${rss[String(target)]} MB`);
+      }
+    } finally {
+      for (const s of held) s.destroy();
+    }
+    const perConnKb = round(((rss['5000']! - rss['1']!) * 1024) / 4999);
+    result.connections = { rssMb: rss, perConnectionKb: perConnKb };
+    metrics['kafka.connections.rss_kb_per_connection'] = perConnKb;
+    log(`  about ${perConnKb} KB per idle authenticated connection`);
   }
 
   await gateway.stop();
   await relay.stop();
   // flat names for bench:check (bench/budgets.json)
   return { ...result, metrics };
+}
+
+/** Resident memory of a process in MB (VmRSS: its pool worker threads included). */
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? round(Number(m[1]) / 1024) : NaN;
+}
+
+/** A Kafka request frame: size, header v1 (api key, version, correlation id, client id), body. */
+function requestFrame(apiKey: number, version: number, correlationId: number, body: Buffer): Buffer {
+  const clientId = Buffer.from('bench-idle');
+  const head = Buffer.alloc(10);
+  head.writeInt16BE(apiKey, 0);
+  head.writeInt16BE(version, 2);
+  head.writeInt32BE(correlationId, 4);
+  head.writeInt16BE(clientId.length, 8);
+  const frame = Buffer.concat([Buffer.alloc(4), head, clientId, body]);
+  frame.writeInt32BE(frame.length - 4, 0);
+  return frame;
+}
+
+/** One connection through SaslHandshake v1 (PLAIN) and SaslAuthenticate v1, left open and idle. */
+function saslLogin(port: number, token: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let buffered = Buffer.alloc(0);
+    let answers = 0;
+    socket.on('error', reject);
+    socket.on('connect', () => {
+      const mechanism = Buffer.from('PLAIN');
+      const handshake = Buffer.alloc(2 + mechanism.length);
+      handshake.writeInt16BE(mechanism.length, 0);
+      mechanism.copy(handshake, 2);
+      const auth = Buffer.from(`\u0000ops\u0000${token}`);
+      const authBody = Buffer.alloc(4 + auth.length);
+      authBody.writeInt32BE(auth.length, 0);
+      auth.copy(authBody, 4);
+      socket.write(requestFrame(17, 1, 1, handshake));
+      socket.write(requestFrame(36, 1, 2, authBody));
+    });
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 4 && buffered.length >= 4 + buffered.readInt32BE(0)) {
+        const size = buffered.readInt32BE(0);
+        const frame = buffered.subarray(4, 4 + size);
+        buffered = buffered.subarray(4 + size);
+        // after the correlation id: both answers start with an int16 error code
+        const error = frame.readInt16BE(4);
+        if (error !== 0) return reject(new Error(`SASL step ${answers + 1} failed with error ${error}`));
+        if (++answers === 2) {
+          socket.removeAllListeners('data');
+          socket.off('error', reject);
+          socket.on('error', () => {});
+          resolve(socket);
+        }
+      }
+    });
+  });
 }
 
 /** ~`size`-byte JSON events with a card number and varied fields (seeded: the same every run). */
