@@ -216,7 +216,8 @@ test('property: JSON documents stay valid JSON and keep their structure after ma
   ], 'json', { keys: [{ version: 1, secret: new TextEncoder().encode('0123456789abcdef') }] });
   const leaf = fc.oneof(
     fc.constantFrom('4111 1111 1111 1111', 'x@example.com', 'plain', '"quoted"', 'line\nbreak', 'tab\tand\\slash', 'é€😀', '', '\u0001ctl'),
-    fc.string(), fc.integer(), fc.boolean(), fc.constant(null),
+    // (no '@' in random text: "-@0.AA" is an e-mail address the detector rightly tokenizes, which the oracle below cannot tell)
+    fc.string().filter((x) => !x.includes('@')), fc.integer(), fc.boolean(), fc.constant(null),
   );
   const doc = fc.letrec((tie) => ({
     value: fc.oneof({ depthSize: 'small', withCrossShrink: true }, leaf, tie('object'), tie('array')),
