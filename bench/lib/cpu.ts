@@ -33,6 +33,11 @@ function processTicks(pid: number): number {
   }
 }
 
+/** CPU seconds (user + system, all threads) a process has used so far. */
+export function processCpuSeconds(pid: number): number {
+  return processTicks(pid) / TICKS_PER_SECOND;
+}
+
 export function cpuSnapshot(pids: number[]): CpuSnapshot | undefined {
   const m = machineTicks();
   if (!m) return undefined;

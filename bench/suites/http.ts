@@ -18,7 +18,7 @@ import { startKafka } from '../../src/dev/kafka.ts';
 import { listSegments } from '../../src/audit/spool.ts';
 import { freePort, onCleanup, spawnNode, waitHealthy, type Proc } from '../lib/procs.ts';
 import { median, paced, saturation, type RunResult, type Target } from '../lib/load.ts';
-import { cpuSnapshot, cpuUsage, waitQuiet, type CpuUsage } from '../lib/cpu.ts';
+import { cpuSnapshot, cpuUsage, processCpuSeconds, waitQuiet, type CpuUsage } from '../lib/cpu.ts';
 import { produceBody } from '../lib/payload.ts';
 import { ROOT } from '../lib/env.ts';
 import { printTable } from '../lib/table.ts';
@@ -111,9 +111,19 @@ interface Running {
   spoolDir?: string;
 }
 
+/**
+ * CPU of the measured target (gateway or the direct bridge, all threads) and of the broker,
+ * per MB of record values acknowledged: milliseconds per MB = millicores per MB/s.
+ */
+interface TargetCpu {
+  mb: number;
+  targetMsPerMb: number;
+  brokerMsPerMb?: number;
+}
+
 interface TargetStats {
-  runs: Array<RunResult & { cpu?: CpuUsage }>;
-  median: { rps: number; p50: number; p90: number; p99: number; p999: number; scheduleP99?: number };
+  runs: Array<RunResult & { cpu?: CpuUsage; targetCpu?: TargetCpu }>;
+  median: { rps: number; p50: number; p90: number; p99: number; p999: number; scheduleP99?: number; msPerMb?: number };
 }
 
 export interface CaseResult {
@@ -243,14 +253,14 @@ async function runCase(ctx: CaseContext): Promise<CaseResult> {
       if (load === 'fixed') await runOnce(t, 'fixed', Math.min(1, settings.warmupSeconds));
     }
 
-    const runs = new Map<string, Array<RunResult & { cpu?: CpuUsage }>>(running.map((t) => [t.spec.id, []]));
+    const runs = new Map<string, Array<RunResult & { cpu?: CpuUsage; targetCpu?: TargetCpu }>>(running.map((t) => [t.spec.id, []]));
     // the bench process (load generator), every target and the broker: the rest is foreign
     const ownPids = [process.pid, ...running.map((t) => t.proc.child.pid ?? 0), ...(ctx.kafkaPid ? [ctx.kafkaPid] : [])];
     for (let rep = 0; rep < settings.reps; rep++) {
       // rotate the order each rep so no target always runs first (or right after a GC-heavy one)
       const order = running.map((_, i) => running[(i + rep) % running.length]!);
       for (const t of order) {
-        let r: RunResult & { cpu?: CpuUsage; noisyRetries?: number };
+        let r: RunResult & { cpu?: CpuUsage; targetCpu?: TargetCpu; noisyRetries?: number };
         let cpu: CpuUsage | undefined;
         for (let attempt = 0; ; attempt++) {
           await sleep(settings.pauseBetweenRunsMs);
@@ -262,9 +272,20 @@ async function runCase(ctx: CaseContext): Promise<CaseResult> {
             for (const b of quiet.busiest) console.log(`    ${b}`);
           }
           const before = cpuSnapshot(ownPids);
+          const targetPid = t.proc.child.pid ?? -1;
+          const target0 = processCpuSeconds(targetPid);
+          const broker0 = ctx.kafkaPid ? processCpuSeconds(ctx.kafkaPid) : 0;
           r = await runOnce(t, load, load === 'fixed' ? settings.fixed.seconds : saturationSeconds(settings, group));
           cpu = cpuUsage(before, cpuSnapshot(ownPids));
           if (cpu) r.cpu = cpu;
+          const mb = (r.ok * size.bytes) / 1048576;
+          if (mb > 0) {
+            r.targetCpu = {
+              mb: round(mb),
+              targetMsPerMb: round(((processCpuSeconds(targetPid) - target0) * 1000) / mb),
+              ...(ctx.kafkaPid ? { brokerMsPerMb: round(((processCpuSeconds(ctx.kafkaPid) - broker0) * 1000) / mb) } : {}),
+            };
+          }
           if (attempt > 0) r.noisyRetries = attempt;
           if (!cpu || cpu.foreignCores <= FOREIGN_CPU_MAX) break;
           if (attempt === MAX_NOISY_RETRIES || ctx.noise.leftMs <= 0) {
@@ -279,7 +300,7 @@ async function runCase(ctx: CaseContext): Promise<CaseResult> {
         if (load === 'fixed' && r.rps < settings.fixed.rate * 0.95) {
           ctx.warnings.push(`${id} ${t.spec.id} rep ${rep + 1}: achieved ${r.rps} req/s of ${settings.fixed.rate}`);
         }
-        const busy = cpu ? `, cpu ${cpu.benchCores} bench + ${cpu.foreignCores} other` : '';
+        const busy = (cpu ? `, cpu ${cpu.benchCores} bench + ${cpu.foreignCores} other` : '') + (r.targetCpu ? `, ${r.targetCpu.targetMsPerMb} ms CPU per MB` : '');
         process.stdout.write(`  rep ${rep + 1} ${t.spec.id.padEnd(8)} ${r.rps} req/s, p50 ${r.latency.p50} ms, p99 ${r.latency.p99} ms${busy}\n`);
       }
     }
@@ -302,6 +323,7 @@ async function runCase(ctx: CaseContext): Promise<CaseResult> {
           p99: median(rs.map((r) => r.latency.p99)),
           p999: median(rs.map((r) => r.latency.p999)),
           ...(load === 'fixed' ? { scheduleP99: median(rs.map((r) => r.scheduleLatency!.p99)) } : {}),
+          ...(rs.every((r) => r.targetCpu) ? { msPerMb: median(rs.map((r) => r.targetCpu!.targetMsPerMb)) } : {}),
         },
       };
     }
@@ -507,6 +529,8 @@ const round = (x: number, digits = 3) => Math.round(x * 10 ** digits) / 10 ** di
 /**
  * Flat metric names for budgets and run-to-run comparison:
  *   http.<group>.<size>.<load>.<target>.{rps,p50_ms,p90_ms,p99_ms,p999_ms}
+ *   http.<group>.<size>.saturation.<target>.ms_per_mb, http.<group>.<size>.saturation.cpu_vs_direct
+ *     (CPU per MB of values: the target process, all threads; the gateway's against the direct bridge's)
  *   http.<group>.<size>.<load>.{p50,p90,p99,p999}_added_ms, throughput_ratio, p50_ratio, p99_ratio
  *     (the default gateway vs direct)
  *   http.placement.<size>.<load>.<auto|inline|pool>.{rps, p99_ms, p99_added_ms, throughput_ratio}
@@ -523,7 +547,10 @@ function metricsOf(cases: CaseResult[]): Record<string, number> {
       m[`${prefix}.${tid}.p90_ms`] = s.p90;
       m[`${prefix}.${tid}.p99_ms`] = s.p99;
       m[`${prefix}.${tid}.p999_ms`] = s.p999;
+      // CPU per MB of values (= millicores per MB/s) at saturation, where the process is busy throughout
+      if (c.load === 'saturation' && s.msPerMb !== undefined) m[`${prefix}.${tid}.ms_per_mb`] = s.msPerMb;
       if (!direct || tid === 'direct') continue;
+      if (c.load === 'saturation' && tid === 'gateway' && s.msPerMb !== undefined && direct.msPerMb) m[`${prefix}.cpu_vs_direct`] = round(s.msPerMb / direct.msPerMb);
       const cmp = {
         p50_added_ms: round(s.p50 - direct.p50),
         p90_added_ms: round(s.p90 - direct.p90),
@@ -552,7 +579,7 @@ function printCase(c: CaseResult, group: GroupSpec, settings: Settings): void {
       : `${settings.saturation.connections} conns, pipelining 1, ${saturationSeconds(settings, group)} s`;
   console.log(`\n${group.title} | ${c.size} values (${c.requestBytes} B requests) | ${c.load} (${how}) x${settings.reps}, medians, ms`);
   const direct = c.targets.direct?.median;
-  const header = ['target', 'p50', 'p90', 'p99', 'p99.9', 'req/s', '+p50', '+p99', '+p99.9', c.load === 'fixed' ? 'p99 x' : 'thru x'];
+  const header = ['target', 'p50', 'p90', 'p99', 'p99.9', 'req/s', '+p50', '+p99', '+p99.9', c.load === 'fixed' ? 'p99 x' : 'thru x', 'ms CPU/MB'];
   const rows: string[][] = [header];
   for (const [tid, t] of Object.entries(c.targets)) {
     const s = t.median;
@@ -560,7 +587,7 @@ function printCase(c: CaseResult, group: GroupSpec, settings: Settings): void {
     const ratio =
       tid === 'direct' || !direct ? '' : c.load === 'fixed' ? (s.p99 / direct.p99).toFixed(2) : (s.rps / direct.rps).toFixed(3);
     const label = tid === 'gateway' ? `gateway${group.id === 'instant' ? ' (auto)' : ''}` : tid === 'direct' ? 'direct' : `gateway ${tid}`;
-    rows.push([label, s.p50.toFixed(3), s.p90.toFixed(3), s.p99.toFixed(3), s.p999.toFixed(3), String(s.rps), added(s.p50, direct?.p50), added(s.p99, direct?.p99), added(s.p999, direct?.p999), ratio]);
+    rows.push([label, s.p50.toFixed(3), s.p90.toFixed(3), s.p99.toFixed(3), s.p999.toFixed(3), String(s.rps), added(s.p50, direct?.p50), added(s.p99, direct?.p99), added(s.p999, direct?.p999), ratio, s.msPerMb === undefined ? '' : String(s.msPerMb)]);
   }
   printTable(rows);
 }
