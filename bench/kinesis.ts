@@ -17,6 +17,7 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { startIdp } from '../src/dev/idp.ts';
 import { ROOT } from './lib/env.ts';
+import { processCpuSeconds } from './lib/cpu.ts';
 import { median } from './lib/load.ts';
 import { eventJson } from './lib/payload.ts';
 import { freePort, onCleanup, spawnNode, stopAll, waitHealthy } from './lib/procs.ts';
@@ -29,7 +30,7 @@ const TARGETS: TargetId[] = ['direct', 'gateway', 'gateway-h1'];
 
 export interface KinesisSuiteResult {
   settings: Record<string, unknown>;
-  runs: Array<{ target: TargetId; kind: 'saturation' | 'latency'; rep: number; calls: number; records: number; seconds: number; recordsPerSec: number; p50Ms: number; p99Ms: number; failed: number }>;
+  runs: Array<{ target: TargetId; kind: 'saturation' | 'latency'; rep: number; calls: number; records: number; seconds: number; recordsPerSec: number; p50Ms: number; p99Ms: number; failed: number; cpu?: { gatewayMsPerMb: number; endpointMsPerMb: number } }>;
   metrics: Record<string, number>;
 }
 
@@ -137,17 +138,25 @@ export async function runKinesisSuite(opts: { quick: boolean; reps: number }, lo
     // rotate the order so no target always runs first
     const order = TARGETS.map((_t, i) => TARGETS[(i + rep) % TARGETS.length]!);
     for (const target of order) {
+      // CPU of the gateway and of the endpoint (kinesalite) per MB of record data: ms per MB = millicores per MB/s
+      const g0 = processCpuSeconds(gateway.child.pid ?? -1);
+      const k0 = processCpuSeconds(kinesalite.child.pid ?? -1);
       const sat = await load(targets[target], batch, settings.concurrency, settings.seconds);
-      runs.push({ target, kind: 'saturation', rep, ...sat });
+      const mb = (sat.records * RECORD_BYTES) / 1048576;
+      const cpu = mb > 0
+        ? { gatewayMsPerMb: +(((processCpuSeconds(gateway.child.pid ?? -1) - g0) * 1000) / mb).toFixed(3), endpointMsPerMb: +(((processCpuSeconds(kinesalite.child.pid ?? -1) - k0) * 1000) / mb).toFixed(3) }
+        : undefined;
+      runs.push({ target, kind: 'saturation', rep, ...sat, ...(cpu ? { cpu } : {}) });
       const lat = await load(targets[target], small, 1, settings.latencySeconds);
       runs.push({ target, kind: 'latency', rep, ...lat });
-      log(`  rep ${rep + 1} ${target}: ${Math.round(sat.recordsPerSec)} records/s (saturation), p50 ${lat.p50Ms.toFixed(2)} ms p99 ${lat.p99Ms.toFixed(2)} ms (${settings.latencyBatch}-record calls)`);
+      log(`  rep ${rep + 1} ${target}: ${Math.round(sat.recordsPerSec)} records/s (saturation, ${cpu ? `${cpu.gatewayMsPerMb} ms CPU per MB in the gateway, ${cpu.endpointMsPerMb} in the endpoint` : 'no CPU figure'}), p50 ${lat.p50Ms.toFixed(2)} ms p99 ${lat.p99Ms.toFixed(2)} ms (${settings.latencyBatch}-record calls)`);
     }
   }
   await gateway.stop();
   await kinesalite.stop();
 
   const med = (target: string, kind: string, key: 'recordsPerSec' | 'p50Ms' | 'p99Ms') => median(runs.filter((r) => r.target === target && r.kind === kind).map((r) => r[key]));
+  const cpuMed = (target: string, key: 'gatewayMsPerMb' | 'endpointMsPerMb') => +median(runs.filter((r) => r.target === target && r.cpu).map((r) => r.cpu![key])).toFixed(3);
   const metrics = {
     'kinesis.direct.recordsPerSec': Math.round(med('direct', 'saturation', 'recordsPerSec')),
     'kinesis.gateway.recordsPerSec': Math.round(med('gateway', 'saturation', 'recordsPerSec')),
@@ -159,6 +168,10 @@ export async function runKinesisSuite(opts: { quick: boolean; reps: number }, lo
     'kinesis.h1.throughputRatio': +(med('gateway-h1', 'saturation', 'recordsPerSec') / med('direct', 'saturation', 'recordsPerSec')).toFixed(3),
     'kinesis.h1.p50AddedMs': +(med('gateway-h1', 'latency', 'p50Ms') - med('direct', 'latency', 'p50Ms')).toFixed(3),
     'kinesis.h1.p99AddedMs': +(med('gateway-h1', 'latency', 'p99Ms') - med('direct', 'latency', 'p99Ms')).toFixed(3),
+    // PutRecords at saturation: the gateway's CPU per MB of record data (SigV4 verify, JSON, audit, re-sign), and the endpoint's for scale
+    'kinesis.gateway.ms_per_mb': cpuMed('gateway', 'gatewayMsPerMb'),
+    'kinesis.h1.gateway.ms_per_mb': cpuMed('gateway-h1', 'gatewayMsPerMb'),
+    'kinesis.endpoint.ms_per_mb': cpuMed('direct', 'endpointMsPerMb'),
   };
   printTable([
     ['metric', 'value'],
