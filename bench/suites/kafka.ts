@@ -15,7 +15,7 @@
 //
 // Starts its own broker, identity provider and gateway (a child process).
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Producer } from '@platformatic/kafka';
 import { runKafkaTool } from '../../src/dev/kafka.ts';
@@ -131,8 +131,8 @@ function latencySummary(lat: number[]): { p50Us: number; p99Us: number; avgUs: n
   return { p50Us: Math.round(percentile(sorted, 50)), p99Us: Math.round(percentile(sorted, 99)), avgUs: Math.round(avg), n: lat.length };
 }
 
-/** One produce at a time (acks=1) at a fixed rate; per-request latencies in microseconds. */
-async function probe(bootstrap: string, topic: string, rate: number, seconds: number, size: number, sasl?: { token: string }, payload?: Buffer): Promise<number[]> {
+/** One produce at a time (acks=1) at a fixed rate; per-request latencies in microseconds. `spans` receives each request's [sent, answered] on the monotonic clock in µs. */
+async function probe(bootstrap: string, topic: string, rate: number, seconds: number, size: number, sasl?: { token: string }, payload?: Buffer, spans?: Array<[number, number]>): Promise<number[]> {
   const producer = new Producer({
     clientId: 'bench-probe',
     bootstrapBrokers: [bootstrap],
@@ -141,15 +141,18 @@ async function probe(bootstrap: string, topic: string, rate: number, seconds: nu
   });
   const value = payload ?? Buffer.alloc(size, 0x61);
   const lat: number[] = [];
+  const nowUs = () => Number(process.hrtime.bigint()) / 1000;
   try {
     await producer.send({ messages: [{ topic, value, partition: 0 }] }); // connect + metadata outside the measurement
     const interval = 1000 / rate;
     const end = performance.now() + seconds * 1000;
     let next = performance.now();
     while (performance.now() < end) {
-      const t0 = performance.now();
+      const t0 = nowUs();
       await producer.send({ messages: [{ topic, value, partition: 0 }] });
-      lat.push((performance.now() - t0) * 1000);
+      const t1 = nowUs();
+      lat.push(t1 - t0);
+      spans?.push([t0, t1]);
       next += interval;
       const wait = next - performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
@@ -158,6 +161,28 @@ async function probe(bootstrap: string, topic: string, rate: number, seconds: nu
     await producer.close();
   }
   return lat;
+}
+
+/**
+ * Where the probe's produce spends its time, p50 and p99 of each stage: client send to the
+ * gateway's read of the frame (the client's encoding and the first hop), the gateway's work up
+ * to the broker write, the broker (both kernel hops included), the gateway's work from the
+ * broker's answer to the client's, and from there to the client's promise settling.
+ */
+function probeStages(spans: Array<[number, number]>, gateway: number[][]): Record<string, { p50Us: number; p99Us: number }> {
+  const stages: Record<string, number[]> = { clientToGateway: [], gatewayToBroker: [], broker: [], gatewayToClient: [], clientAfter: [] };
+  let g = 0;
+  for (const [sent, answered] of spans) {
+    while (g < gateway.length && gateway[g]![0]! < sent) g++;
+    const r = gateway[g];
+    if (!r || r[3]! > answered) continue;
+    stages.clientToGateway!.push(r[0]! - sent);
+    stages.gatewayToBroker!.push(r[1]! - r[0]!);
+    stages.broker!.push(r[2]! - r[1]!);
+    stages.gatewayToClient!.push(r[3]! - r[2]!);
+    stages.clientAfter!.push(answered - r[3]!);
+  }
+  return Object.fromEntries(Object.entries(stages).map(([k, v]) => { const s = latencySummary(v); return [k, { p50Us: s.p50Us, p99Us: s.p99Us, n: s.n }]; }));
 }
 
 export async function runKafkaSuite(opts: KafkaBenchOptions, log: (s: string) => void = console.log): Promise<Record<string, unknown>> {
@@ -204,11 +229,23 @@ limits:
   connections: { perIdentity: 10000 }
 `,
   );
+  const stagesFile = join(work, 'stages.json');
   const gateway = spawnNode('gateway', join(ROOT, 'src/cli/main.ts'), ['serve', '--config', configFile], {
     logFile: join(work, 'gateway.log'),
     cwd: ROOT,
-    nodeArgs: opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [],
+    nodeArgs: [...(opts.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : []), '--import', join(ROOT, 'bench/lib/stage-timer.ts')],
+    env: { ...process.env, STREAMGATE_STAGES_FILE: stagesFile },
   });
+  /** Runs `fn` inside a stage-timing window of the gateway (bench/lib/stage-timer.ts); the window's requests, each [read, to broker, broker answer, answered] in µs. */
+  const timingStages = async (fn: () => Promise<void>): Promise<number[][]> => {
+    rmSync(stagesFile, { force: true });
+    gateway.child.kill('SIGUSR2');
+    await new Promise((r) => setTimeout(r, 50));
+    await fn();
+    gateway.child.kill('SIGUSR2');
+    for (let i = 0; i < 100 && !existsSync(stagesFile); i++) await new Promise((r) => setTimeout(r, 20));
+    return JSON.parse(readFileSync(stagesFile, 'utf8')) as number[][];
+  };
   await waitHealthy(gateway, `http://127.0.0.1:${httpPort}`);
   const viaGateway = `127.0.0.1:${kafkaPort}`;
   const relay = spawnNode('relay', join(ROOT, 'bench/servers/relay.ts'), ['--port', String(relayPort), '--to', `127.0.0.1:${relayedPort}`], { logFile: join(work, 'relay.log'), cwd: ROOT });
@@ -388,11 +425,17 @@ limits:
     const directLat: number[] = [];
     const gatewayLat: number[] = [];
     const relayLat: number[] = [];
+    const spans: Array<[number, number]> = [];
+    const inGateway: number[][] = [];
     for (let i = 0; i < 4; i++) {
       directLat.push(...(await probe(kafka.bootstrap, topic, 500, opts.probeSeconds / 4, opts.recordSize)));
-      gatewayLat.push(...(await probe(viaGateway, topic, 500, opts.probeSeconds / 4, opts.recordSize, { token })));
+      inGateway.push(...(await timingStages(async () => void gatewayLat.push(...(await probe(viaGateway, topic, 500, opts.probeSeconds / 4, opts.recordSize, { token }, undefined, spans))))));
       relayLat.push(...(await probe(viaRelay, topic, 500, opts.probeSeconds / 4, opts.recordSize)));
     }
+    const stages = probeStages(spans, inGateway);
+    result.probeStages = stages;
+    log(`probe stages, p50 / p99 us: ${Object.entries(stages).map(([k, v]) => `${k} ${v.p50Us} / ${v.p99Us}`).join(', ')}`);
+    metrics['kafka.fixed.gateway_own_p50_us'] = stages.gatewayToBroker!.p50Us + stages.gatewayToClient!.p50Us;
     const direct = latencySummary(directLat);
     const gw = latencySummary(gatewayLat);
     const bare = latencySummary(relayLat);

@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import type { KafkaUpstreamConfig } from '../../config/schema.ts';
 import { GatewayError } from '../../operation.ts';
-import { upstreamChannel, type UpstreamMessage } from './channels.ts';
+import { brokerAnswerChannel, upstreamChannel, type UpstreamMessage } from './channels.ts';
 import type { Inflight, SendPlace, Slot } from './context.ts';
 import type { Framer } from './framing.ts';
 import type { MessageRegistry } from './messages.ts';
@@ -143,6 +143,7 @@ export class BrokerLink {
   #onFrame(frame: Buffer): void {
     const waiter = this.#inflight.shift();
     if (!waiter) return this.#o.lost('unexpected response from the broker');
+    if (brokerAnswerChannel.hasSubscribers) brokerAnswerChannel.publish({ session: this.#o.sessionId, frame } satisfies UpstreamMessage);
     waiter.resolve(frame);
   }
 

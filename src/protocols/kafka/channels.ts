@@ -13,6 +13,8 @@ export const responseChannel = channel('streamgate:kafka:response');
 export const requestChannel = channel('streamgate:kafka:request');
 /** Every frame the gateway writes to a broker for a client connection, and every broker connection it opens for one. */
 export const upstreamChannel = channel('streamgate:kafka:upstream');
+/** Every answer frame a broker sends on a client connection's broker link, as it arrives (before any decision on it). */
+export const brokerAnswerChannel = channel('streamgate:kafka:broker-answer');
 export interface UpstreamMessage {
   session: string;
   /** undefined: a broker connection was opened */

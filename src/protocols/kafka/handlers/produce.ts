@@ -75,6 +75,8 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
   const detach = ctx.canDetach() && ops.some((o) => o.encoded) && !ops.some((o) => (o.answerWithinMs ?? 0) > 0);
   const place = detach ? ctx.reserveSend() : undefined;
   let response: Promise<Buffer> | undefined;
+  // the broker's answer, decoded once: for the audit rows, then (when it must change) for the client
+  let answer: Struct | undefined;
   let denied = new Refusals<Operation>();
   const { forwarded, settled } = ctx.authorize(ops, (allowed, refused) => {
     denied = refused;
@@ -112,7 +114,7 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
     if (!response) return undefined;
     return response.then((res) => {
       const results = new Map<Operation, UpstreamResult | Error>();
-      const decoded = ctx.responseBody(h, res);
+      const decoded = (answer = ctx.responseBody(h, res));
       for (const tr of decoded.Responses as Struct[]) {
         const op = send.find((o) => o.resource.name === tr.Name);
         if (!op) continue;
@@ -151,7 +153,7 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
     const res = await response;
     let decoded: Struct | undefined;
     if (refusedTopics.length > 0) {
-      decoded = ctx.responseBody(h, res);
+      decoded = answer ?? ctx.responseBody(h, res);
       const codec = ctx.l.reg.responses.get(h.apiKey)!;
       for (const [op, err] of refusedTopics) {
         const part = errorResponse(h.apiKey, codec.defaults(h.version), { TopicData: byOp.get(op)! }, err.kind === 'forbidden' ? ERR.TOPIC_AUTHORIZATION_FAILED : kafkaErrorFor(err), err.message);
@@ -160,7 +162,7 @@ export async function produce(ctx: HandlerContext, frame: Buffer, h: Header, bod
       recordErrors(decoded, refusedTopics);
     }
     if (h.version >= 10) {
-      decoded ??= ctx.responseBody(h, res);
+      decoded ??= answer ?? ctx.responseBody(h, res);
       if ((decoded.NodeEndpoints as Struct[] | undefined)?.length) await ctx.rewriteBrokers(decoded, 'NodeEndpoints', 'NodeId');
       else if (refusedTopics.length === 0) decoded = undefined;
     }
