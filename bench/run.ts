@@ -49,7 +49,11 @@ const SUITES: Record<string, (ctx: SuiteContext) => Promise<Record<string, unkno
   },
   audit: (ctx) => runAuditSuite({ quick: ctx.quick }),
   recording: async (ctx) => ({ ...(await runRecordingSuite({ quick: ctx.quick, reps: ctx.reps, only: ctx.only })) }),
-  kinesis: async (ctx) => ({ ...(await runKinesisSuite({ quick: ctx.quick, reps: ctx.reps })) }),
+  kinesis: async (ctx) => {
+    const profileDir = freshProfileDir(ctx, 'kinesis');
+    const r = await runKinesisSuite({ quick: ctx.quick, reps: ctx.reps, ...(profileDir ? { profileDir } : {}) });
+    return { ...r, ...profilesOf(profileDir) };
+  },
   processes: (ctx) => runProcessesSuite({ quick: ctx.quick, reps: ctx.reps }),
   soak: (ctx) => runSoakSuite(soakOptions(ctx.quick)),
 };
