@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 
 /**
  * AWS-style key pairs for just-in-time credentials (Kinesis SigV4). Nothing is stored:
@@ -14,18 +14,30 @@ export function accessKeyIdFor(credentialId: string): string {
   return PREFIX + credentialId.replace(/[^A-Za-z0-9]/g, '').toUpperCase();
 }
 
+/** derived secrets remembered (a signed call asks twice: before and after its body is read) */
+const REMEMBERED_SECRETS = 10_000;
+
 export class AccessKeys {
-  readonly #secret: Uint8Array;
+  readonly #secret: KeyObject;
+  /** access key id -> its secret, oldest first (bounded: ids are chosen by callers) */
+  readonly #derived = new Map<string, string>();
 
   constructor(derivationSecret: Uint8Array) {
     if (derivationSecret.byteLength < 32) throw new Error('the access key derivation secret needs at least 32 bytes');
-    this.#secret = derivationSecret;
+    // one key object: an HMAC keyed with raw bytes imports them again on every call
+    this.#secret = createSecretKey(derivationSecret);
   }
 
   /** the secret access key of `accessKeyId`, or undefined when the id is not one this gateway issues */
   secretFor(accessKeyId: string): string | undefined {
     if (!accessKeyId.startsWith(PREFIX)) return undefined;
-    return createHmac('sha256', this.#secret).update(accessKeyId).digest('base64url');
+    let secret = this.#derived.get(accessKeyId);
+    if (secret === undefined) {
+      secret = createHmac('sha256', this.#secret).update(accessKeyId).digest('base64url');
+      this.#derived.set(accessKeyId, secret);
+      if (this.#derived.size > REMEMBERED_SECRETS) this.#derived.delete(this.#derived.keys().next().value!);
+    }
+    return secret;
   }
 
   /** whether `accessKeyId` belongs to the credential `credentialId` (constant time) */

@@ -74,6 +74,7 @@ const AUTH = /^AWS4-HMAC-SHA256 (.+)$/;
 const AMZ_DATE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 const HEX64 = /^[0-9a-f]{64}$/;
 const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+const MAX_SIGNERS = 10_000;
 
 export function isSigV4(authorization: string | undefined): boolean {
   return authorization !== undefined && authorization.startsWith('AWS4-HMAC-SHA256 ');
@@ -85,6 +86,8 @@ export class SigV4Verifier {
   /** signature -> epoch ms after which its date is outside the skew window anyway */
   readonly #seen = new Map<string, number>();
   readonly #maxSeen: number;
+  /** One signer per access key, region and secret, reused between calls. Bounded, oldest first: keys are chosen by callers. */
+  readonly #signers = new Map<string, SignatureV4>();
 
   constructor(options: SigV4Options) {
     this.#options = options;
@@ -173,11 +176,17 @@ export class SigV4Verifier {
 
     const signedHeaderValues: Record<string, string> = {};
     for (const name of names) signedHeaderValues[name] = header(req.headers, name)!;
-    const signer = new SignatureV4({ credentials: { accessKeyId, secretAccessKey: secret }, region, service: this.#options.service, sha256: NodeSha256, applyChecksum: false });
+    // the body's hash is handed to the signer (it would hash the body again): as the header it
+    // reads first, kept out of the canonical headers unless the client signed it
+    const unsigned = new Set<string>();
+    if (signedHeaderValues['x-amz-content-sha256'] === undefined) {
+      signedHeaderValues['x-amz-content-sha256'] = bodyHash;
+      unsigned.add('x-amz-content-sha256');
+    }
     const [path, query] = splitPath(req.path);
-    const signed = await signer.sign(
+    const signed = await this.#signer(accessKeyId, secret, region).sign(
       { method: req.method, protocol: 'http:', hostname: '', path, query, headers: signedHeaderValues, body: req.body },
-      { signingDate: new Date(signedAt), signableHeaders: new Set(names), unsignableHeaders: new Set() },
+      { signingDate: new Date(signedAt), signableHeaders: new Set(names), unsignableHeaders: unsigned },
     );
     const expected = /Signature=([0-9a-f]+)/.exec(String(signed.headers.authorization ?? signed.headers.Authorization ?? ''))?.[1] ?? '';
     if (!HEX64.test(signature) || !HEX64.test(expected) || !timingSafeEqual(Buffer.from(expected, 'hex'), Buffer.from(signature, 'hex'))) {
@@ -196,6 +205,17 @@ export class SigV4Verifier {
     this.#seen.set(signature, signedAt + skewMs);
     if (this.#seen.size > this.#maxSeen) this.#seen.delete(this.#seen.keys().next().value!);
     return { accessKeyId, sessionToken, region, signature };
+  }
+
+  #signer(accessKeyId: string, secret: string, region: string): SignatureV4 {
+    const key = `${accessKeyId}\n${region}\n${secret}`;
+    let signer = this.#signers.get(key);
+    if (!signer) {
+      signer = new SignatureV4({ credentials: { accessKeyId, secretAccessKey: secret }, region, service: this.#options.service, sha256: NodeSha256, applyChecksum: false });
+      this.#signers.set(key, signer);
+      if (this.#signers.size > MAX_SIGNERS) this.#signers.delete(this.#signers.keys().next().value!);
+    }
+    return signer;
   }
 
   #forgetExpired(now: number): void {
