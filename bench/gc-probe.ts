@@ -49,7 +49,10 @@ try {
     const gcs = readFileSync(log, 'utf8').split('\n').slice(from);
     const full = gcs.filter((l) => l.includes('Mark-Compact')).length;
     const minor = gcs.filter((l) => l.includes('Scavenge')).length;
-    console.log(`${mode} ${size} B, process ${k}: ${runs.join(' | ')} | in those 8 s: ${full} Mark-Compact, ${minor} Scavenge`);
+    // the pause of each collection on the main thread ("..., 1.23 / 0.00 ms" in --trace-gc lines)
+    const pauses = gcs.flatMap((l) => /, ([\d.]+) \/ [\d.]+ ms/.exec(l)?.[1] ?? []).map(Number).sort((x, y) => x - y);
+    const pauseText = pauses.length ? `, pauses median ${pauses[Math.floor(pauses.length / 2)]} ms, max ${pauses.at(-1)} ms, total ${pauses.reduce((x, y) => x + y, 0).toFixed(1)} ms` : '';
+    console.log(`${mode} ${size} B, process ${k}: ${runs.join(' | ')} | in those 8 s: ${full} Mark-Compact, ${minor} Scavenge${pauseText}`);
     await gw.stop();
   }
 } finally {
