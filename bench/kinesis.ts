@@ -208,6 +208,8 @@ export async function runKinesisSuite(opts: { quick: boolean; reps: number; prof
     'kinesis.gateway.ms_per_mb': cpuMed('gateway', 'gatewayMsPerMb'),
     'kinesis.h1.gateway.ms_per_mb': cpuMed('gateway-h1', 'gatewayMsPerMb'),
     'kinesis.endpoint.ms_per_mb': cpuMed('direct', 'endpointMsPerMb'),
+    // the gateway's CPU per MB against the endpoint's own for the same records (kinesalite: a JavaScript Kinesis)
+    'kinesis.cpu_vs_endpoint': +(cpuMed('gateway', 'gatewayMsPerMb') / cpuMed('direct', 'endpointMsPerMb')).toFixed(3),
   };
   printTable([
     ['metric', 'value'],

@@ -158,6 +158,9 @@ async function runHttpGroup(opts: { quick: boolean; reps: number }): Promise<Rec
     'recording.off.cpu_us_per_request': off.cpuUsPerRequest,
     'recording.on.cpu_us_added_per_request': targets.on!.median.cpuUsPerRequest - off.cpuUsPerRequest,
     'recording.raw.cpu_us_added_per_request': targets.raw!.median.cpuUsPerRequest - off.cpuUsPerRequest,
+    // the same as ratios of the same run (what the budgets use): gateway CPU per request recorded / not recorded
+    'recording.on.cpu_ratio': +(targets.on!.median.cpuUsPerRequest / off.cpuUsPerRequest).toFixed(3),
+    'recording.raw.cpu_ratio': +(targets.raw!.median.cpuUsPerRequest / off.cpuUsPerRequest).toFixed(3),
   };
   console.log('\n== recording: 1 KiB card-masked HTTP produce, instant upstream ==');
   printTable([

@@ -497,6 +497,9 @@ limits:
     metrics['kafka.lz4.masked.gateway_ms_per_mb'] = masked.cpu.gatewayMsPerMb;
     metrics['kafka.lz4.passthrough.gateway_ms_per_mb'] = maskPass.cpu.gatewayMsPerMb;
     metrics['kafka.lz4.relay_ms_per_mb'] = maskRelay.cpu.relayMsPerMb;
+    // the gateway against the bare relay for the same lz4 batches, and what masking costs over forwarding them untouched
+    metrics['kafka.lz4.passthrough.vs_relay_ratio'] = round(masking.passthroughRatio / masking.relayRatio);
+    if (maskPass.cpu.gatewayMsPerMb > 0) metrics['kafka.lz4.masked.cpu_vs_passthrough'] = round(masked.cpu.gatewayMsPerMb / maskPass.cpu.gatewayMsPerMb);
     log(`masking (lz4 JSON) direct ${maskDirect.mbPerSec} MB/s, bare relay ${maskRelay.mbPerSec} MB/s, passthrough ${maskPass.mbPerSec} MB/s, masked ${masked.mbPerSec} MB/s (gateway CPU ${masked.cpu.gatewayS} s, accept thread ${masked.cpu.gatewayAcceptS} s)`);
     log(`  per MB of records (uncompressed): masked ${masked.cpu.gatewayMsPerMb} ms, passthrough ${maskPass.cpu.gatewayMsPerMb} ms in the gateway; ${maskRelay.cpu.relayMsPerMb} ms in the relay`);
     log('masking, varied JSON records (~2-3x lz4): direct vs masked topic (best of 2)');
