@@ -1,4 +1,5 @@
-import { startKafka, type RunningKafka } from '../src/dev/kafka.ts';
+import { ensureKafkaJars, startKafka, type RunningKafka } from '../src/dev/kafka.ts';
+import { ensureRegistryBuild } from '../src/dev/registry.ts';
 import { ensureClickHouseInstalled } from '../src/dev/clickhouse.ts';
 import { ensureRedis, type RunningRedis } from '../src/dev/redis.ts';
 
@@ -15,9 +16,11 @@ export async function globalSetup(): Promise<void> {
   const clickhouse = ensureClickHouseInstalled().then(() => undefined, (err: unknown) => err);
   // shared-state tests expect Redis at 127.0.0.1:6379: the running one, or one started here
   redis = await ensureRedis();
+  // the schema registry is built by Maven once (cached in .cache/): after the Kafka jars, while the broker starts
+  const registry = ensureKafkaJars().then(() => ensureRegistryBuild()).then(() => undefined, (err: unknown) => err);
   kafka = await startKafka();
   process.env.STREAMGATE_TEST_KAFKA = kafka.bootstrap;
-  const failed = await clickhouse;
+  const failed = (await clickhouse) ?? (await registry);
   if (failed) throw failed;
 }
 

@@ -166,7 +166,8 @@ function toClasspath(libs: string, jars: string[]): string {
   return jars.map((j) => join(libs, j)).join(':');
 }
 
-function runMaven(args: string[]): Promise<void> {
+/** Runs Maven (on PATH) with `args`; rejects with the tail of its output. Shared with the schema registry's build. */
+export function runMaven(args: string[]): Promise<void> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn('mvn', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -175,7 +176,7 @@ function runMaven(args: string[]): Promise<void> {
     child.on('error', (err: NodeJS.ErrnoException) => {
       reject(
         err.code === 'ENOENT'
-          ? new Error('`mvn` (Apache Maven) is not on PATH; it is needed once to fetch the Kafka jars (apt-get install maven)')
+          ? new Error('`mvn` (Apache Maven) is not on PATH; it is needed once to fetch the Kafka jars and build the schema registry (apt-get install maven)')
           : err,
       );
     });
@@ -569,6 +570,11 @@ function isFree(port: number): Promise<boolean> {
     srv.once('error', () => res(false));
     srv.listen({ port, host: '127.0.0.1', exclusive: true }, () => srv.close(() => res(true)));
   });
+}
+
+/** A free port on 127.0.0.1. */
+export async function freeLocalPort(): Promise<number> {
+  return (await pickPorts([undefined]))[0]!;
 }
 
 /** Fills undefined entries with distinct free ports; rejects if a requested port is taken. */
