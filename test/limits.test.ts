@@ -152,8 +152,13 @@ test('Kafka over the byte rate is throttled like a broker throttles: throttle_ti
   } finally {
     client.close();
   }
-  const stored = await readTopic(infra.kafka, topic, 320, 60_000); // returns at 320; a loaded CI machine may need long for the group join
-  assert.equal(stored.length, 320, 'every record arrived');
+  // returns at 320; a loaded CI machine may need long for the group join. Twice in full CI-like
+  // runs the reader stopped at 200 of 320 while the same test alone read all: a second, fresh
+  // reader tells a stalled reader from records missing at the broker
+  let stored = await readTopic(infra.kafka, topic, 320, 60_000);
+  const firstRead = stored.length;
+  if (firstRead < 320) stored = await readTopic(infra.kafka, topic, 320, 60_000);
+  assert.equal(stored.length, 320, `every record arrived (first reader: ${firstRead}, second: ${stored.length})`);
   assert.ok(stored.every((r) => r.value!.includes('**** **** **** 1111')), 'and was masked');
 });
 
