@@ -25,7 +25,9 @@ interface SchemaAnswer {
 }
 
 export class RegistryClient implements SchemaSource {
-  readonly #base: string;
+  readonly #origin: string;
+  /** the API's path under the origin, without a trailing slash */
+  readonly #prefix: string;
   readonly #config: RegistryConfig;
   readonly #agent: Agent;
   readonly #dispatcher: Dispatcher;
@@ -39,7 +41,9 @@ export class RegistryClient implements SchemaSource {
 
   constructor(config: RegistryConfig) {
     this.#config = config;
-    this.#base = config.url.replace(/\/+$/, '');
+    const base = new URL(config.url);
+    this.#origin = base.origin;
+    this.#prefix = base.pathname.replace(/\/+$/, '');
     const tls = config.tls;
     this.#agent = new Agent({
       connect: {
@@ -158,8 +162,8 @@ export class RegistryClient implements SchemaSource {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.#dispatcher.request({
-        origin: new URL(this.#base).origin,
-        path: `${new URL(this.#base).pathname.replace(/\/$/, '')}${path}`,
+        origin: this.#origin,
+        path: `${this.#prefix}${path}`,
         method,
         headers: body === undefined ? this.#headers : { ...this.#headers, 'content-type': CONTENT_TYPE },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
