@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { v7 as uuidv7 } from 'uuid';
 import type { Config, LimitsConfig } from './config/schema.ts';
@@ -23,7 +24,9 @@ import { registerRecordingMetrics } from './recording/metrics.ts';
 import { AdminListener, withTimeout, type Check } from './ops/admin.ts';
 import { GatewayMetrics } from './ops/metrics.ts';
 import { OidcVerifier } from './identity/oidc.ts';
-import { Inspector } from './inspect/inspector.ts';
+import { Inspector, type SchemaSourceRef } from './inspect/inspector.ts';
+import { SchemaCatalog } from './schemas/catalog.ts';
+import { RegistryClient } from './schemas/registry.ts';
 import { RuleBook } from './inspect/rules.ts';
 import { composeChain, GatewayError, type Chain, type Action, type ClientInfo, type Control, type Identity, type Intent, type Next, type Operation, type RecordNeeds, type Protocol, type Resource, type Session, type Upstream, type UpstreamResult } from './operation.ts';
 import { Policy } from './policy/policy.ts';
@@ -64,7 +67,7 @@ export interface ReloadResult {
 }
 
 /** Sections bound to sockets, connections or files opened at start: changing them needs a restart. */
-const RESTART_SECTIONS = ['instance', 'listeners', 'upstream', 'identity', 'audit', 'metrics', 'state', 'credentials', 'recording'] as const;
+const RESTART_SECTIONS = ['instance', 'listeners', 'upstream', 'identity', 'audit', 'metrics', 'state', 'credentials', 'recording', 'schemas'] as const;
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 /** What a reload replaces. */
@@ -114,6 +117,8 @@ export class Gateway implements Dispatcher {
   #admin: AdminListener | undefined;
   #adminRoutesPort: number | undefined;
   readonly #upstream: Upstream;
+  /** schemas of schema-registry values, when the config names a registry or catalog */
+  readonly #schemas: SchemaSourceRef | undefined;
   readonly #quota = new Quota(() => this.#config.limits);
   readonly #chain: Chain;
   readonly #authorize: Authorize;
@@ -133,11 +138,12 @@ export class Gateway implements Dispatcher {
     this.#instance = config.instance ?? hostname();
     this.state = openStateStore(config.state);
     const rules = new RuleBook(config.inspection);
+    this.#schemas = openSchemaSource(config);
     this.#live = {
       policy: new Policy(config.policy),
       approvalRules: new ApprovalRules(config.policy.approvals ?? []),
       rules,
-      inspector: new Inspector(config.inspection, rules.program),
+      inspector: new Inspector(config.inspection, rules.program, this.#schemas),
     };
     this.approvals = new ApprovalService({
       store: this.state,
@@ -169,6 +175,8 @@ export class Gateway implements Dispatcher {
       await this.#live.inspector.close();
     });
     owned('upstream', () => this.#upstream.close());
+    const schemas = this.#schemas;
+    if (schemas) owned('schema source', () => schemas.source.close());
 
     this.metrics = new GatewayMetrics(config.metrics, {
       poolQueueSize: () => this.#live.inspector.poolQueueSize,
@@ -486,6 +494,8 @@ export class Gateway implements Dispatcher {
       wasm: this.#wasmReady ? { ok: true } : { ok: false, detail: 'the inspection engine is not loaded yet' },
       spool: this.#spool.healthy ? { ok: true } : { ok: false, detail: this.#spool.problem ?? 'spool error' },
       identity: this.#verifier.ready ? { ok: true } : { ok: false, detail: 'the key sets of the identity providers are not fetched yet' },
+      // records of schemas already compiled keep flowing while the registry is down; new ids are refused (or scanned)
+      ...(this.#schemas ? { schemas: await withTimeout(this.#schemas.source.ready().then((ok): Check => (ok ? { ok } : { ok, detail: 'the schema registry does not answer' })), 3000, 'the schema registry') } : {}),
     };
   }
 
@@ -505,7 +515,7 @@ export class Gateway implements Dispatcher {
     let inspector: Inspector | undefined;
     if (!same(current.inspection, next.inspection)) {
       rules = new RuleBook(next.inspection);
-      inspector = new Inspector(next.inspection, rules.program);
+      inspector = new Inspector(next.inspection, rules.program, this.#schemas);
       try {
         await inspector.warmUp();
       } catch (err) {
@@ -558,4 +568,12 @@ export class Gateway implements Dispatcher {
     }
   }
 
+}
+
+/** The schema source the config names (a registry client, or a catalog read now), if any. */
+function openSchemaSource(config: Config): SchemaSourceRef | undefined {
+  const s = config.schemas;
+  if (!s) return undefined;
+  const source = 'registry' in s ? new RegistryClient(s.registry) : new SchemaCatalog(s.catalog);
+  return { source, epoch: randomUUID() };
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { auditSchema } from '../audit/schema.ts';
 import { inspectionSchema } from '../inspect/schema.ts';
+import { catalogSchema, registrySchema } from '../schemas/schema.ts';
 import { approvalRulesSchema, approvalsSchema } from '../approvals/schema.ts';
 import { credentialsSchema } from '../jit/schema.ts';
 import { stateSchema } from '../state/schema.ts';
@@ -183,6 +184,8 @@ export const configSchema = z.strictObject({
   identity: z.strictObject({ issuers: z.array(issuer).min(1) }),
   policy,
   inspection: inspectionSchema.prefault({}),
+  /** where the schemas of schema-registry values come from (topics with a `schema` section): a registry or a local catalog */
+  schemas: z.union([z.strictObject({ registry: registrySchema }), z.strictObject({ catalog: catalogSchema })], { error: 'expected { registry: {...} } or { catalog: {...} }' }).optional(),
   audit: auditSchema.prefault({}),
   /** session recording for replay (src/recording); absent: nothing is recorded */
   recording: recordingSchema.optional(),
@@ -194,6 +197,9 @@ export const configSchema = z.strictObject({
   limits: limitsSchema.prefault({}),
   /** approval service settings: public URL, webhook (the rules are policy.approvals) */
   approvals: approvalsSchema.prefault({}),
+}).superRefine((c, ctx) => {
+  const i = c.inspection.topics.findIndex((t) => t.schema);
+  if (i >= 0 && !c.schemas) ctx.addIssue({ code: 'custom', path: ['inspection', 'topics', i, 'schema'], message: 'topics with schema-registry values need a top-level schemas section (a registry or a catalog)' });
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -50,6 +50,10 @@ export class Inspect implements Control {
       refuseWhenNoneLeft(op);
       return next(op);
     }
+    if (rules.values) {
+      // fail closed: scanning an Avro value as bytes would corrupt it (lengths precede strings)
+      throw new GatewayError('invalid', `the values of ${op.resource.name} are schema-registry values, which this listener does not decode yet (the Kafka listener does)`, { rule: 'schema.listener' });
+    }
 
     // keys and headers ride in the same engine call as the values when rules apply to them
     const plan = rules.keyHeaders ? planKeyHeaders(records, rules.ruleset, rules.keyHeaders) : null;
@@ -78,7 +82,7 @@ export class Inspect implements Control {
     const side: Side = op.action === 'produce' ? 'produce' : 'consume';
     const rules = book.rulesFor(op.resource.name, side, op.identity?.roles ?? []);
     const { result, where } = await this.#inspector.inspectEncoded(
-      { format: encoded.format, parts: encoded.parts, ruleset: rules?.ruleset ?? NO_RULES, keyHeaders: rules?.keyHeaders ?? null },
+      { format: encoded.format, parts: encoded.parts, ruleset: rules?.ruleset ?? NO_RULES, keyHeaders: rules?.keyHeaders ?? null, values: rules?.values ?? null },
       encoded.decodedBytes,
     );
     encoded.counts = result.counts;
@@ -96,6 +100,10 @@ export class Inspect implements Control {
       maskedHashes[i] = m === UNCHANGED_HASH ? null : m;
     }
     op.inspection = summarize({ ...result, hashes, maskedHashes }, where, book);
+    for (const p of result.problems) {
+      // a value the schema step refused: the record is invalid, not blocked by a rule
+      throw new GatewayError('invalid', p.message, { rule: p.rule, record: p.record });
+    }
     for (let i = 0; i < n; i++) {
       if ((result.flags[i]! & FLAG_BLOCKED) !== 0) {
         const rule = result.stopRule[i]!;

@@ -10,6 +10,8 @@ import type { RecordFormat } from '../operation.ts';
 import { FLAG_BLOCKED, FLAG_CHANGED, outputOf, type WasmEngine } from './engine.ts';
 import { foldKeyHeaders, planKeyHeaders } from './key-headers.ts';
 import type { KeyHeaderRulesets } from './rules.ts';
+import type { RegisteredSchema } from '../schemas/source.ts';
+import { closeValues, openValues, type SchemaFailure, type SchemaNeeds, type ValueProblemReport, type ValueSpec } from './values.ts';
 
 export interface EncodedTask {
   format: RecordFormat;
@@ -19,6 +21,14 @@ export interface EncodedTask {
   ruleset: number;
   /** rulesets of keys and headers; absent or null: only values are inspected */
   keyHeaders?: KeyHeaderRulesets | null;
+  /** the topic's schema-registry values (inspect/values.ts); absent: values are JSON or text */
+  values?: ValueSpec | null;
+  /** identifies the schema source: ids of another source mean other schemas */
+  schemaEpoch?: string;
+  /** schemas the accept thread fetched for this task */
+  schemas?: RegisteredSchema[];
+  /** ids the accept thread could not get */
+  schemaFailures?: SchemaFailure[];
 }
 
 export interface EncodedResult {
@@ -37,6 +47,8 @@ export interface EncodedResult {
   hitStart: Uint32Array;
   hitCount: Uint32Array;
   hits: Uint32Array;
+  /** values refused by the schema step (stop rule STOP_VALUE): which, and why */
+  problems: ValueProblemReport[];
 }
 
 export const UNCHANGED_HASH = ' '.repeat(64);
@@ -77,7 +89,7 @@ export function unpackParts(data: Uint8Array, lengths: Uint32Array): Array<Uint8
 const EMPTY = new Uint8Array(0);
 
 /** `invalid`: the records could not be decoded (the client's fault: corrupt, or a compression bomb). */
-export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedResult | { invalid: string } {
+export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedResult | { invalid: string } | SchemaNeeds {
   const container = recordContainer(task.format);
   let decoded: unknown[];
   try {
@@ -95,25 +107,39 @@ export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedRe
   const n = records.length;
   const values = new Array<Uint8Array | null>(n);
   const sizes = new Uint32Array(n);
-  const hashes = new Array<string>(n);
   for (let i = 0; i < n; i++) {
     const r = records[i]!;
     values[i] = r.value;
     sizes[i] = (r.value?.byteLength ?? 0) + (r.key?.byteLength ?? 0);
-    hashes[i] = hash('sha256', r.value ?? EMPTY, 'hex');
   }
+  // schema-registry values become JSON views with their own ruleset
+  const open = task.values ? openValues(values, task.values, task.ruleset, task.schemaEpoch ?? '', task.schemas, task.schemaFailures) : null;
+  if (open && 'needSchemas' in open) return open;
+  const hashes = new Array<string>(n);
+  for (let i = 0; i < n; i++) hashes[i] = hash('sha256', values[i] ?? EMPTY, 'hex');
+  const inputs = open ? open.inputs : values;
   const plan = task.keyHeaders ? planKeyHeaders(records, task.ruleset, task.keyHeaders) : null;
-  const r = plan ? engine.inspect(plan.payloads, plan.rulesets) : engine.inspect(values, task.ruleset);
-  const masked = new Array<string>(n);
-  for (let i = 0; i < n; i++) {
-    if ((r.flags[i]! & FLAG_CHANGED) !== 0 && values[i] !== null) {
-      const out = outputOf(r, i, values[i]!)!;
-      records[i]!.value = out;
-      masked[i] = hash('sha256', out, 'hex');
-    } else masked[i] = UNCHANGED_HASH;
+  if (plan && open) {
+    for (let i = 0; i < n; i++) {
+      plan.payloads[i] = inputs[i]!;
+      plan.rulesets[i] = open.rulesets[i]!;
+    }
   }
-  // keys and headers: rewritten in the records, their facts merged into each record's
-  const facts = plan ? foldKeyHeaders(records, plan, r, (j) => outputOf(r, j, plan.payloads[j]!)) : r;
+  const r = plan ? engine.inspect(plan.payloads, plan.rulesets) : engine.inspect(inputs, open ? open.rulesets : task.ruleset);
+  const valueOutput = (i: number): Uint8Array | null => ((r.flags[i]! & FLAG_CHANGED) !== 0 && inputs[i] !== null ? outputOf(r, i, inputs[i]!) : null);
+  const masked = new Array<string>(n);
+  // without schema values, the engine's output is the value; keys and headers: rewritten in
+  // the records, their facts merged into each record's (read before any further engine call)
+  if (!open) for (let i = 0; i < n; i++) records[i]!.value = valueOutput(i) ?? values[i]!;
+  let facts = plan ? foldKeyHeaders(records, plan, r, (j) => outputOf(r, j, plan.payloads[j]!)) : r;
+  let problems: ValueProblemReport[] = [];
+  if (open) {
+    const closed = closeValues(engine, open, facts, valueOutput, task.values!);
+    facts = closed.facts;
+    problems = closed.problems;
+    for (let i = 0; i < n; i++) if (closed.outputs[i]) records[i]!.value = closed.outputs[i]!;
+  }
+  for (let i = 0; i < n; i++) masked[i] = records[i]!.value !== values[i] && records[i]!.value !== null ? hash('sha256', records[i]!.value!, 'hex') : UNCHANGED_HASH;
   let blocked = false;
   for (let i = 0; i < n; i++) if ((facts.flags[i]! & FLAG_BLOCKED) !== 0) blocked = true;
   // a blocked record refuses the whole operation: nothing to re-encode
@@ -132,5 +158,6 @@ export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedRe
     hashes: hashes.join(''),
     maskedHashes: masked.join(''),
     flags: facts.flags, stopRule: facts.stopRule, hitStart: facts.hitStart, hitCount: facts.hitCount, hits: facts.hits,
+    problems,
   };
 }

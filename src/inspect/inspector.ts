@@ -6,9 +6,17 @@ import { inspectValues, type BatchResult } from './batch.ts';
 import { inspectEncoded, packParts, unpackParts, type EncodedResult, type EncodedTask } from './encoded.ts';
 import type { CompiledProgram } from './compile/program.ts';
 import { WasmEngine } from './engine.ts';
+import { SchemaError, type SchemaErrorCode, type SchemaSource } from '../schemas/source.ts';
+import type { SchemaNeeds } from './values.ts';
 import type { EncodedPoolResult, EncodedPoolTask, PoolResult, PoolTask, PoolWorkerData } from './worker.ts';
 
 const NULL_LENGTH = 0xffffffff;
+
+/** Where the schemas of schema-registry values come from; `epoch` names the source (ids of another mean other schemas). */
+export interface SchemaSourceRef {
+  source: SchemaSource;
+  epoch: string;
+}
 
 interface Pending {
   values: ReadonlyArray<Uint8Array | null>;
@@ -40,11 +48,13 @@ export class Inspector {
   readonly #program: CompiledProgram;
   readonly #engine: WasmEngine;
   #pool: Piscina | undefined;
+  readonly #schemas: SchemaSourceRef | undefined;
   #pending: Pending[] = [];
   #scheduled = false;
 
-  constructor(config: InspectionConfig, program: CompiledProgram) {
+  constructor(config: InspectionConfig, program: CompiledProgram, schemas?: SchemaSourceRef) {
     this.#config = config;
+    this.#schemas = schemas;
     this.#program = program;
     // loaded eagerly: a gateway whose engine cannot load must refuse to start, not fail later
     this.#engine = WasmEngine.load(program.bytes);
@@ -103,9 +113,16 @@ export class Inspector {
    */
   async inspectEncoded(task: EncodedTask, decodedBytes: number): Promise<EncodedOutcome> {
     const inline = this.#inline(decodedBytes);
-    let result: EncodedResult | { invalid: string };
+    let result: EncodedResult | { invalid: string } | SchemaNeeds;
     try {
-      result = inline ? inspectEncoded(this.#engine, task) : await this.#runEncoded(task);
+      let attempt: EncodedTask = task.values ? { ...task, schemaEpoch: this.#schemas?.epoch ?? '' } : task;
+      for (let round = 0; ; round++) {
+        result = inline ? inspectEncoded(this.#engine, attempt) : await this.#runEncoded(attempt);
+        if (!('needSchemas' in result)) break;
+        // another worker may have compiled what this one lacks: a few rounds, then fail closed
+        if (round === 3) throw new GatewayError('internal', 'the inspection threads could not be given the schemas of these records');
+        attempt = { ...attempt, ...(await this.#fetchSchemas(result.needSchemas, attempt)) };
+      }
     } catch (err) {
       const e = poolError(err);
       if (e instanceof GatewayError) throw e;
@@ -116,13 +133,35 @@ export class Inspector {
     return { result, where: inline ? 'inline' : 'pool' };
   }
 
-  async #runEncoded(task: EncodedTask): Promise<EncodedResult | { invalid: string }> {
+  /** Gets the schemas a thread asked for (the source caches them); the ones it cannot get are failures the thread acts on. */
+  async #fetchSchemas(ids: number[], sofar: EncodedTask): Promise<Pick<EncodedTask, 'schemas' | 'schemaFailures'>> {
+    const schemas = [...(sofar.schemas ?? [])];
+    const schemaFailures = [...(sofar.schemaFailures ?? [])];
+    const source = this.#schemas?.source;
+    await Promise.all(
+      ids.map(async (id) => {
+        if (!source) return void schemaFailures.push({ id, code: 'SCHEMA_NOT_FOUND', message: 'no schema registry or catalog is configured' });
+        try {
+          schemas.push(await source.byId(id));
+        } catch (err) {
+          const code: SchemaErrorCode = err instanceof SchemaError ? err.code : 'REGISTRY_UNAVAILABLE';
+          schemaFailures.push({ id, code, message: err instanceof SchemaError ? err.message : `the schema source failed: ${(err as Error).message}` });
+        }
+      }),
+    );
+    return { schemas, schemaFailures };
+  }
+
+  async #runEncoded(task: EncodedTask): Promise<EncodedResult | { invalid: string } | SchemaNeeds> {
     // one copy of the (usually compressed) wire bytes, transferred: the parts are views of a
     // request frame whose memory is reused
     const { data, lengths } = packParts(task.parts);
-    const poolTask: EncodedPoolTask = { kind: 'encoded', version: this.#program.version, format: task.format, data, lengths, ruleset: task.ruleset, keyHeaders: task.keyHeaders ?? null };
+    const poolTask: EncodedPoolTask = {
+      kind: 'encoded', version: this.#program.version, format: task.format, data, lengths, ruleset: task.ruleset, keyHeaders: task.keyHeaders ?? null,
+      values: task.values ?? null, schemaEpoch: task.schemaEpoch, schemas: task.schemas, schemaFailures: task.schemaFailures,
+    };
     const r = (await this.#pool!.run(poolTask, { transferList: [data.buffer, lengths.buffer] })) as EncodedPoolResult;
-    if ('invalid' in r) return r;
+    if ('invalid' in r || 'needSchemas' in r) return r;
     const { data: out, lengths: outLengths, ...rest } = r;
     return { ...rest, parts: unpackParts(out, outLengths) };
   }

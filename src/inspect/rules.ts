@@ -2,7 +2,8 @@ import type { InspectionConfig } from '../config/schema.ts';
 import { globToRegExp } from '../policy/policy.ts';
 import { compileProgram, type CompiledProgram, type RuleSpec, type RulesetSpec } from './compile/program.ts';
 import { STOP_MALFORMED_JSON } from './engine.ts';
-import type { InspectionRuleConfig } from './schema.ts';
+import type { InspectionRuleConfig, TopicEntryConfig } from './schema.ts';
+import type { ValueSpec } from './values.ts';
 
 export type Side = 'produce' | 'consume';
 
@@ -27,19 +28,27 @@ export interface ResolvedRules {
   rules: string[];
   /** null: no rule applies to keys or headers, only the values go to the engine */
   keyHeaders: KeyHeaderRulesets | null;
+  /** the topic's values are schema-registry values (inspect/values.ts); null: JSON or text */
+  values: ValueSpec | null;
 }
 
 /** The rule id an audit row and an error name for a value refused because it does not parse (no config rule can have it: rule ids are lowercase). */
 export const MALFORMED_JSON_RULE = 'inspection.malformedJson';
 
 const hasMatch = (r: InspectionRuleConfig): boolean => r.detector !== undefined || r.pattern !== undefined;
+/** rules that select schema fields by tag act on nothing else */
+const byTags = (r: InspectionRuleConfig): boolean => r.tags !== undefined;
+/** at most this many tag rules per topic entry and side: every subset of them is a compiled ruleset */
+export const MAX_TAG_RULES = 4;
+/** what a tag rule without a detector or pattern matches in a tagged field: all of it */
+const WHOLE_FIELD = { pattern: '.+', flags: 's' } as const;
 // Without targets a rule acts on values as configured, and its detector or pattern also
 // applies to keys, header names and header values; a whole-value field rule stays with values.
-const forValue = (r: InspectionRuleConfig): boolean => !r.targets || r.targets.includes('value');
-const forKey = (r: InspectionRuleConfig): boolean => (r.targets ? r.targets.includes('key') : hasMatch(r));
-const forHeaderName = (r: InspectionRuleConfig): boolean => !r.targets && hasMatch(r);
+const forValue = (r: InspectionRuleConfig): boolean => !byTags(r) && (!r.targets || r.targets.includes('value'));
+const forKey = (r: InspectionRuleConfig): boolean => !byTags(r) && (r.targets ? r.targets.includes('key') : hasMatch(r));
+const forHeaderName = (r: InspectionRuleConfig): boolean => !byTags(r) && !r.targets && hasMatch(r);
 const forHeaderValue = (r: InspectionRuleConfig, name: string | null): boolean =>
-  r.targets ? r.targets.includes('headers.*') || (name !== null && r.targets.includes(`headers.${name}`)) : hasMatch(r);
+  !byTags(r) && (r.targets ? r.targets.includes('headers.*') || (name !== null && r.targets.includes(`headers.${name}`)) : hasMatch(r));
 
 export interface Limits {
   maxRecordBytes: number;
@@ -64,29 +73,57 @@ export const NO_RULES = 0;
  */
 export class RuleBook {
   readonly program: CompiledProgram;
-  readonly #rules: InspectionRuleConfig[];
+  /** per program rule index (config rules, then the text forms of tag rules): id and action */
+  readonly #ids: string[];
+  readonly #actions: InspectionRuleConfig['action'][];
   readonly #entries: Entry[];
   readonly #defaultLimits: Limits;
   readonly #cache = new Map<string, ResolvedRules | null>();
 
   constructor(config: InspectionConfig) {
-    this.#rules = config.rules;
     this.#defaultLimits = config.limits;
     const index = new Map(config.rules.map((r, i) => [r.id, i]));
+    // a tag rule also compiles as a text rule over one tagged field (its detector or pattern,
+    // or the whole field): program rule config.rules.length + k, named by the same id
+    const tagRules = config.rules.filter(byTags);
+    const tagIndex = new Map(tagRules.map((r, k) => [r.id, config.rules.length + k]));
+    this.#ids = [...config.rules.map((r) => r.id), ...tagRules.map((r) => r.id)];
+    this.#actions = [...config.rules.map((r) => r.action), ...tagRules.map((r) => r.action)];
     const rulesets: RulesetSpec[] = [{ rules: [], format: 'text' }];
     const seen = new Map<string, number>();
-    const rulesetOf = (ids: string[], format: RulesetSpec['format'], malformedJson: 'scan' | 'block'): number => {
-      if (ids.length === 0) return NO_RULES;
-      const key = `${format}|${malformedJson}|${ids.join(',')}`;
+    const rulesetOfIndexes = (indexes: number[], format: RulesetSpec['format'], malformedJson: 'scan' | 'block'): number => {
+      if (indexes.length === 0) return NO_RULES;
+      const key = `${format}|${malformedJson}|${indexes.join(',')}`;
       let k = seen.get(key);
       if (k === undefined) {
         k = rulesets.length;
-        rulesets.push({ rules: ids.map((id) => index.get(id)!), format, malformedJson });
+        rulesets.push({ rules: indexes, format, malformedJson });
         seen.set(key, k);
       }
       return k;
     };
-    const resolve = (ids: string[], format: RulesetSpec['format'], malformedJson: 'scan' | 'block'): ResolvedRules | null => {
+    const rulesetOf = (ids: string[], format: RulesetSpec['format'], malformedJson: 'scan' | 'block'): number => rulesetOfIndexes(ids.map((id) => index.get(id)!), format, malformedJson);
+    const valueSpec = (t: TopicEntryConfig, listed: InspectionRuleConfig[], side: Side): ValueSpec | null => {
+      if (!t.schema) return null;
+      const tagged = listed.filter(byTags);
+      const tagRulesets = [NO_RULES];
+      for (let mask = 1; mask < 1 << tagged.length; mask++) {
+        tagRulesets.push(rulesetOfIndexes(tagged.filter((_, b) => (mask & (1 << b)) !== 0).map((r) => tagIndex.get(r.id)!), 'text', 'scan'));
+      }
+      return {
+        framing: t.schema.framing,
+        // validation is of what is written; stored records are read as they are
+        required: side === 'produce' && t.schema.required,
+        undecodable: t.schema.undecodable,
+        numbers: t.schema.numbers,
+        viewRuleset: rulesetOf(listed.filter(forValue).map((r) => r.id), 'json', 'block'),
+        tagRules: tagged.map((r) => r.tags!),
+        tagRulesets,
+      };
+    };
+    const resolve = (t: TopicEntryConfig, ids: string[], side: Side): ResolvedRules | null => {
+      const format = t.format ?? config.format;
+      const malformedJson = t.malformedJson ?? config.malformedJson;
       const listed = ids.map((id) => config.rules[index.get(id)!]!);
       const pick = (keep: (r: InspectionRuleConfig) => boolean) => listed.filter(keep).map((r) => r.id);
       // a key or header value may be JSON while another is not: auto unless the topic says text
@@ -100,22 +137,20 @@ export class RuleBook {
       };
       const ruleset = rulesetOf(pick(forValue), format, malformedJson);
       const anyKeyHeader = keyHeaders.key !== NO_RULES || keyHeaders.headerName !== NO_RULES || keyHeaders.headerValue !== NO_RULES || keyHeaders.headerValueByName.size > 0;
-      if (ruleset === NO_RULES && !anyKeyHeader) return null;
-      return { ruleset, rules: ids, keyHeaders: anyKeyHeader ? keyHeaders : null };
+      const values = valueSpec(t, listed, side);
+      // a topic that requires registered schemas decodes its values even with no rule to apply
+      if (ruleset === NO_RULES && !anyKeyHeader && !values?.required && !(values && values.tagRules.length > 0)) return null;
+      return { ruleset, rules: ids, keyHeaders: anyKeyHeader ? keyHeaders : null, values };
     };
-    this.#entries = config.topics.map((t) => {
-      const format = t.format ?? config.format;
-      const malformedJson = t.malformedJson ?? config.malformedJson;
-      return {
-        patterns: t.topics.map(globToRegExp),
-        limits: { ...config.limits, ...t.limits },
-        produce: resolve(t.produce, format, malformedJson),
-        consume: t.consume.map((c) => ({ roles: c.roles ? new Set(c.roles) : null, rules: resolve(c.rules, format, malformedJson) })),
-      };
-    });
+    this.#entries = config.topics.map((t) => ({
+      patterns: t.topics.map(globToRegExp),
+      limits: { ...config.limits, ...t.limits },
+      produce: resolve(t, t.produce, 'produce'),
+      consume: t.consume.map((c) => ({ roles: c.roles ? new Set(c.roles) : null, rules: resolve(t, c.rules, 'consume') })),
+    }));
     const tk = config.tokenization;
     this.program = compileProgram({
-      rules: config.rules.map(toSpec),
+      rules: [...config.rules.map(toSpec), ...tagRules.map((r) => ({ ...toSpec(r), match: toSpec(r).match ?? WHOLE_FIELD, fields: null }))],
       rulesets,
       keys: (tk?.keys ?? []).map((k) => ({ version: k.version, secret: new TextEncoder().encode(k.secret) })),
       activeKey: tk?.active ?? null,
@@ -157,13 +192,13 @@ export class RuleBook {
   /** Rule id of a compiled rule index (engine results name rules by index). */
   ruleId(index: number): string {
     if (index === STOP_MALFORMED_JSON) return MALFORMED_JSON_RULE;
-    return this.#rules[index]?.id ?? `#${index}`;
+    return this.#ids[index] ?? `#${index}`;
   }
 
   /** The block reason of a rule, for the error returned to the client. */
   blockReason(index: number): string {
     if (index === STOP_MALFORMED_JSON) return 'the value is not valid JSON (malformed, nested deeper than 512 levels, or followed by other data) and this topic\'s rules need it parsed';
-    const a = this.#rules[index]?.action;
+    const a = this.#actions[index];
     return a?.type === 'block' ? a.reason : 'blocked by an inspection rule';
   }
 }

@@ -63,11 +63,18 @@ const inspectionRule = z
      * keys, header names and header values (a card is a card wherever it is)
      */
     targets: z.array(target).min(1).optional(),
+    /**
+     * schema-registry topics: the rule acts on the fields whose schema tags them with one of
+     * these (Avro field attribute `confluent:tags`); without a detector or pattern on the
+     * whole field
+     */
+    tags: z.array(z.string().min(1).max(128)).min(1).optional(),
     action,
   })
   .superRefine((r, ctx) => {
     if (r.detector && r.pattern) ctx.addIssue({ code: 'custom', path: ['pattern'], message: 'a rule has either a detector or a pattern, not both' });
-    if (!r.detector && !r.pattern && !r.fields) ctx.addIssue({ code: 'custom', path: ['detector'], message: 'a rule needs a detector, a pattern or fields' });
+    if (!r.detector && !r.pattern && !r.fields && !r.tags) ctx.addIssue({ code: 'custom', path: ['detector'], message: 'a rule needs a detector, a pattern, fields or tags' });
+    if (r.tags && (r.fields || r.targets)) ctx.addIssue({ code: 'custom', path: ['tags'], message: 'a rule selecting fields by tags has no fields or targets: the schema says where it applies' });
     if (r.flags !== undefined && !r.pattern) ctx.addIssue({ code: 'custom', path: ['flags'], message: 'flags apply to a pattern' });
     if (r.pattern) {
       try {
@@ -99,6 +106,21 @@ const format = z.enum(['auto', 'json', 'text']);
  */
 const malformedJson = z.enum(['scan', 'block']);
 
+/**
+ * Values written with a schema registry's framing (Avro): decoded with the writer schema so
+ * rules act on schema fields, and written back with the same schema id.
+ */
+const topicSchema = z.strictObject({
+  /** confluent: magic byte 0 and a 4-byte schema id; apicurio: magic byte 0 and an 8-byte global id */
+  framing: z.enum(['confluent', 'apicurio']).default('confluent'),
+  /** produce: every value must be framed with a schema the registry (or catalog) knows; others are refused per record */
+  required: z.boolean().default(false),
+  /** a framed value that does not decode, or whose schema cannot be had: refused (fail closed) or scanned as bytes */
+  undecodable: z.enum(['refuse', 'scan']).default('refuse'),
+  /** what a number field a rule changed becomes (a masked number is no number) */
+  numbers: z.number().default(0),
+});
+
 const topicInspection = z.strictObject({
   /** topic globs (`*` = any run of characters); the first entry that matches a topic wins */
   topics: z.array(z.string().min(1)).min(1),
@@ -116,6 +138,8 @@ const topicInspection = z.strictObject({
   consume: z.array(z.strictObject({ roles: z.array(z.string().min(1)).min(1).optional(), rules: z.array(z.string()).default([]) })).default([]),
   /** overrides the global limits for these topics (produce side) */
   limits: limits.partial().optional(),
+  /** the values are schema-registry values (needs a top-level `schemas` source) */
+  schema: topicSchema.optional(),
 });
 
 const tokenKey = z.strictObject({
@@ -156,7 +180,15 @@ export const inspectionSchema = z
         ctx.addIssue({ code: 'custom', path: ['rules', i, 'action'], message: 'tokenize needs inspection.tokenization.keys' });
       }
     });
+    const tagRules = new Set(c.rules.filter((r) => r.tags).map((r) => r.id));
     c.topics.forEach((t, i) => {
+      const checkTags = (list: string[], path: Array<string | number>) => {
+        const tagged = list.filter((id) => tagRules.has(id));
+        if (tagged.length > 0 && !t.schema) ctx.addIssue({ code: 'custom', path, message: `rule "${tagged[0]}" selects fields by schema tags; these topics have no schema section` });
+        if (tagged.length > 4) ctx.addIssue({ code: 'custom', path, message: 'at most 4 rules selecting by tags per topic entry and reader' });
+      };
+      checkTags(t.produce, ['topics', i, 'produce']);
+      t.consume.forEach((entry, k) => checkTags(entry.rules, ['topics', i, 'consume', k, 'rules']));
       t.produce.forEach((id, j) => {
         if (!ids.has(id)) ctx.addIssue({ code: 'custom', path: ['topics', i, 'produce', j], message: `unknown rule "${id}"` });
       });
@@ -181,3 +213,4 @@ export const inspectionSchema = z
 
 export type InspectionConfig = z.infer<typeof inspectionSchema>;
 export type InspectionRuleConfig = InspectionConfig['rules'][number];
+export type TopicEntryConfig = InspectionConfig['topics'][number];

@@ -1,7 +1,8 @@
 import { hash } from 'node:crypto';
 import { Piscina, workerData } from 'piscina';
 import type { RecordFormat } from '../operation.ts';
-import { inspectEncoded, packParts, unpackParts, type EncodedResult } from './encoded.ts';
+import { inspectEncoded, packParts, unpackParts, type EncodedResult, type EncodedTask } from './encoded.ts';
+import type { SchemaNeeds } from './values.ts';
 import { FLAG_CHANGED, WasmEngine } from './engine.ts';
 import type { KeyHeaderRulesets } from './rules.ts';
 
@@ -46,12 +47,18 @@ export interface EncodedPoolTask {
   lengths: Uint32Array;
   ruleset: number;
   keyHeaders: KeyHeaderRulesets | null;
+  /** schema-registry values: see EncodedTask */
+  values: EncodedTask['values'];
+  schemaEpoch: EncodedTask['schemaEpoch'];
+  schemas: EncodedTask['schemas'];
+  schemaFailures: EncodedTask['schemaFailures'];
 }
 
 /** EncodedResult with the re-encoded parts packed (encoded.ts packParts), or why the records could not be decoded. */
 export type EncodedPoolResult =
   | (Omit<EncodedResult, 'parts'> & { data: Uint8Array; lengths: Uint32Array })
-  | { invalid: string };
+  | { invalid: string }
+  | SchemaNeeds;
 
 export interface PoolWorkerData {
   program: SharedArrayBuffer;
@@ -101,8 +108,11 @@ export default function inspectTask(task: PoolTask | EncodedPoolTask): PoolResul
 function encodedTask(task: EncodedPoolTask): EncodedPoolResult {
   // the input parts are never null (packed from Uint8Arrays)
   const parts = unpackParts(task.data, task.lengths) as Uint8Array[];
-  const r = inspectEncoded(engine, { format: task.format, parts, ruleset: task.ruleset, keyHeaders: task.keyHeaders });
-  if ('invalid' in r) return r;
+  const r = inspectEncoded(engine, {
+    format: task.format, parts, ruleset: task.ruleset, keyHeaders: task.keyHeaders,
+    values: task.values, schemaEpoch: task.schemaEpoch, schemas: task.schemas, schemaFailures: task.schemaFailures,
+  });
+  if ('invalid' in r || 'needSchemas' in r) return r;
   const { parts: out, ...rest } = r;
   const { data, lengths } = packParts(out);
   return Piscina.move({

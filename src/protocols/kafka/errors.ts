@@ -16,8 +16,10 @@ export function kafkaErrorFor(err: GatewayError | undefined): number {
     case 'blocked':
       return ERR.POLICY_VIOLATION;
     case 'invalid':
-      // a record batch the gateway could not open: what the broker answers for one
-      return err.rule === 'records.format' ? ERR.CORRUPT_MESSAGE : ERR.INVALID_REQUEST;
+      // a record batch the gateway could not open: what the broker answers for one; a value
+      // that does not satisfy the topic's schema rules: the broker's answer to a record it refuses
+      if (err.rule === 'records.format') return ERR.CORRUPT_MESSAGE;
+      return err.rule?.startsWith('schema.') ? ERR.INVALID_RECORD : ERR.INVALID_REQUEST;
     case 'upstream-unavailable':
       return ERR.REQUEST_TIMED_OUT;
     case 'throttled':
@@ -34,7 +36,8 @@ export function kafkaErrorFor(err: GatewayError | undefined): number {
  */
 export function recordErrors(res: Struct, refused: Array<[Operation, GatewayError]>): void {
   for (const [op, err] of refused) {
-    const at = err.record !== undefined && (err.kind === 'blocked' || err.kind === 'too-large') ? recordPosition(op, err.record) : undefined;
+    const named = err.kind === 'blocked' || err.kind === 'too-large' || (err.kind === 'invalid' && err.rule?.startsWith('schema.') === true);
+    const at = err.record !== undefined && named ? recordPosition(op, err.record) : undefined;
     if (!at) continue;
     for (const tr of res.Responses as Struct[]) {
       if (tr.Name !== op.resource.name) continue;

@@ -1,0 +1,73 @@
+// A schema-registry value (Avro, Protobuf, JSON Schema) as the inspection engine sees it: a
+// JSON document (the "view") whose field paths are the schema's, so the rule language of JSON
+// topics (detectors, `fields` paths, actions) applies unchanged. After the engine has acted on
+// the view, the codec writes the changed view back with the writer schema: the same schema
+// id, decodable by the producer's own deserializer. Unchanged records are never re-encoded.
+
+/** Why a value could not be read, or could not be written back after the rules acted on it. */
+export type ValueProblem =
+  /** the bytes do not decode with the writer schema (truncated, trailing bytes, bad tags, ...) */
+  | 'undecodable'
+  /** the schema itself cannot be compiled (or uses a construct the gateway refuses to decode) */
+  | 'schema-unsupported'
+  /** after the rules acted, the value no longer fits the schema (a required field dropped, a fixed size changed, ...) */
+  | 'unfit';
+
+export class ValueCodecError extends Error {
+  override name = 'ValueCodecError';
+  readonly problem: ValueProblem;
+  /** the field path ($.a.b) where it went wrong, when known */
+  readonly path: string | undefined;
+  constructor(problem: ValueProblem, message: string, path?: string) {
+    super(path === undefined ? message : `${path}: ${message}`);
+    this.problem = problem;
+    this.path = path;
+  }
+}
+
+/** A decoded value: the codec's own representation, and its JSON view for the engine. */
+export interface DecodedValue {
+  readonly native: unknown;
+  /** the view as JSON text */
+  readonly view: string;
+}
+
+/** A leaf of a (parsed, possibly changed) view whose schema field carries tags. */
+export interface TaggedLeaf {
+  tags: readonly string[];
+  /** the leaf as text for the engine: a string as is, a number or boolean in its JSON form */
+  text: string;
+  /** puts the engine's result back into the view */
+  set(text: string): void;
+}
+
+export interface WriteOptions {
+  /** what a number field whose value a rule changed becomes (a masked number is not a number) */
+  numbers: number;
+}
+
+export interface ValueCodec {
+  /** decodes the payload (the bytes after the registry framing) */
+  decode(payload: Uint8Array): DecodedValue;
+  /** whether any field of the schema carries tags (else `tagged` always answers []) */
+  readonly tagged: boolean;
+  /** the tagged leaves of `view` (the parsed view after the engine), walked with the original value */
+  taggedLeaves(decoded: DecodedValue, view: unknown): TaggedLeaf[];
+  /** the payload for a changed view; throws ValueCodecError('unfit') when it cannot be written with the schema */
+  encode(decoded: DecodedValue, view: unknown, options: WriteOptions): Uint8Array;
+}
+
+/** `$.a.b[3]`-style paths for error messages. */
+export function childPath(path: string, key: string | number): string {
+  if (typeof key === 'number') return `${path}[${key}]`;
+  return /^[A-Za-z_$][\w$-]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
+}
+
+/**
+ * A JSON number of the view that the engine left a number is unchanged; one that became a
+ * string was masked (or was never a number: NaN and the infinities are written as strings).
+ */
+export function numberChanged(view: unknown, written: string): boolean {
+  if (typeof view === 'number') return false;
+  return !(typeof view === 'string' && view === written);
+}
