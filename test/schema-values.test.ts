@@ -193,3 +193,115 @@ test('fuzz: mutated Avro values never throw, never pass a known card through, an
     { numRuns: fuzzRuns(300) },
   );
 });
+
+// Protobuf: an import from a reference, a nested message, repeated, map, oneof, an int64 past
+// 2^53, a well-known type, an enum; the second message of the file by its message index
+const moneyProto = 'syntax = "proto3";\npackage shop;\nmessage Money { string currency = 1; int64 units = 2; }\n';
+const paymentProto = `syntax = "proto3";
+package shop;
+import "money.proto";
+import "google/protobuf/timestamp.proto";
+import "confluent/meta.proto";
+message Envelope { string id = 1; }
+message Payment {
+  string card = 1;
+  Money amount = 2;
+  oneof via { string iban = 3; string wallet = 4; }
+  repeated string notes = 5;
+  map<string, string> attrs = 6;
+  google.protobuf.Timestamp at = 7;
+  Kind kind = 8;
+  string email = 9;
+  Holder holder = 10;
+  int64 ref = 11;
+  message Holder { string name = 1 [(confluent.field_meta) = { tags: ["PII"] }]; Address address = 2; }
+  message Address { string street = 1 [(confluent.field_meta).tags = "PII"]; string city = 2; }
+  enum Kind { CARD = 0; TRANSFER = 1; }
+}
+`;
+const money: RegisteredSchema = { id: 20, type: 'PROTOBUF', schema: moneyProto, references: [], resolved: new Map() };
+const payment: RegisteredSchema = { id: 21, type: 'PROTOBUF', schema: paymentProto, references: [{ name: 'money.proto', subject: 'money', version: 1 }], resolved: new Map([['money.proto', money]]) };
+
+async function paymentType() {
+  const protobuf = (await import('protobufjs')).default;
+  const root = new protobuf.Root();
+  protobuf.parse(moneyProto, root, { keepCase: true });
+  protobuf.parse(paymentProto.replace('import "confluent/meta.proto";\n', ''), root, { keepCase: true });
+  root.addJSON((protobuf.common.get('google/protobuf/timestamp.proto') as { nested: Record<string, never> }).nested);
+  root.resolveAll();
+  return root.lookupType('shop.Payment');
+}
+
+test('Protobuf: nested, repeated, map, oneof and tagged fields masked; the rest exact; the same message index and schema id', async () => {
+  const Payment = await paymentType();
+  const value = Payment.fromObject({
+    card: '4111 1111 1111 1111', amount: { currency: 'EUR', units: '9007199254740993' }, wallet: 'wallet-5555555555554444',
+    notes: ['ok', 'card 4111111111111111'], attrs: { a: '5555555555554444' }, at: { seconds: 1700000000, nanos: 5 }, kind: 'TRANSFER',
+    email: 'ann@example.com', holder: { name: 'Ann', address: { street: '1 Main St', city: 'Springfield' } }, ref: '-9007199254740993',
+  });
+  const framedValue = Buffer.concat([writeFraming('confluent', 21, [1]), Payment.encode(value).finish()]);
+  const b = book();
+  const r = done(run(b, [framedValue], { schemas: [payment] }));
+  const out = outValues(r)[0]!;
+  assert.deepEqual([...out.subarray(0, 6)], [0, 0, 0, 0, 21, 2], 'same id; message indexes [1] (count 1, index 1, zigzag)');
+  const got = Payment.toObject(Payment.decode(out.subarray(7)), { longs: String, enums: String, oneofs: true }) as Record<string, any>;
+  assert.equal(got.card, '**** **** **** 1111');
+  assert.equal(got.via, 'wallet');
+  assert.equal(got.wallet, 'wallet-************4444', 'oneof member');
+  assert.deepEqual(got.notes, ['ok', 'card ************1111'], 'repeated');
+  assert.deepEqual(got.attrs, { a: '************4444' }, 'map values');
+  assert.equal(got.amount.units, '9007199254740993', 'int64 past 2^53 exact in a nested message');
+  assert.equal(got.ref, '-9007199254740993');
+  assert.equal(got.at.seconds, '1700000000');
+  assert.equal(got.kind, 'TRANSFER');
+  assert.match(got.email, /^[0-9a-f]{16}$/, 'path rule');
+  assert.equal(got.holder.name, '[pii]', 'tagged (message option form)');
+  assert.equal(got.holder.address.street, '[pii]', 'tagged (flat option form), three levels down');
+  assert.equal(got.holder.address.city, 'Springfield');
+
+  // a message index the file does not have, and bytes that do not decode: refused
+  const wrongIndex = Buffer.concat([writeFraming('confluent', 21, [5]), Payment.encode(value).finish()]);
+  const garbage = Buffer.concat([writeFraming('confluent', 21, [1]), Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 1])]);
+  const bad = done(run(b, [wrongIndex, garbage], { schemas: [payment] }));
+  assert.deepEqual(bad.problems.map((p) => p.rule), ['schema.undecodable', 'schema.undecodable']);
+});
+
+// JSON Schema: the value is its own view; it must validate before and after
+const addressJson = { $id: 'address.json', type: 'object', properties: { street: { type: 'string', 'confluent:tags': ['PII'] }, city: { type: 'string' } }, required: ['street', 'city'] };
+const orderJson: RegisteredSchema = {
+  id: 30, type: 'JSON',
+  schema: JSON.stringify({
+    $schema: 'http://json-schema.org/draft-07/schema#', type: 'object',
+    properties: {
+      email: { type: 'string' }, card: { type: 'string' }, score: { type: 'integer' },
+      ship: { $ref: 'address.json' },
+      lines: { type: 'array', items: { $ref: '#/definitions/line' } },
+    },
+    required: ['email', 'card', 'score'],
+    definitions: { line: { type: 'object', properties: { sku: { type: 'string' }, note: { type: 'string', 'confluent:tags': ['PII'] } } } },
+  }),
+  references: [{ name: 'address.json', subject: 'address-json', version: 1 }],
+  resolved: new Map([['address.json', { id: 31, type: 'JSON', schema: JSON.stringify(addressJson), references: [], resolved: new Map() }]]),
+};
+const jsonValue = (v: unknown) => Buffer.concat([writeFraming('confluent', 30), Buffer.from(JSON.stringify(v))]);
+
+test('JSON Schema: detectors, paths and tags (through local and referenced $refs) applied; values that do not validate refused before and after', () => {
+  const order = { email: 'ann@example.com', card: '4111 1111 1111 1111', score: 7, ship: { street: '1 Main St', city: 'Springfield' }, lines: [{ sku: 'A-1', note: 'leave at door' }] };
+  const r = done(run(book('{ numbers: 0 }'), [jsonValue(order), jsonValue({ email: 'x' }), Buffer.concat([writeFraming('confluent', 30), Buffer.from('{"email":')])], { schemas: [orderJson] }));
+  assert.deepEqual(r.problems.map((p) => [p.record, p.rule]), [[1, 'schema.undecodable'], [2, 'schema.undecodable']]);
+  assert.match(r.problems[0]!.message, /must have required property/);
+
+  const ok = done(run(book(), [jsonValue(order)], { schemas: [orderJson] }));
+  const out = outValues(ok)[0]!;
+  assert.equal(out.readInt32BE(1), 30);
+  const got = JSON.parse(out.subarray(5).toString());
+  assert.equal(got.card, '**** **** **** 1111');
+  assert.match(got.email, /^[0-9a-f]{16}$/);
+  assert.deepEqual(got.ship, { street: '[pii]', city: 'Springfield' });
+  assert.deepEqual(got.lines, [{ sku: 'A-1', note: '[pii]' }]);
+  assert.equal(got.score, 7);
+
+  // a masked integer must still be an integer: the configured number
+  const masked = done(run(book('{ numbers: -1 }', '[score-mask]'), [jsonValue({ ...order, score: 123456 })], { schemas: [orderJson] }));
+  assert.equal(JSON.parse(outValues(masked)[0]!.subarray(5).toString()).score, -1);
+});

@@ -126,12 +126,15 @@ export function openValues(
       continue;
     }
     try {
-      const decoded = codec.decode(v.subarray(bodyOffset));
+      let messageIndexes: number[] | undefined;
+      // Protobuf values list the message type after the id
+      if (codec.messageIndexed) ({ bodyOffset, messageIndexes } = readFraming(v, spec.framing, true));
+      const decoded = codec.decode(v.subarray(bodyOffset), messageIndexes);
       opened[i] = { kind: 'view', codec, decoded, head: v.subarray(0, bodyOffset), id };
       inputs[i] = utf8.encode(decoded.view);
       rulesets[i] = spec.viewRuleset;
     } catch (err) {
-      if (!(err instanceof ValueCodecError)) throw err;
+      if (!(err instanceof ValueCodecError) && !(err instanceof FramingError)) throw err;
       if (spec.undecodable === 'refuse') opened[i] = { kind: 'refused', rule: 'schema.undecodable', message: `record ${i}: schema ${id}: ${err.message}` };
     }
   }

@@ -37,6 +37,7 @@ export class AvroCodec implements ValueCodec {
   readonly #type: AvroType;
   readonly #tags: Tags;
   readonly tagged: boolean;
+  readonly messageIndexed = false;
 
   constructor(schema: RegisteredSchema) {
     const registry: Record<string, avro.Type> = { long: LongAsBigInt as unknown as avro.Type };

@@ -47,8 +47,10 @@ export interface WriteOptions {
 }
 
 export interface ValueCodec {
-  /** decodes the payload (the bytes after the registry framing) */
-  decode(payload: Uint8Array): DecodedValue;
+  /** Protobuf: the framing carries message indexes naming the value's message type */
+  readonly messageIndexed: boolean;
+  /** decodes the payload (the bytes after the registry framing); Protobuf: of the message at `messageIndexes` */
+  decode(payload: Uint8Array, messageIndexes?: readonly number[]): DecodedValue;
   /** whether any field of the schema carries tags (else `tagged` always answers []) */
   readonly tagged: boolean;
   /** the tagged leaves of `view` (the parsed view after the engine), walked with the original value */

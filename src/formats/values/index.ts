@@ -3,6 +3,8 @@
 
 import type { RegisteredSchema } from '../../schemas/source.ts';
 import { AvroCodec } from './avro.ts';
+import { JsonSchemaCodec } from './json-schema.ts';
+import { ProtobufCodec } from './protobuf.ts';
 import { ValueCodecError, type ValueCodec } from './codec.ts';
 
 export { ValueCodecError, type DecodedValue, type TaggedLeaf, type ValueCodec, type ValueProblem, type WriteOptions } from './codec.ts';
@@ -11,8 +13,12 @@ export function compileValueCodec(schema: RegisteredSchema): ValueCodec {
   switch (schema.type) {
     case 'AVRO':
       return new AvroCodec(schema);
+    case 'PROTOBUF':
+      return new ProtobufCodec(schema);
+    case 'JSON':
+      return new JsonSchemaCodec(schema);
     default:
-      throw new ValueCodecError('schema-unsupported', `schema ${schema.id} is ${schema.type}; the gateway reads Avro values`);
+      throw new ValueCodecError('schema-unsupported', `schema ${schema.id} has the unknown type ${String(schema.type)}`);
   }
 }
 
