@@ -4,6 +4,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LimitsConfig } from './config/schema.ts';
+import type { SchemaRef } from './schemas/serializer.ts';
 import type { Action, ClientInfo, Identity, Intent, Next, Operation, Protocol, RecordNeeds, Resource, Session, UpstreamResult } from './operation.ts';
 
 /** What a protocol listener needs from the gateway: make operations and run them. */
@@ -53,6 +54,12 @@ export interface Dispatcher {
    * undefined when the id is not one this gateway issues or credentials are not configured.
    */
   sigv4Secret?(accessKeyId: string): string | undefined;
+  /**
+   * A key or value sent as JSON data with a schema reference, serialized with the schema and
+   * framed for `topic` (HTTP produce); rejects with a GatewayError saying why. Absent when no
+   * schema registry or catalog is configured.
+   */
+  serializeWithSchema?(topic: string, ref: SchemaRef, data: unknown): Promise<Uint8Array>;
   /** The gateway's own endpoints on the HTTP data port (token exchange, JWKS); resolves false when `path` is none of them. */
   serveHttp?(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean>;
 }

@@ -27,6 +27,9 @@ import { OidcVerifier } from './identity/oidc.ts';
 import { Inspector, type SchemaSourceRef } from './inspect/inspector.ts';
 import { SchemaCatalog } from './schemas/catalog.ts';
 import { RegistryClient } from './schemas/registry.ts';
+import { SchemaSerializer, type SchemaRef } from './schemas/serializer.ts';
+import { SchemaError } from './schemas/source.ts';
+import { ValueCodecError } from './formats/values/index.ts';
 import { RuleBook } from './inspect/rules.ts';
 import { composeChain, GatewayError, type Chain, type Action, type ClientInfo, type Control, type Identity, type Intent, type Next, type Operation, type RecordNeeds, type Protocol, type Resource, type Session, type Upstream, type UpstreamResult } from './operation.ts';
 import { Policy } from './policy/policy.ts';
@@ -119,6 +122,8 @@ export class Gateway implements Dispatcher {
   readonly #upstream: Upstream;
   /** schemas of schema-registry values, when the config names a registry or catalog */
   readonly #schemas: SchemaSourceRef | undefined;
+  /** JSON data with a schema reference (HTTP produce) -> framed values */
+  readonly #serializer: SchemaSerializer | undefined;
   readonly #quota = new Quota(() => this.#config.limits);
   readonly #chain: Chain;
   readonly #authorize: Authorize;
@@ -139,6 +144,7 @@ export class Gateway implements Dispatcher {
     this.state = openStateStore(config.state);
     const rules = new RuleBook(config.inspection);
     this.#schemas = openSchemaSource(config);
+    this.#serializer = this.#schemas ? new SchemaSerializer(this.#schemas.source) : undefined;
     this.#live = {
       policy: new Policy(config.policy),
       approvalRules: new ApprovalRules(config.policy.approvals ?? []),
@@ -206,7 +212,11 @@ export class Gateway implements Dispatcher {
       new Approve(() => this.#live.approvalRules, this.approvals),
       new Recording(() => this.#recorder),
       new Inspect(
-        { inspect: (values, ruleset) => this.#live.inspector.inspect(values, ruleset), inspectEncoded: (task, bytes) => this.#live.inspector.inspectEncoded(task, bytes) },
+        {
+          inspect: (values, ruleset) => this.#live.inspector.inspect(values, ruleset),
+          inspectEncoded: (task, bytes) => this.#live.inspector.inspectEncoded(task, bytes),
+          inspectSchemaValues: (task) => this.#live.inspector.inspectSchemaValues(task),
+        },
         () => this.#live.rules,
         () => this.#config.inspection.limits,
       ),
@@ -417,6 +427,21 @@ export class Gateway implements Dispatcher {
   /** just-in-time credentials, when configured */
   get credentials(): JitCredentials | undefined {
     return this.#jit;
+  }
+
+  async serializeWithSchema(topic: string, ref: SchemaRef, data: unknown): Promise<Uint8Array> {
+    if (!this.#serializer) throw new GatewayError('invalid', 'this gateway has no schema registry or catalog: send type JSON, STRING or BINARY', { rule: 'schema.unavailable' });
+    const framing = this.#live.rules.rulesFor(topic, 'produce')?.values?.framing ?? 'confluent';
+    try {
+      return await this.#serializer.serialize(ref, data, framing);
+    } catch (err) {
+      if (err instanceof ValueCodecError) throw new GatewayError('invalid', err.message, { rule: 'schema.unfit' });
+      if (err instanceof SchemaError) {
+        if (err.code === 'SCHEMA_NOT_FOUND') throw new GatewayError('invalid', err.message, { rule: 'schema.unknown' });
+        throw new GatewayError('upstream-unavailable', `the schema registry: ${err.message}`, { rule: 'schema.unavailable', retryAfterMs: 1000 });
+      }
+      throw err;
+    }
   }
 
   serveHttp(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {

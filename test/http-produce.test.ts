@@ -136,7 +136,7 @@ test('malformed bodies get 400 with a precise message and an audit row', async (
   const cases: Array<[unknown, RegExp, string?]> = [
     ['{"value": ', /not valid JSON/],
     [{ value: { type: 'BINARY', data: '***' } }, /base64/],
-    [{ value: { type: 'AVRO', data: 1 } }, /type must be one of/],
+    [{ value: { type: 'XML', data: 1 } }, /type must be one of/],
     [{ partition_id: -1, value: { data: 1 } }, /partition_id/],
     [{ value: { data: 1 }, extra: true }, /unknown property \(member 2\)/],
     [{ value: { data: 1 } }, /Content-Type/, 'text/plain'],

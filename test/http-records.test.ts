@@ -27,16 +27,28 @@ test('each malformed part is named', () => {
     [{ value: { type: 'JSON' } }, /value\.data is required/],
     [{ value: { type: 'STRING', data: 1 } }, /must be a string/],
     [{ key: { type: 'BINARY', data: 'a' } }, /key\.data must be standard base64/],
-    [{ value: { schema_id: 1, data: {} } }, /schema registry formats are not supported/],
+    [{ value: { type: 'AVRO', schema: '"string"', data: 'x' } }, /does not register schemas/],
+    [{ value: { schema_id: -1, data: {} } }, /schema_id must be a schema id/],
+    [{ value: { schema_id: 1, subject: 's', data: {} } }, /leave out subject and schema_version/],
+    [{ value: { subject_name_strategy: 'RECORD_NAME', data: {} } }, /only TOPIC_NAME is supported/],
+    [{ value: { schema_id: 1 } }, /value\.data is required/],
+    [{ value: { schema_id: 1, data: {}, extra: 1 } }, /unknown property \(member 3\)/],
     [{ headers: [{ name: '', value: null }] }, /headers\[0\]\.name/],
     [{ headers: {} }, /headers must be an array/],
     [{ timestamp: 'yesterday' }, /timestamp/],
     [{ partition_id: 1.5 }, /partition_id/],
     // found by the gateway fuzz test: JSON.stringify overflows its stack at a few thousand levels
     [{ value: { data: JSON.parse('{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000)) } }, /value\.data is nested too deeply/],
-    [{ value: { type: JSON.parse('{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000)), data: 1 } }, /value\.type must be one of JSON, STRING, BINARY \(got object\)/],
+    [{ value: { type: JSON.parse('{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000)), data: 1 } }, /value\.type must be one of JSON, STRING, BINARY, AVRO, PROTOBUF, JSONSCHEMA \(got object\)/],
   ];
   for (const [body, message] of cases) assert.throws(() => decodeRecord(body), message, String(message));
+});
+
+test('values with a registry schema are kept as data and a reference, in each of the REST Proxy v3 forms', () => {
+  assert.deepEqual(decodeRecord({ value: { schema_id: 7, data: { a: 1 } } }).withSchema, { value: { ref: { schemaId: 7 }, data: { a: 1 } } });
+  assert.deepEqual(decodeRecord({ value: { subject: 's', schema_version: 2, data: 1 } }).withSchema?.value?.ref, { subject: 's', version: 2 });
+  assert.deepEqual(decodeRecord({ value: { subject_name_strategy: 'TOPIC_NAME', data: 1 } }).withSchema?.value?.ref, { subject: null, version: 'latest' });
+  assert.deepEqual(decodeRecord({ key: { type: 'AVRO', schema_version: 3, data: 'k' } }).withSchema?.key?.ref, { subject: null, version: 3 });
 });
 
 test('batches need unique ids and at least one entry', () => {

@@ -2,6 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { Kafka, logLevel, type SASLOptions } from 'kafkajs';
+import { request } from 'undici';
 import { startRegistry, type RunningRegistry } from '../src/dev/registry.ts';
 import { createTopics, getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
 import { testConfig } from './helpers/config.ts';
@@ -16,6 +17,8 @@ import type { Gateway } from '../src/gateway.ts';
 
 const run = `${process.pid}-${Date.now() % 100000}`;
 const TOPIC = `customers.avro-${run}`;
+/** written over the HTTP API */
+const HTTP_TOPIC = `customers.avro-${run}-http`;
 /** Protobuf and JSON Schema values on one topic */
 const MULTI = `customers.avro-${run}-multi`;
 let infra: Infra;
@@ -99,7 +102,7 @@ before(async () => {
   [infra, registry] = await Promise.all([getInfra(), startRegistry()]);
   // the serializer's ajv, told the data-contract keyword is an annotation (as Confluent's own client does)
   schemas = new SchemaRegistry({ host: registry.ccompat }, { [SchemaType.JSON]: { strict: false } } as never);
-  await createTopics(infra.kafka, [TOPIC, MULTI], 1);
+  await createTopics(infra.kafka, [TOPIC, MULTI, HTTP_TOPIC], 1);
   watch = await watchAdvertisedAddresses();
   const made = testConfig(infra, (c) => {
     c.schemas = { registry: { url: registry.ccompat, retries: 0, timeoutMs: 1500 } };
@@ -215,6 +218,43 @@ test('a topic that requires registered schemas refuses plain JSON and unknown sc
   const rules = refused.map((r) => r.rule);
   assert.ok(rules.includes('schema.unframed'), rules.join(','));
   assert.ok(rules.includes('schema.unknown'), rules.join(','));
+});
+
+test('HTTP: REST Proxy v3 produce with schema_id, subject + version and the topic name strategy is serialized by the gateway, masked, and refused with 422 when the data does not fit', async () => {
+  const { id } = await schemas.register({ type: SchemaType.AVRO, schema: customerSchema('Customer') }, { subject: `${HTTP_TOPIC}-value` });
+  const post = async (who: string, value: unknown) => {
+    const res = await request(`http://127.0.0.1:${gateway.addresses.http!.port}/v3/clusters/local/topics/${HTTP_TOPIC}/records`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${await infra.idp.token(who)}` },
+      body: JSON.stringify({ value }),
+    });
+    return { status: res.statusCode, body: (await res.body.json()) as Record<string, any> };
+  };
+  // Avro's JSON encoding: a union value names its branch
+  const data = (i: number) => ({ ...customer(i), phone: { string: '+1 202 555 0100' } });
+  for (const [i, value] of [{ schema_id: id }, { subject: `${HTTP_TOPIC}-value`, schema_version: 1 }, { subject_name_strategy: 'TOPIC_NAME' }].entries()) {
+    const r = await post('alice', { ...value, data: data(i) });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+  const raw = await stored(3, HTTP_TOPIC);
+  for (const v of raw) {
+    assert.equal(v.readInt32BE(1), id);
+    const c = (await schemas.decode(v)) as ReturnType<typeof customer>;
+    assert.equal(c.card, '**** **** **** 1111');
+    assert.equal(c.phone, '[pii]');
+  }
+  const unfit = await post('alice', { schema_id: id, data: { id: 'not a long' } });
+  assert.equal(unfit.status, 422, JSON.stringify(unfit.body));
+  assert.equal(unfit.body.rule, 'schema.unfit');
+  const unknown = await post('alice', { schema_id: 987654, data: {} });
+  assert.equal(unknown.status, 422);
+  assert.equal(unknown.body.rule, 'schema.unknown');
+  const inline = await post('alice', { type: 'AVRO', schema: '"string"', data: 'x' });
+  assert.equal(inline.status, 400);
+  assert.match(inline.body.message, /does not register schemas/);
+  // someone who may not write the topic learns nothing about the registry
+  const outsider = await post('mallory', { schema_id: 987654, data: {} });
+  assert.equal(outsider.status, 403);
 });
 
 test('registry down: records of a schema already seen keep flowing, a new schema id is refused fail-closed, readiness says so', async () => {

@@ -7,6 +7,7 @@ import { UNCHANGED_HASH } from '../inspect/encoded.ts';
 import type { Inspector } from '../inspect/inspector.ts';
 import { foldKeyHeaders, planKeyHeaders } from '../inspect/key-headers.ts';
 import { NO_RULES, type RuleBook, type Side } from '../inspect/rules.ts';
+import { STOP_VALUE } from '../inspect/values.ts';
 import { GatewayError, type Control, type EncodedRecords, type Inspection, type Intent, type Next, type Operation, type RecordNeeds, type UpstreamResult } from '../operation.ts';
 
 /**
@@ -20,11 +21,11 @@ import { GatewayError, type Control, type EncodedRecords, type Inspection, type 
 export class Inspect implements Control {
   readonly name = 'inspect';
   // the gateway passes a view of its inspector that follows reloads
-  readonly #inspector: Pick<Inspector, 'inspect' | 'inspectEncoded'>;
+  readonly #inspector: Pick<Inspector, 'inspect' | 'inspectEncoded' | 'inspectSchemaValues'>;
   readonly #rules: () => RuleBook;
   readonly #limits: () => InspectionConfig['limits'];
 
-  constructor(inspector: Pick<Inspector, 'inspect' | 'inspectEncoded'>, rules: () => RuleBook, limits: () => InspectionConfig['limits']) {
+  constructor(inspector: Pick<Inspector, 'inspect' | 'inspectEncoded' | 'inspectSchemaValues'>, rules: () => RuleBook, limits: () => InspectionConfig['limits']) {
     this.#inspector = inspector;
     this.#rules = rules;
     this.#limits = limits;
@@ -50,22 +51,18 @@ export class Inspect implements Control {
       refuseWhenNoneLeft(op);
       return next(op);
     }
-    if (rules.values) {
-      // fail closed: scanning an Avro value as bytes would corrupt it (lengths precede strings)
-      throw new GatewayError('invalid', `the values of ${op.resource.name} are schema-registry values, which this listener does not decode yet (the Kafka listener does)`, { rule: 'schema.listener' });
-    }
-
     // keys and headers ride in the same engine call as the values when rules apply to them
     const plan = rules.keyHeaders ? planKeyHeaders(records, rules.ruleset, rules.keyHeaders) : null;
-    const { result, where } = await this.#inspector.inspect(
-      plan ? plan.payloads : records.map((r) => r.value),
-      plan ? plan.rulesets : rules.ruleset,
-    );
+    const payloads = plan ? plan.payloads : records.map((r) => r.value);
+    const { result, where, problems } = rules.values
+      ? await this.#inspector.inspectSchemaValues({ payloads, count: records.length, rulesets: plan ? plan.rulesets : new Uint32Array(payloads.length).fill(rules.ruleset), spec: rules.values })
+      : { ...(await this.#inspector.inspect(payloads, plan ? plan.rulesets : rules.ruleset)), problems: [] };
     const n = records.length;
     const facts = plan ? foldKeyHeaders(records, plan, result, (j) => result.values[j] ?? null) : result;
     op.inspection = summarize({ ...facts, hashes: result.hashes.slice(0, n), maskedHashes: result.maskedHashes.slice(0, n) }, where, book);
+    for (const p of problems) refuseRecord(op, p.record, new GatewayError('invalid', p.message, { rule: p.rule, record: p.record }));
     for (let i = 0; i < n; i++) {
-      if ((facts.flags[i]! & FLAG_BLOCKED) !== 0) {
+      if ((facts.flags[i]! & FLAG_BLOCKED) !== 0 && facts.stopRule[i] !== STOP_VALUE) {
         const rule = facts.stopRule[i]!;
         const id = book.ruleId(rule);
         refuseRecord(op, i, new GatewayError('blocked', `record ${i} was blocked by inspection rule "${id}": ${book.blockReason(rule)}`, { rule: id, record: i }));

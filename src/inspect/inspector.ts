@@ -2,13 +2,13 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { InspectionConfig } from '../config/schema.ts';
 import { GatewayError } from '../operation.ts';
-import { inspectValues, type BatchResult } from './batch.ts';
+import { inspectSchemaValues, inspectValues, type BatchResult, type SchemaValuesTask } from './batch.ts';
 import { inspectEncoded, packParts, unpackParts, type EncodedResult, type EncodedTask } from './encoded.ts';
 import type { CompiledProgram } from './compile/program.ts';
 import { WasmEngine } from './engine.ts';
 import { SchemaError, type SchemaErrorCode, type SchemaSource } from '../schemas/source.ts';
-import type { SchemaNeeds } from './values.ts';
-import type { EncodedPoolResult, EncodedPoolTask, PoolResult, PoolTask, PoolWorkerData } from './worker.ts';
+import type { SchemaNeeds, ValueProblemReport } from './values.ts';
+import type { ValuesPoolResult, ValuesPoolTask, EncodedPoolResult, EncodedPoolTask, PoolResult, PoolTask, PoolWorkerData } from './worker.ts';
 
 const NULL_LENGTH = 0xffffffff;
 
@@ -133,8 +133,31 @@ export class Inspector {
     return { result, where: inline ? 'inline' : 'pool' };
   }
 
+  /**
+   * Inspects the values of a topic with schema-registry values (the records path: HTTP,
+   * Kinesis); `payloads` are the values, then key and header payloads, each with a ruleset.
+   */
+  async inspectSchemaValues(task: Omit<SchemaValuesTask, 'schemaEpoch' | 'schemas' | 'schemaFailures'>): Promise<InspectOutcome & { problems: ValueProblemReport[] }> {
+    let bytes = 0;
+    for (const v of task.payloads) bytes += v?.byteLength ?? 0;
+    const inline = this.#inline(bytes);
+    try {
+      let attempt: SchemaValuesTask = { ...task, schemaEpoch: this.#schemas?.epoch ?? '' };
+      for (let round = 0; ; round++) {
+        const r = inline ? inspectSchemaValues(this.#engine, attempt) : ((await this.#pool!.run({ kind: 'values', version: this.#program.version, task: attempt } satisfies ValuesPoolTask)) as ValuesPoolResult);
+        if (!('needSchemas' in r)) return { result: r, problems: r.problems, where: inline ? 'inline' : 'pool' };
+        if (round === 3) throw new GatewayError('internal', 'the inspection threads could not be given the schemas of these records');
+        attempt = { ...attempt, ...(await this.#fetchSchemas(r.needSchemas, attempt)) };
+      }
+    } catch (err) {
+      const e = poolError(err);
+      if (e instanceof GatewayError) throw e;
+      throw new GatewayError('internal', 'inspection failed; the records were not forwarded', { cause: e });
+    }
+  }
+
   /** Gets the schemas a thread asked for (the source caches them); the ones it cannot get are failures the thread acts on. */
-  async #fetchSchemas(ids: number[], sofar: EncodedTask): Promise<Pick<EncodedTask, 'schemas' | 'schemaFailures'>> {
+  async #fetchSchemas(ids: number[], sofar: Pick<EncodedTask, 'schemas' | 'schemaFailures'>): Promise<Pick<EncodedTask, 'schemas' | 'schemaFailures'>> {
     const schemas = [...(sofar.schemas ?? [])];
     const schemaFailures = [...(sofar.schemaFailures ?? [])];
     const source = this.#schemas?.source;

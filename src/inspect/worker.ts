@@ -3,6 +3,7 @@ import { Piscina, workerData } from 'piscina';
 import type { RecordFormat } from '../operation.ts';
 import { inspectEncoded, packParts, unpackParts, type EncodedResult, type EncodedTask } from './encoded.ts';
 import type { SchemaNeeds } from './values.ts';
+import { inspectSchemaValues, type SchemaValuesTask } from './batch.ts';
 import { FLAG_CHANGED, WasmEngine } from './engine.ts';
 import type { KeyHeaderRulesets } from './rules.ts';
 
@@ -60,6 +61,14 @@ export type EncodedPoolResult =
   | { invalid: string }
   | SchemaNeeds;
 
+/** Schema-registry values on the records path (batch.ts inspectSchemaValues), one request per task. */
+export interface ValuesPoolTask {
+  kind: 'values';
+  version: string;
+  task: SchemaValuesTask;
+}
+export type ValuesPoolResult = ReturnType<typeof inspectSchemaValues>;
+
 export interface PoolWorkerData {
   program: SharedArrayBuffer;
   version: string;
@@ -70,9 +79,9 @@ const EMPTY = new Uint8Array(0);
 const { program, version } = workerData as PoolWorkerData;
 const engine = WasmEngine.load(new Uint8Array(program));
 
-export default function inspectTask(task: PoolTask | EncodedPoolTask): PoolResult | EncodedPoolResult {
+export default function inspectTask(task: PoolTask | EncodedPoolTask | ValuesPoolTask): PoolResult | EncodedPoolResult | ValuesPoolResult {
   if (task.version !== version) throw new Error(`inspection worker has rules ${version}, the task needs ${task.version}`);
-  if ('kind' in task) return encodedTask(task);
+  if ('kind' in task) return task.kind === 'values' ? inspectSchemaValues(engine, task.task) : encodedTask(task);
   const n = task.rulesets.length;
   const values: Array<Uint8Array | null> = new Array(n);
   const hashes = new Array<string>(n);

@@ -92,6 +92,15 @@ export class AvroCodec implements ValueCodec {
     return leaves;
   }
 
+  serialize(data: unknown): { payload: Uint8Array } {
+    try {
+      // Avro's JSON encoding: unions as {"branch": value}, bytes as strings of code points 0-255
+      return { payload: this.#type.toBuffer(this.#type.fromString(JSON.stringify(data))) };
+    } catch (err) {
+      throw new ValueCodecError('unfit', `the data does not fit the Avro schema: ${(err as Error).message}`);
+    }
+  }
+
   encode(decoded: DecodedValue, tree: unknown, options: WriteOptions): Uint8Array {
     const value = rebuild(this.#type, decoded.native, tree, '$', options);
     try {

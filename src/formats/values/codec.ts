@@ -57,6 +57,12 @@ export interface ValueCodec {
   taggedLeaves(decoded: DecodedValue, view: unknown): TaggedLeaf[];
   /** the payload for a changed view; throws ValueCodecError('unfit') when it cannot be written with the schema */
   encode(decoded: DecodedValue, view: unknown, options: WriteOptions): Uint8Array;
+  /**
+   * A value a client sent as JSON data (the Confluent REST Proxy's forms: Avro's JSON
+   * encoding, Protobuf's JSON mapping of the file's first message, a JSON Schema value)
+   * serialized with the schema; throws ValueCodecError('unfit') when the data does not fit it.
+   */
+  serialize(data: unknown): { payload: Uint8Array; messageIndexes?: number[] };
 }
 
 /** `$.a.b[3]`-style paths for error messages. */

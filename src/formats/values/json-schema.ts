@@ -62,6 +62,11 @@ export class JsonSchemaCodec implements ValueCodec {
     return leaves;
   }
 
+  serialize(data: unknown): { payload: Uint8Array } {
+    if (!this.#validate(data)) throw new ValueCodecError('unfit', `the data does not match the JSON schema: ${describe(this.#validate)}`);
+    return { payload: Buffer.from(JSON.stringify(data), 'utf8') };
+  }
+
   encode(decoded: DecodedValue, tree: unknown, options: WriteOptions): Uint8Array {
     const value = restoreNumbers(decoded.native, tree, options);
     if (!this.#validate(value)) throw new ValueCodecError('unfit', `the changed value does not match its JSON schema: ${describe(this.#validate)}`);

@@ -90,6 +90,19 @@ export class ProtobufCodec implements ValueCodec {
     return leaves;
   }
 
+  serialize(data: unknown): { payload: Uint8Array; messageIndexes: number[] } {
+    const type = this.#messages[0]!.type;
+    if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new ValueCodecError('unfit', `the data for ${type.fullName.slice(1)} must be a JSON object`);
+    try {
+      const message = type.fromObject(data as Record<string, unknown>);
+      const problem = type.verify(message);
+      if (problem) throw new Error(problem);
+      return { payload: type.encode(message).finish(), messageIndexes: [0] };
+    } catch (err) {
+      throw new ValueCodecError('unfit', `the data does not fit ${type.fullName.slice(1)}: ${(err as Error).message}`);
+    }
+  }
+
   encode(decoded: DecodedValue, tree: unknown, options: WriteOptions): Uint8Array {
     const type = (decoded as Decoded).type;
     const message = rebuildMessage(type, decoded.native as protobuf.Message, tree, '$', options);

@@ -26,8 +26,12 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 }
 
 /** The body of an error: its code and message, and the rule and approval where there are. */
+/** A value that does not satisfy the topic's schema rules is unprocessable, not malformed. */
+const SCHEMA_REFUSED = { status: 422, code: 42202 };
+const answerFor = (err: GatewayError) => (err.kind === 'invalid' && err.rule?.startsWith('schema.') ? SCHEMA_REFUSED : ERRORS[err.kind]);
+
 export function errorBody(err: GatewayError): Record<string, unknown> {
-  const body: Record<string, unknown> = { error_code: ERRORS[err.kind].code, message: err.message };
+  const body: Record<string, unknown> = { error_code: answerFor(err).code, message: err.message };
   if (err.rule) body.rule = err.rule;
   if (err.approval) body.approval = err.approval;
   return body;
@@ -37,5 +41,5 @@ export function sendError(res: ServerResponse, err: unknown): void {
   const e = err instanceof GatewayError ? err : new GatewayError('internal', 'internal error');
   if (e.kind === 'unauthenticated') res.setHeader('www-authenticate', 'Bearer realm="streamgate"');
   if (e.retryAfterMs !== undefined) res.setHeader('retry-after', String(Math.max(1, Math.ceil(e.retryAfterMs / 1000))));
-  sendJson(res, ERRORS[e.kind].status, errorBody(e));
+  sendJson(res, answerFor(e).status, errorBody(e));
 }

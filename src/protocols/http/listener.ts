@@ -5,7 +5,8 @@ import type { HttpListenerConfig } from '../../config/schema.ts';
 import { GatewayError, Refusals, type Operation, type Session } from '../../operation.ts';
 import { errorBody, sendError, sendJson } from './errors.ts';
 import type { Dispatcher } from '../../dispatcher.ts';
-import { decodeBatch, decodeRecord, type DecodedRecord } from './records.ts';
+import { decodeBatch, decodeRecord, type DecodedRecord, type SchemaData } from './records.ts';
+import type { SchemaRef } from '../../schemas/serializer.ts';
 import { describeJsonError, expectsContinue, JSON_BYTES_PARSED_UNCOUNTED, jsonValuesOver, unreadBodyNeedsClose } from '../request-body.ts';
 
 /**
@@ -111,6 +112,14 @@ export class HttpListener {
     return session;
   }
 
+  async #serialize(topic: string, d: DecodedRecord): Promise<void> {
+    const serialize = this.#dispatcher.serializeWithSchema;
+    if (!serialize) throw new GatewayError('invalid', 'this gateway has no schema registry or catalog: send type JSON, STRING or BINARY', { rule: 'schema.unavailable' });
+    const { key, value } = d.withSchema!;
+    if (key) d.record.key = await serialize.call(this.#dispatcher, topic, schemaRef(topic, 'key', key.ref), key.data);
+    if (value) d.record.value = await serialize.call(this.#dispatcher, topic, schemaRef(topic, 'value', value.ref), value.data);
+  }
+
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (this.#closing) res.setHeader('connection', 'close');
     const url = req.url ?? '/';
@@ -179,6 +188,12 @@ export class HttpListener {
       } else {
         decoded = [decodeRecord(json)];
       }
+      // JSON data with a registry schema: serialized and framed before any control sees the
+      // record; only for a client that may write the topic (else the registry's answers would
+      // tell anyone which schemas exist), the rest is refused by the chain as usual
+      if (decoded.some((d) => d.withSchema) && this.#dispatcher.permits(op.identity!, 'produce', op.resource)) {
+        for (const d of decoded) if (d.withSchema) await this.#serialize(topic, d);
+      }
       op.records = decoded.map((d) => d.record);
       // a batch is answered per entry (207): a record refused by inspection fails alone
       if (batch) op.refusals = new Refusals<number>();
@@ -198,7 +213,7 @@ export class HttpListener {
       result = await this.#dispatcher.run(op);
     } catch (err) {
       // a batch whose every record was refused alone is still answered per entry
-      if (ids && op.refusals?.size && err instanceof GatewayError && (err.kind === 'blocked' || err.kind === 'too-large')) {
+      if (ids && op.refusals?.size && err instanceof GatewayError && (err.kind === 'blocked' || err.kind === 'too-large' || (err.kind === 'invalid' && err.rule?.startsWith('schema.') === true))) {
         return sendJson(res, 207, { successes: [], failures: [...op.refusals].sort(([x], [y]) => x - y).map(([i, e]) => ({ id: ids[i], ...errorBody(e) })) });
       }
       if (err instanceof GatewayError && err.approval?.status === 'pending' && respondAsync) {
@@ -232,6 +247,12 @@ export class HttpListener {
       sendJson(res, 200, entries[0]);
     }
   }
+}
+
+function schemaRef(topic: string, part: 'key' | 'value', ref: SchemaData['ref']): SchemaRef {
+  if ('schemaId' in ref) return ref;
+  if (ref.subject !== null) return { subject: ref.subject, version: ref.version };
+  return ref.version === 'latest' ? { strategy: 'TOPIC_NAME', topic, part } : { subject: `${topic}-${part}`, version: ref.version };
 }
 
 function safeDecode(s: string): string | undefined {

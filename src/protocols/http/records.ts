@@ -3,14 +3,27 @@ import { GatewayError, type StreamRecord } from '../../operation.ts';
 /**
  * Decoding of Kafka REST Proxy v3 produce bodies. A record is
  * `{ partition_id?, headers?: [{name, value: base64}], key?: Data, value?: Data, timestamp? }`
- * where Data is `{ type: "JSON" | "STRING" | "BINARY", data }` (`type` defaults to JSON).
+ * where Data is `{ type: "JSON" | "STRING" | "BINARY", data }` (`type` defaults to JSON), or JSON
+ * data with a registry schema: `{ schema_id | subject [+ schema_version] | schema_version |
+ * subject_name_strategy: "TOPIC_NAME", data }` (the gateway serializes it, see schemas/serializer.ts).
  */
 
 export interface DecodedRecord {
   record: StreamRecord;
   keyType: string | null;
   valueType: string | null;
+  /** key or value data to serialize with a registry schema before the record is produced */
+  withSchema?: { key?: SchemaData; value?: SchemaData };
 }
+
+/** JSON data and the schema to serialize it with (REST Proxy v3 forms); `subject: null` means the topic name strategy. */
+export interface SchemaData {
+  ref: { schemaId: number } | { subject: string | null; version: number | 'latest' };
+  data: unknown;
+}
+
+const SCHEMA_KEYS = new Set(['type', 'data', 'schema_id', 'schema_version', 'subject', 'subject_name_strategy', 'schema']);
+const SCHEMA_TYPES = new Set(['AVRO', 'PROTOBUF', 'JSONSCHEMA']);
 
 export interface BatchEntry extends DecodedRecord {
   id: string;
@@ -37,16 +50,15 @@ function jsonText(field: string, data: unknown): string {
   }
 }
 
-function decodeData(field: string, raw: unknown): { bytes: Uint8Array | null; type: string | null } {
+function decodeData(field: string, raw: unknown): { bytes: Uint8Array | null; type: string | null; withSchema?: SchemaData } {
   if (raw === undefined || raw === null) return { bytes: null, type: null };
   if (!isObject(raw)) throw invalid(`${field} must be an object like {"type": "JSON", "data": ...}`);
+  const schemaForm = 'schema_id' in raw || 'schema_version' in raw || 'subject' in raw || 'subject_name_strategy' in raw || 'schema' in raw || (typeof raw.type === 'string' && SCHEMA_TYPES.has(raw.type));
   for (const [at, k] of Object.keys(raw).entries()) {
-    if (k === 'schema_id' || k === 'schema' || k === 'schema_version' || k === 'subject' || k === 'subject_name_strategy') {
-      throw invalid(`${field}.${k}: schema registry formats are not supported; send type JSON, STRING or BINARY`);
-    }
     // the name is client input (it could be a secret): the message says where, not what
-    if (k !== 'type' && k !== 'data') throw invalid(`${field}: unknown property (member ${at + 1}); expected type and data`);
+    if (!(schemaForm ? SCHEMA_KEYS.has(k) : k === 'type' || k === 'data')) throw invalid(`${field}: unknown property (member ${at + 1}); expected type and data${schemaForm ? ', or schema_id / subject / schema_version / subject_name_strategy' : ''}`);
   }
+  if (schemaForm) return { bytes: null, type: typeof raw.type === 'string' ? raw.type : 'SCHEMA', withSchema: schemaData(field, raw) };
   const type = raw.type === undefined ? 'JSON' : String(raw.type);
   const data = raw.data;
   switch (type) {
@@ -61,8 +73,32 @@ function decodeData(field: string, raw: unknown): { bytes: Uint8Array | null; ty
       return { bytes: Buffer.from(data, 'base64'), type };
     default:
       // (described, not echoed: the client's value could be anything, of any size or depth)
-      throw invalid(`${field}.type must be one of JSON, STRING, BINARY (got ${typeof raw.type === 'string' ? JSON.stringify(raw.type.slice(0, 64)) : typeof raw.type})`);
+      throw invalid(`${field}.type must be one of JSON, STRING, BINARY, AVRO, PROTOBUF, JSONSCHEMA (got ${typeof raw.type === 'string' ? JSON.stringify(raw.type.slice(0, 64)) : typeof raw.type})`);
   }
+}
+
+/** The schema reference of a key or value in the REST Proxy's forms. */
+function schemaData(field: string, raw: Record<string, unknown>): SchemaData {
+  if (raw.schema !== undefined) throw invalid(`${field}.schema: the gateway does not register schemas; register it with the registry and send its schema_id or subject`);
+  if (raw.type !== undefined && (typeof raw.type !== 'string' || !SCHEMA_TYPES.has(raw.type))) throw invalid(`${field}.type must be AVRO, PROTOBUF or JSONSCHEMA with a schema reference`);
+  if (raw.data === undefined) throw invalid(`${field}.data is required`);
+  const version = raw.schema_version;
+  if (version !== undefined && (!Number.isInteger(version) || (version as number) < 1)) throw invalid(`${field}.schema_version must be a positive integer`);
+  if (raw.schema_id !== undefined) {
+    if (!Number.isInteger(raw.schema_id) || (raw.schema_id as number) < 0 || (raw.schema_id as number) > 0x7fffffff) throw invalid(`${field}.schema_id must be a schema id (a non-negative 32-bit integer)`);
+    if (raw.subject !== undefined || version !== undefined) throw invalid(`${field}: schema_id names the schema alone; leave out subject and schema_version`);
+    return { ref: { schemaId: raw.schema_id as number }, data: raw.data };
+  }
+  const strategy = raw.subject_name_strategy;
+  if (strategy !== undefined && strategy !== 'TOPIC_NAME') {
+    throw invalid(`${field}.subject_name_strategy: only TOPIC_NAME is supported (RECORD_NAME and TOPIC_RECORD_NAME need the record's name, which JSON data does not carry); or name the subject`);
+  }
+  if (raw.subject !== undefined) {
+    if (typeof raw.subject !== 'string' || raw.subject === '' || raw.subject.length > 255) throw invalid(`${field}.subject must be a subject name`);
+    if (strategy !== undefined) throw invalid(`${field}: a subject and a subject_name_strategy exclude each other`);
+    return { ref: { subject: raw.subject, version: (version as number | undefined) ?? 'latest' }, data: raw.data };
+  }
+  return { ref: { subject: null, version: (version as number | undefined) ?? 'latest' }, data: raw.data };
 }
 
 export function decodeRecord(raw: unknown, where = 'record'): DecodedRecord {
@@ -93,7 +129,9 @@ export function decodeRecord(raw: unknown, where = 'record'): DecodedRecord {
   const value = decodeData(`${where}.value`, raw.value);
   record.key = key.bytes;
   record.value = value.bytes;
-  return { record, keyType: key.type, valueType: value.type };
+  const decoded: DecodedRecord = { record, keyType: key.type, valueType: value.type };
+  if (key.withSchema || value.withSchema) decoded.withSchema = { ...(key.withSchema ? { key: key.withSchema } : {}), ...(value.withSchema ? { value: value.withSchema } : {}) };
+  return decoded;
 }
 
 export function decodeBatch(raw: unknown): BatchEntry[] {

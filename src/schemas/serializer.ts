@@ -1,0 +1,49 @@
+// Values a client sends as JSON with a schema reference (the Confluent REST Proxy's produce
+// forms: schema_id, subject + schema_version, or a subject name strategy) serialized with the
+// registry's schema and framed as a registry serializer frames them. The gateway never
+// registers a schema here: the reference must name one the registry has.
+
+import { writeFraming, type Framing } from '../formats/schema-framing.ts';
+import { CodecCache, ValueCodecError, type ValueCodec } from '../formats/values/index.ts';
+import { SchemaError, type RegisteredSchema, type SchemaSource } from './source.ts';
+
+/** Which schema a value is written with. */
+export type SchemaRef =
+  | { schemaId: number }
+  | { subject: string; version: number | 'latest' }
+  /** TOPIC_NAME: `<topic>-value` (or -key); RECORD_NAME and TOPIC_RECORD_NAME need the record's name, which JSON data does not carry */
+  | { strategy: 'TOPIC_NAME'; topic: string; part: 'key' | 'value' };
+
+export class SchemaSerializer {
+  readonly #source: SchemaSource;
+  readonly #codecs = new CodecCache(1_000);
+
+  constructor(source: SchemaSource) {
+    this.#source = source;
+  }
+
+  /** The framed value; rejects with SchemaError (the schema cannot be had) or ValueCodecError (the data does not fit). */
+  async serialize(ref: SchemaRef, data: unknown, framing: Framing): Promise<Uint8Array> {
+    const schema = await this.#schema(ref);
+    let codec = this.#codecs.get(schema.id);
+    if (codec === undefined) {
+      this.#codecs.learn(schema);
+      codec = this.#codecs.get(schema.id)!;
+    }
+    if (codec instanceof ValueCodecError) throw codec;
+    const { payload, messageIndexes } = (codec as ValueCodec).serialize(data);
+    const head = writeFraming(framing, schema.id, messageIndexes);
+    const out = new Uint8Array(head.length + payload.length);
+    out.set(head);
+    out.set(payload, head.length);
+    return out;
+  }
+
+  #schema(ref: SchemaRef): Promise<RegisteredSchema> {
+    if ('schemaId' in ref) return this.#source.byId(ref.schemaId);
+    if ('strategy' in ref) return this.#source.version(`${ref.topic}-${ref.part}`, 'latest');
+    return this.#source.version(ref.subject, ref.version);
+  }
+}
+
+export { SchemaError };
