@@ -429,7 +429,7 @@ export class Gateway implements Dispatcher {
     return this.#jit;
   }
 
-  async serializeWithSchema(topic: string, ref: SchemaRef, data: unknown): Promise<Uint8Array> {
+  async serializeWithSchema(topic: string, ref: SchemaRef, data: unknown): Promise<{ bytes: Uint8Array; format: string }> {
     if (!this.#serializer) throw new GatewayError('invalid', 'this gateway has no schema registry or catalog: send type JSON, STRING or BINARY', { rule: 'schema.unavailable' });
     const framing = this.#live.rules.rulesFor(topic, 'produce')?.values?.framing ?? 'confluent';
     try {

@@ -109,7 +109,6 @@ before(async () => {
     c.policy.roles!['fraud-analyst'] = { when: { groups: ['platform-admins'] } };
     c.policy.grants!.push({ roles: ['payments-writer'], actions: ['produce', 'describe'], topics: ['customers.avro-*'] });
     c.policy.grants!.push({ roles: ['analyst'], actions: ['consume', 'describe'], topics: ['customers.avro-*'], groups: ['schema-*'] } as never);
-    c.inspection!.rules!.push({ id: 'pii.tagged', tags: ['PII'], action: { type: 'redact', replacement: '[pii]' } });
     c.inspection!.topics!.unshift({
       topics: ['customers.avro-*'],
       schema: { required: true },
@@ -235,6 +234,7 @@ test('HTTP: REST Proxy v3 produce with schema_id, subject + version and the topi
   for (const [i, value] of [{ schema_id: id }, { subject: `${HTTP_TOPIC}-value`, schema_version: 1 }, { subject_name_strategy: 'TOPIC_NAME' }].entries()) {
     const r = await post('alice', { ...value, data: data(i) });
     assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.value.type, 'AVRO');
   }
   const raw = await stored(3, HTTP_TOPIC);
   for (const v of raw) {

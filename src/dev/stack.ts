@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Admin } from '@platformatic/kafka';
 import { loadConfig } from '../config/load.ts';
@@ -8,6 +8,7 @@ import { Gateway } from '../gateway.ts';
 import { stopOnSignals } from '../cli/signals.ts';
 import { serveReloads } from '../ops/reload.ts';
 import { startKafka } from './kafka.ts';
+import { startRegistry } from './registry.ts';
 import { startKinesis, DEV_STREAMS, createDevStreams } from './kinesis.ts';
 import { DEV_CLIENTS, resourceIndicatorFor, startIdp } from './idp.ts';
 
@@ -19,7 +20,9 @@ export interface DevStackOptions {
 }
 
 /** Topics the walkthrough uses; created up front because the gateway never auto-creates. */
-export const DEV_TOPICS = ['payments.cards', 'payments.ledger', 'orders', 'analytics.events', 'payouts.eu'];
+export const DEV_TOPICS = ['payments.cards', 'payments.ledger', 'orders', 'analytics.events', 'payouts.eu', 'customers.avro'];
+/** registered by the dev stack under customers.avro-value (the topic name strategy) */
+const DEMO_SCHEMA = new URL('./schemas/customer.avsc', import.meta.url);
 
 /**
  * `streamgate dev`: a local Kafka (jars from Maven Central, cached under .cache/), the
@@ -48,7 +51,14 @@ export async function runDevStack(opts: DevStackOptions): Promise<void> {
     stops.push(() => kinesis.stop());
     await createDevStreams(kinesis.endpoint);
 
+    // a schema registry (Apicurio, Confluent-compatible API) with the demo schema
+    console.log('starting the schema registry (the first run builds it with Maven)...');
+    const registry = await startRegistry({ port: Number(process.env.REGISTRY_PORT ?? 8081) });
+    stops.push(() => registry.stop());
+    const demoSchemaId = await registerDemoSchema(registry.ccompat);
+
     process.env.KAFKA_BOOTSTRAP = kafka.bootstrap;
+    process.env.SCHEMA_REGISTRY_URL ??= registry.ccompat;
     process.env.OIDC_ISSUER = idp.issuer;
     process.env.HTTP_PORT ??= String(opts.httpPort);
     const config = loadConfig(opts.config);
@@ -59,7 +69,7 @@ export async function runDevStack(opts: DevStackOptions): Promise<void> {
     // edits to the config file (policy, inspection rules, log level) apply without a restart
     const stopReloads = serveReloads(gateway, opts.config, log);
     stops.push(async () => stopReloads());
-    printWelcome(config, gateway, kafka.bootstrap, idp.issuer);
+    printWelcome(config, gateway, kafka.bootstrap, idp.issuer, { url: registry.ccompat, demoSchemaId });
     stopOnSignals(log, stopAll);
   } catch (err) {
     await stopAll();
@@ -87,7 +97,20 @@ async function createDevTopics(bootstrap: string): Promise<void> {
   }
 }
 
-function printWelcome(config: Config, gateway: Gateway, bootstrap: string, issuer: string): void {
+/** Registers the demo Avro schema (idempotent: the registry answers the same id for the same schema). */
+async function registerDemoSchema(ccompat: string): Promise<number> {
+  const schema = readFileSync(DEMO_SCHEMA, 'utf8');
+  const res = await fetch(`${ccompat}/subjects/customers.avro-value/versions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+    body: JSON.stringify({ schemaType: 'AVRO', schema }),
+  });
+  const body = (await res.json()) as { id?: number; message?: string };
+  if (!res.ok || typeof body.id !== 'number') throw new Error(`the schema registry refused the demo schema: ${res.status} ${body.message ?? ''}`);
+  return body.id;
+}
+
+function printWelcome(config: Config, gateway: Gateway, bootstrap: string, issuer: string, registry: { url: string; demoSchemaId: number }): void {
   const http = gateway.addresses.http!;
   const base = `http://${http.host}:${http.port}/v3/clusters/${config.listeners.http!.clusterId}`;
   console.log(`
@@ -95,6 +118,7 @@ streamgate is running
   gateway (HTTP produce API)  http://${http.host}:${http.port}
   Kafka broker                ${bootstrap}   (for reading what arrived; clients use the gateway)
   identity provider           ${issuer}
+  schema registry             ${registry.url}   (customers.avro-value = schema ${registry.demoSchemaId})
 ${gateway.addresses.kinesis ? `  gateway (Kinesis API)       http://${gateway.addresses.kinesis.host}:${gateway.addresses.kinesis.port}   (streams: ${DEV_STREAMS.join(', ')}; kinesalite behind it)\n` : ''}  audit spool                 ${resolve(config.audit.spool.dir)}
   identities                  ${DEV_CLIENTS.filter((c) => !c.tokenTtlSeconds).map((c) => `${c.id} [${c.groups.join(', ') || 'no groups'}]`).join(', ')}
 
@@ -103,6 +127,12 @@ Get a token and produce a record with a card number (masked before it reaches Ka
   curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
     ${base}/topics/payments.cards/records \\
     -d '{"key":{"type":"STRING","data":"order-1"},"value":{"type":"JSON","data":{"card":"4111 1111 1111 1111","amount":42}}}'
+
+An Avro record, serialized by the gateway with the registered schema (phone and street are
+tagged PII, the card is masked; the broker holds Avro with the same schema id):
+  curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
+    ${base}/topics/customers.avro/records \\
+    -d '{"value":{"subject_name_strategy":"TOPIC_NAME","data":{"id":1,"email":"ann@example.com","card":{"string":"4111 1111 1111 1111"},"phone":{"string":"+1 202 555 0100"},"address":{"street":"1 Main St","city":"Springfield"}}}}'
 
 Ctrl-C stops everything.`);
 }

@@ -23,7 +23,7 @@ export class SchemaSerializer {
   }
 
   /** The framed value; rejects with SchemaError (the schema cannot be had) or ValueCodecError (the data does not fit). */
-  async serialize(ref: SchemaRef, data: unknown, framing: Framing): Promise<Uint8Array> {
+  async serialize(ref: SchemaRef, data: unknown, framing: Framing): Promise<{ bytes: Uint8Array; format: 'AVRO' | 'PROTOBUF' | 'JSONSCHEMA' }> {
     const schema = await this.#schema(ref);
     let codec = this.#codecs.get(schema.id);
     if (codec === undefined) {
@@ -36,7 +36,7 @@ export class SchemaSerializer {
     const out = new Uint8Array(head.length + payload.length);
     out.set(head);
     out.set(payload, head.length);
-    return out;
+    return { bytes: out, format: schema.type === 'JSON' ? 'JSONSCHEMA' : schema.type };
   }
 
   #schema(ref: SchemaRef): Promise<RegisteredSchema> {

@@ -116,8 +116,8 @@ export class HttpListener {
     const serialize = this.#dispatcher.serializeWithSchema;
     if (!serialize) throw new GatewayError('invalid', 'this gateway has no schema registry or catalog: send type JSON, STRING or BINARY', { rule: 'schema.unavailable' });
     const { key, value } = d.withSchema!;
-    if (key) d.record.key = await serialize.call(this.#dispatcher, topic, schemaRef(topic, 'key', key.ref), key.data);
-    if (value) d.record.value = await serialize.call(this.#dispatcher, topic, schemaRef(topic, 'value', value.ref), value.data);
+    if (key) ({ bytes: d.record.key, format: d.keyType } = await serialize.call(this.#dispatcher, topic, schemaRef(topic, 'key', key.ref), key.data));
+    if (value) ({ bytes: d.record.value, format: d.valueType } = await serialize.call(this.#dispatcher, topic, schemaRef(topic, 'value', value.ref), value.data));
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
