@@ -11,17 +11,22 @@
 // and unlike MB/s it does not move with the machine's speed of the day. Produce, consume and
 // the probe also run through a bare TCP relay (bench/servers/relay.ts): what any extra hop
 // costs here, reported beside the gateway. The `connections` phase measures the gateway's
-// memory with 1, 1,000 and 5,000 idle authenticated Kafka connections.
+// memory with 1, 1,000 and 5,000 idle authenticated Kafka connections. The `schema` phase
+// writes the same ~1 KiB events as Avro (a real schema registry, Apicurio) and as JSON to
+// masked topics with one Node producer, and compares throughput and gateway CPU per MB.
 //
 // Starts its own broker, identity provider and gateway (a child process).
 
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Producer } from '@platformatic/kafka';
+import avro from 'avsc';
+import { startRegistry, type RunningRegistry } from '../../src/dev/registry.ts';
 import { runKafkaTool } from '../../src/dev/kafka.ts';
 import { connect, type Socket } from 'node:net';
 import { freePort, spawnNode, waitHealthy } from '../lib/procs.ts';
 import { startServices } from '../lib/services.ts';
+import { saturation } from '../lib/load.ts';
 
 /** Settings of a full run, or of a --quick smoke run. */
 export function kafkaBenchOptions(quick: boolean, profileDir?: string, only?: string[]): KafkaBenchOptions {
@@ -29,7 +34,7 @@ export function kafkaBenchOptions(quick: boolean, profileDir?: string, only?: st
   return { records: quick ? 50_000 : 500_000, recordSize: 1024, rate: 2000, probeSeconds: quick ? 3 : 10, profileDir, phases: phases?.length ? phases : [...KAFKA_PHASES] };
 }
 
-export const KAFKA_PHASES = ['produce', 'consume', 'latency', 'probe', 'masking', 'connections'] as const;
+export const KAFKA_PHASES = ['produce', 'consume', 'latency', 'probe', 'masking', 'schema', 'connections'] as const;
 export type KafkaPhase = (typeof KAFKA_PHASES)[number];
 
 export interface KafkaBenchOptions {
@@ -193,6 +198,17 @@ export async function runKafkaSuite(opts: KafkaBenchOptions, log: (s: string) =>
   const topic = 'bench.passthrough';
   // a topic with a produce rule: records are decoded, card numbers masked, batches re-encoded
   const maskedTopic = 'bench.masked';
+  // the schema phase: the same events as Avro on a schema topic, and as JSON on a masked topic
+  const avroTopic = 'bench.schema.avro';
+  const jsonTopic = 'bench.schema.json';
+  const wantsSchema = opts.phases.includes('schema');
+  let registry: RunningRegistry | undefined;
+  if (wantsSchema) {
+    registry = await startRegistry();
+    const created = await runKafkaTool('org.apache.kafka.tools.TopicCommand', ['--bootstrap-server', kafka.bootstrap, '--create', '--topic', avroTopic, '--partitions', '1', '--replication-factor', '1']);
+    const createdJson = await runKafkaTool('org.apache.kafka.tools.TopicCommand', ['--bootstrap-server', kafka.bootstrap, '--create', '--topic', jsonTopic, '--partitions', '1', '--replication-factor', '1']);
+    if (created.code !== 0 || createdJson.code !== 0) throw new Error(`topic creation failed: ${created.stderr}${createdJson.stderr}`);
+  }
   for (const t of [topic, maskedTopic]) {
     const created = await runKafkaTool('org.apache.kafka.tools.TopicCommand', ['--bootstrap-server', kafka.bootstrap, '--create', '--topic', t, '--partitions', '1', '--replication-factor', '1']);
     if (created.code !== 0) throw new Error(`topic creation failed: ${created.stderr}`);
@@ -221,7 +237,10 @@ inspection:
   rules:
     - { id: pci.card-number, detector: payment-card, action: { type: mask, keepLast: 4 } }
   topics:
-    - { topics: ["${maskedTopic}"], format: json, produce: [pci.card-number] }
+    - { topics: ["${maskedTopic}", "${jsonTopic}"], format: json, produce: [pci.card-number] }
+${registry ? `    - { topics: ["${avroTopic}"], schema: { required: true }, produce: [pci.card-number] }
+schemas:
+  registry: { url: "${registry.ccompat}" }` : ''}
 audit:
   spool: { dir: "${join(work, 'audit')}" }
 limits:
@@ -514,6 +533,68 @@ limits:
     log(`masking (lz4 varied JSON) direct ${variedDirect.mbPerSec} MB/s, masked ${variedMasked.mbPerSec} MB/s, ratio ${varied.maskedRatio} (gateway CPU ${variedMasked.cpu.gatewayS} s)`);
   }
 
+  if (phase('schema') && registry) {
+    log('schema: ~1 KiB events as Avro (schema registry, masked by field) and as JSON (masked), one Node producer, lz4, through the gateway and direct');
+    const events = variedRecords(2000, opts.recordSize).map((j) => JSON.parse(j) as Record<string, unknown>);
+    const type = avro.Type.forSchema(BENCH_EVENT_SCHEMA as avro.Schema);
+    const res = await fetch(`${registry.ccompat}/subjects/${avroTopic}-value/versions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
+      body: JSON.stringify({ schema: JSON.stringify(BENCH_EVENT_SCHEMA) }),
+    });
+    const { id } = (await res.json()) as { id: number };
+    const head = Buffer.alloc(5);
+    head.writeInt32BE(id, 1);
+    const avroValues = events.map((e) => Buffer.concat([head, type.toBuffer(e)]));
+    const jsonValues = events.map((e) => Buffer.from(JSON.stringify(e)));
+    const schemaRecords = opts.records / 5;
+    const sasl = { mechanism: 'PLAIN' as const, username: 'ops', password: token };
+    const run = (bootstrap: string, to: string, values: Buffer[], withSasl: boolean) => {
+      const bytes = values.reduce((n, v) => n + v.length, 0) / values.length;
+      return withCpu((schemaRecords * bytes) / 1048576, () => nodeProduce(bootstrap, to, values, schemaRecords, withSasl ? sasl : undefined));
+    };
+    // warm-up: the gateway compiles the schema and the JIT the paths
+    await nodeProduce(viaGateway, avroTopic, avroValues, 5000, sasl);
+    await nodeProduce(viaGateway, jsonTopic, jsonValues, 5000, sasl);
+    let avroDirect = await run(kafka.bootstrap, avroTopic, avroValues, false);
+    let avroGw = await run(viaGateway, avroTopic, avroValues, true);
+    let jsonGw = await run(viaGateway, jsonTopic, jsonValues, true);
+    avroDirect = best(avroDirect, await run(kafka.bootstrap, avroTopic, avroValues, false));
+    avroGw = best(avroGw, await run(viaGateway, avroTopic, avroValues, true));
+    jsonGw = best(jsonGw, await run(viaGateway, jsonTopic, jsonValues, true));
+    const avroBytes = avroValues.reduce((n, v) => n + v.length, 0) / avroValues.length;
+    const jsonBytes = jsonValues.reduce((n, v) => n + v.length, 0) / jsonValues.length;
+    result.schema = { records: schemaRecords, avroBytes: round(avroBytes), jsonBytes: round(jsonBytes), avroDirect, avroGateway: avroGw, jsonGateway: jsonGw };
+    metrics['kafka.schema.avro.throughput_ratio'] = round(avroGw.mbPerSec / avroDirect.mbPerSec);
+    metrics['kafka.schema.avro.gateway_ms_per_mb'] = avroGw.cpu.gatewayMsPerMb;
+    metrics['kafka.schema.json.gateway_ms_per_mb'] = jsonGw.cpu.gatewayMsPerMb;
+    metrics['kafka.schema.avro.records_per_sec_vs_json'] = round(avroGw.recordsPerSec / jsonGw.recordsPerSec);
+    if (jsonGw.cpu.gatewayMsPerMb > 0) metrics['kafka.schema.avro.cpu_vs_json'] = round(avroGw.cpu.gatewayMsPerMb / jsonGw.cpu.gatewayMsPerMb);
+    log(`schema: Avro (${round(avroBytes)} B/record) direct ${avroDirect.mbPerSec} MB/s, through the gateway ${avroGw.mbPerSec} MB/s (${avroGw.recordsPerSec} records/s); JSON (${round(jsonBytes)} B/record) ${jsonGw.mbPerSec} MB/s (${jsonGw.recordsPerSec} records/s)`);
+    log(`  ${cpuLine('Avro masked', avroGw.cpu)}; ${cpuLine('JSON masked', jsonGw.cpu)}`);
+
+    // the HTTP API: REST v3 records with schema_id + JSON data (the gateway serializes them as
+    // Avro, then masks the view) against the same events as JSON values, autocannon at saturation
+    const httpRun = async (to: string, value: Record<string, unknown>) => {
+      const body = JSON.stringify({ value });
+      const target = { url: `http://127.0.0.1:${httpPort}/v3/clusters/streamgate/topics/${to}/records`, body, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } };
+      const g0 = cpuSeconds(gatewayPid);
+      const r = await saturation(target, { connections: 16, seconds: opts.probeSeconds });
+      const gatewayS = round(cpuSeconds(gatewayPid) - g0);
+      if (r.ok === 0) throw new Error(`HTTP schema case: no request succeeded (${r.firstFailure ?? 'no answer'})`);
+      const mb = (r.ok * jsonBytes) / 1048576;
+      return { rps: r.rps, p50Ms: r.latency.p50, p99Ms: r.latency.p99, gatewayS, gatewayMsPerMbOfJson: round((gatewayS * 1000) / mb) };
+    };
+    const event = events[0]!;
+    await httpRun(avroTopic, { schema_id: id, data: event });
+    const httpAvro = await httpRun(avroTopic, { schema_id: id, data: event });
+    const httpJson = await httpRun(jsonTopic, { type: 'JSON', data: event });
+    (result.schema as Record<string, unknown>).http = { avro: httpAvro, json: httpJson };
+    metrics['http.schema.avro.rps_vs_json'] = round(httpAvro.rps / httpJson.rps);
+    metrics['http.schema.avro.cpu_vs_json'] = round(httpAvro.gatewayMsPerMbOfJson / httpJson.gatewayMsPerMbOfJson);
+    log(`schema over HTTP (one ~1 KiB event per request, 16 connections, ${opts.probeSeconds} s): Avro via schema_id ${httpAvro.rps} req/s (p99 ${httpAvro.p99Ms} ms, ${httpAvro.gatewayMsPerMbOfJson} ms CPU per MB of JSON data), JSON ${httpJson.rps} req/s (p99 ${httpJson.p99Ms} ms, ${httpJson.gatewayMsPerMbOfJson} ms per MB)`);
+  }
+
   if (phase('connections')) {
     log('memory: gateway RSS with 1, 1,000 and 5,000 idle SASL-authenticated Kafka connections');
     const held: Socket[] = [];
@@ -540,6 +621,7 @@ limits:
 
   await gateway.stop();
   await relay.stop();
+  await registry?.stop();
   // flat names for bench:check (bench/budgets.json)
   return { ...result, metrics };
 }
@@ -602,8 +684,56 @@ function saslLogin(port: number, token: string): Promise<Socket> {
   });
 }
 
+/** The Avro schema of variedRecords' events (the schema phase). */
+export const BENCH_EVENT_SCHEMA = {
+  type: 'record', name: 'BenchEvent', namespace: 'bench',
+  fields: [
+    { name: 'id', type: 'string' },
+    { name: 'ts', type: 'long' },
+    { name: 'customer', type: { type: 'record', name: 'Customer', fields: [{ name: 'name', type: 'string' }, { name: 'tier', type: 'string' }, { name: 'country', type: 'string' }] } },
+    { name: 'card', type: 'string' },
+    { name: 'amount', type: 'double' },
+    { name: 'currency', type: 'string' },
+    { name: 'merchant', type: 'string' },
+    { name: 'items', type: { type: 'array', items: { type: 'record', name: 'Item', fields: [{ name: 'sku', type: 'string' }, { name: 'qty', type: 'int' }] } } },
+    { name: 'note', type: 'string' },
+  ],
+};
+
+/**
+ * `count` records of `values` (cycled) with one Node producer (@platformatic/kafka), lz4,
+ * acks=1, batches of 500 with four in flight: the same client for Avro and JSON values.
+ */
+async function nodeProduce(bootstrap: string, topic: string, values: Buffer[], count: number, sasl?: { mechanism: 'PLAIN'; username: string; password: string }): Promise<{ mbPerSec: number; recordsPerSec: number }> {
+  const producer = new Producer({ clientId: 'bench-schema', bootstrapBrokers: [bootstrap], ...(sasl ? { sasl } : {}), acks: 1, compression: 'lz4', retries: 0 } as never);
+  const BATCH = 500;
+  let next = 0;
+  let bytes = 0;
+  const t0 = performance.now();
+  try {
+    const worker = async () => {
+      while (next < count) {
+        const from = next;
+        next = Math.min(count, next + BATCH);
+        const messages = [];
+        for (let i = from; i < next; i++) {
+          const value = values[i % values.length]!;
+          bytes += value.length;
+          messages.push({ topic, value });
+        }
+        await producer.send({ messages } as never);
+      }
+    };
+    await Promise.all([worker(), worker(), worker(), worker()]);
+  } finally {
+    await producer.close();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return { mbPerSec: round(bytes / 1048576 / seconds), recordsPerSec: round(count / seconds) };
+}
+
 /** ~`size`-byte JSON events with a card number and varied fields (seeded: the same every run). */
-function variedRecords(n: number, size: number): string[] {
+export function variedRecords(n: number, size: number): string[] {
   let seed = 42;
   const next = () => (seed = (seed * 48271) % 2147483647);
   // letters only, like words: a note full of digits would be a different (slower) scan

@@ -323,7 +323,10 @@ function rebuild(t: AvroType, orig: unknown, out: unknown, path: string, options
         result[f.name] = Object.hasOwn(o, f.name) ? rebuild(f.type as AvroType, rec[f.name], o[f.name], p, options) : emptyOf(f.type as AvroType, p, options);
       }
       // a key the schema does not have: a rule rewrote a field name, which cannot be written back
-      for (const k of Object.keys(o)) if (!fields.some((f) => f.name === k)) throw new ValueCodecError('unfit', `a rule rewrote the field name ${JSON.stringify(k)}`, path);
+      const keys = Object.keys(o);
+      if (keys.length !== fields.length || keys.some((k, i) => k !== fields[i]!.name)) {
+        for (const k of keys) if (!fields.some((f) => f.name === k)) throw new ValueCodecError('unfit', `a rule rewrote the field name ${JSON.stringify(k)}`, path);
+      }
       return result;
     }
     case 'union:wrapped': {
