@@ -243,6 +243,12 @@ test('HTTP: REST Proxy v3 produce with schema_id, subject + version and the topi
     assert.equal(c.card, '**** **** **** 1111');
     assert.equal(c.phone, '[pii]');
   }
+  // bytes a registry serializer framed, sent as BINARY: decoded and masked the same way
+  const framed = await schemas.encode(id, customer(5));
+  const binary = await post('alice', { type: 'BINARY', data: framed.toString('base64') });
+  assert.equal(binary.status, 200, JSON.stringify(binary.body));
+  const [fourth] = (await stored(4, HTTP_TOPIC)).slice(3);
+  assert.equal(((await schemas.decode(fourth!)) as ReturnType<typeof customer>).card, '**** **** **** 1111');
   const unfit = await post('alice', { schema_id: id, data: { id: 'not a long' } });
   assert.equal(unfit.status, 422, JSON.stringify(unfit.body));
   assert.equal(unfit.body.rule, 'schema.unfit');
