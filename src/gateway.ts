@@ -520,7 +520,7 @@ export class Gateway implements Dispatcher {
       spool: this.#spool.healthy ? { ok: true } : { ok: false, detail: this.#spool.problem ?? 'spool error' },
       identity: this.#verifier.ready ? { ok: true } : { ok: false, detail: 'the key sets of the identity providers are not fetched yet' },
       // records of schemas already compiled keep flowing while the registry is down; new ids are refused (or scanned)
-      ...(this.#schemas ? { schemas: await withTimeout(this.#schemas.source.ready().then((ok): Check => (ok ? { ok } : { ok, detail: 'the schema registry does not answer' })), 3000, 'the schema registry') } : {}),
+      ...(this.#schemas ? { schemas: { ...(await withTimeout(this.#schemas.source.ready().then((ok): Check => (ok ? { ok } : { ok, detail: 'the schema registry does not answer' })), 3000, 'the schema registry')), critical: false } } : {}),
     };
   }
 

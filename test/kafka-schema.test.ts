@@ -281,6 +281,11 @@ test('registry down: records of a schema already seen keep flowing, a new schema
   assert.ok(row, 'the refusal is audited with the reason');
   const ready = await gateway.readiness();
   assert.equal(ready.schemas?.ok, false);
+  // reported, but the instance stays in the load balancer: other topics still flow
+  const readyz = await request(`http://127.0.0.1:${gateway.addresses.admin!.port}/readyz`);
+  const body = (await readyz.body.json()) as { status: string };
+  assert.equal(readyz.statusCode, 200);
+  assert.equal(body.status, 'degraded');
   // nothing refused reached the broker: the three of the first test and the one just accepted
   const admin = new Kafka({ clientId: 'direct-admin', brokers: [infra.kafka], logLevel: logLevel.NOTHING }).admin();
   await admin.connect();

@@ -121,8 +121,10 @@ export function openValues(
       (missing ??= new Set()).add(id);
       continue;
     }
+    // a topic that requires registered schemas refuses what does not decode with one, whatever `undecodable` says
+    const refuse = spec.required || spec.undecodable === 'refuse';
     if (codec instanceof ValueCodecError) {
-      if (spec.undecodable === 'refuse') opened[i] = { kind: 'refused', rule: 'schema.unsupported', message: `record ${i}: ${codec.message}` };
+      if (refuse) opened[i] = { kind: 'refused', rule: 'schema.unsupported', message: `record ${i}: ${codec.message}` };
       continue;
     }
     try {
@@ -135,7 +137,7 @@ export function openValues(
       rulesets[i] = spec.viewRuleset;
     } catch (err) {
       if (!(err instanceof ValueCodecError) && !(err instanceof FramingError)) throw err;
-      if (spec.undecodable === 'refuse') opened[i] = { kind: 'refused', rule: 'schema.undecodable', message: `record ${i}: schema ${id}: ${err.message}` };
+      if (refuse) opened[i] = { kind: 'refused', rule: 'schema.undecodable', message: `record ${i}: schema ${id}: ${err.message}` };
     }
   }
   if (missing) return { needSchemas: [...missing] };

@@ -5,6 +5,19 @@ import type { AdminListenerConfig } from '../config/schema.ts';
 export interface Check {
   ok: boolean;
   detail?: string;
+  /**
+   * false: reported, but the instance stays ready when it fails ("degraded"): a dependency
+   * some operations need (the schema registry) must not take every instance out of a load
+   * balancer while the rest of the traffic flows
+   */
+  critical?: boolean;
+}
+
+/** ready: every critical check holds; degraded: ready, with a non-critical one failing. */
+export function readinessOf(checks: Record<string, Check>): 'ready' | 'degraded' | 'not-ready' {
+  const failing = Object.values(checks).filter((c) => !c.ok);
+  if (failing.length === 0) return 'ready';
+  return failing.every((c) => c.critical === false) ? 'degraded' : 'not-ready';
 }
 
 export interface AdminHandlers {
@@ -52,8 +65,8 @@ export class AdminListener {
       if (path === '/readyz') {
         handlers.readiness().then(
           (checks) => {
-            const ready = Object.values(checks).every((c) => c.ok);
-            json(ready ? 200 : 503, { status: ready ? 'ready' : 'not-ready', checks });
+            const status = readinessOf(checks);
+            json(status === 'not-ready' ? 503 : 200, { status, checks });
           },
           (err: unknown) => json(503, { status: 'not-ready', error: (err as Error).message }),
         );

@@ -7,7 +7,7 @@ import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Gateway } from '../gateway.ts';
 import { createLogger, type Logger } from '../log.ts';
-import { AdminListener, withTimeout, type Check } from './admin.ts';
+import { AdminListener, readinessOf, withTimeout, type Check } from './admin.ts';
 
 /**
  * `serve --processes N`: node:cluster forks N workers that share the listening ports
@@ -140,7 +140,9 @@ export async function runPrimary(file: string, processes: number): Promise<void>
           const check = await withTimeout(
             ask(worker).then((checks): Check => {
               const failed = Object.entries(checks).filter(([, c]) => !c.ok);
-              return failed.length === 0 ? { ok: true } : { ok: false, detail: failed.map(([n, c]) => `${n}: ${c.detail ?? 'failed'}`).join('; ') };
+              if (failed.length === 0) return { ok: true };
+              const detail = failed.map(([n, c]) => `${n}: ${c.detail ?? 'failed'}`).join('; ');
+              return readinessOf(checks) === 'degraded' ? { ok: false, critical: false, detail } : { ok: false, detail };
             }),
             4000,
             `worker ${i}`,

@@ -295,6 +295,11 @@ function emptyOf(t: AvroType, path: string, options: WriteOptions): unknown {
       return false;
     case 'null':
       return null;
+    case 'enum': {
+      const e = t as unknown as { default?: string };
+      if (e.default !== undefined) return e.default;
+      throw new ValueCodecError('unfit', 'a rule removed an enum field whose enum has no default', path);
+    }
     default:
       throw new ValueCodecError('unfit', `a rule removed a field of type ${t.typeName}, which the schema requires`, path);
   }

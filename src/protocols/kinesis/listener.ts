@@ -488,7 +488,8 @@ export class KinesisListener {
       });
     } catch (err) {
       // PutRecords answers per record even when every record was refused by the gateway
-      if (batch && err instanceof GatewayError && (err.kind === 'blocked' || err.kind === 'too-large') && op.refusals?.size) {
+      const perRecord = err instanceof GatewayError && (err.kind === 'blocked' || err.kind === 'too-large' || (err.kind === 'invalid' && err.rule?.startsWith('schema.') === true));
+      if (batch && perRecord && op.refusals?.size) {
         const records = op.records.map((_r, i) => ({ ErrorCode: 'InvalidArgumentException', ErrorMessage: op.refusals!.get(i)?.message ?? err.message }));
         return { status: 200, body: { FailedRecordCount: records.length, Records: records }, requestId: op.id };
       }
