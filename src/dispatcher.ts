@@ -59,7 +59,7 @@ export interface Dispatcher {
    * framed for `topic` (HTTP produce); rejects with a GatewayError saying why. Absent when no
    * schema registry or catalog is configured.
    */
-  serializeWithSchema?(topic: string, ref: SchemaRef, data: unknown): Promise<{ bytes: Uint8Array; format: string }>;
+  serializeWithSchema?(topic: string, ref: SchemaRef, data: unknown, part: 'key' | 'value'): Promise<{ bytes: Uint8Array; format: string; header?: [string, Uint8Array] }>;
   /** The gateway's own endpoints on the HTTP data port (token exchange, JWKS); resolves false when `path` is none of them. */
   serveHttp?(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean>;
 }

@@ -429,11 +429,11 @@ export class Gateway implements Dispatcher {
     return this.#jit;
   }
 
-  async serializeWithSchema(topic: string, ref: SchemaRef, data: unknown): Promise<{ bytes: Uint8Array; format: string }> {
+  async serializeWithSchema(topic: string, ref: SchemaRef, data: unknown, part: 'key' | 'value'): Promise<{ bytes: Uint8Array; format: string; header?: [string, Uint8Array] }> {
     if (!this.#serializer) throw new GatewayError('invalid', 'this gateway has no schema registry or catalog: send type JSON, STRING or BINARY', { rule: 'schema.unavailable' });
     const framing = this.#live.rules.rulesFor(topic, 'produce')?.values?.framing ?? 'confluent';
     try {
-      return await this.#serializer.serialize(ref, data, framing);
+      return await this.#serializer.serialize(ref, data, framing, part);
     } catch (err) {
       if (err instanceof ValueCodecError) throw new GatewayError('invalid', err.message, { rule: 'schema.unfit' });
       if (err instanceof SchemaError) {

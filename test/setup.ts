@@ -1,5 +1,6 @@
 import { ensureKafkaJars, startKafka, type RunningKafka } from '../src/dev/kafka.ts';
 import { ensureRegistryBuild } from '../src/dev/registry.ts';
+import { ensureSerdesJars } from './helpers/java-serdes.ts';
 import { ensureClickHouseInstalled } from '../src/dev/clickhouse.ts';
 import { ensureRedis, type RunningRedis } from '../src/dev/redis.ts';
 
@@ -17,7 +18,8 @@ export async function globalSetup(): Promise<void> {
   // shared-state tests expect Redis at 127.0.0.1:6379: the running one, or one started here
   redis = await ensureRedis();
   // the schema registry is built by Maven once (cached in .cache/): after the Kafka jars, while the broker starts
-  const registry = ensureKafkaJars().then(() => ensureRegistryBuild()).then(() => undefined, (err: unknown) => err);
+  // and the Java clients' registry serializers (test/java/pom.xml)
+  const registry = ensureKafkaJars().then(() => ensureRegistryBuild()).then(() => ensureSerdesJars()).then(() => undefined, (err: unknown) => err);
   kafka = await startKafka();
   process.env.STREAMGATE_TEST_KAFKA = kafka.bootstrap;
   const failed = (await clickhouse) ?? (await registry);

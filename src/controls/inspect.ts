@@ -55,7 +55,10 @@ export class Inspect implements Control {
     const plan = rules.keyHeaders ? planKeyHeaders(records, rules.ruleset, rules.keyHeaders) : null;
     const payloads = plan ? plan.payloads : records.map((r) => r.value);
     const { result, where, problems } = rules.values
-      ? await this.#inspector.inspectSchemaValues({ payloads, count: records.length, rulesets: plan ? plan.rulesets : new Uint32Array(payloads.length).fill(rules.ruleset), spec: rules.values })
+      ? await this.#inspector.inspectSchemaValues({
+          payloads, count: records.length, rulesets: plan ? plan.rulesets : new Uint32Array(payloads.length).fill(rules.ruleset), spec: rules.values,
+          ...(rules.values.framing === 'apicurio-header' ? { headers: records.map((r) => r.headers) } : {}),
+        })
       : { ...(await this.#inspector.inspect(payloads, plan ? plan.rulesets : rules.ruleset)), problems: [] };
     const n = records.length;
     const facts = plan ? foldKeyHeaders(records, plan, result, (j) => result.values[j] ?? null) : result;

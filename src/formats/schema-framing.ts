@@ -11,6 +11,27 @@
 //   caller from the header and need no framing here)
 
 export type Framing = 'confluent' | 'apicurio';
+/** Where a topic's values name their schema: a prefix of the value, or (Apicurio serdes 2.x's default) a record header. */
+export type ValueFraming = Framing | 'apicurio-header';
+
+/** The headers Apicurio's serializers put a value's (key's) global id in (8 bytes, big-endian) when headers are enabled. */
+export const APICURIO_VALUE_GLOBAL_ID = 'apicurio.value.globalId';
+export const APICURIO_KEY_GLOBAL_ID = 'apicurio.key.globalId';
+
+/** The global id of an `apicurio.value.globalId` header value; FramingError when it is not one. */
+export function readGlobalIdHeader(bytes: Uint8Array): number {
+  if (bytes.length !== 8) throw new FramingError('invalid-id', `the ${APICURIO_VALUE_GLOBAL_ID} header holds ${bytes.length} bytes, not an 8-byte id`);
+  const id = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigInt64(0);
+  if (id < 0n || id > BigInt(Number.MAX_SAFE_INTEGER)) throw new FramingError('invalid-id', `the ${APICURIO_VALUE_GLOBAL_ID} header names ${id}, which no registry assigns`);
+  return Number(id);
+}
+
+/** The header value for a global id. */
+export function globalIdHeader(id: number): Uint8Array {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigInt64(0, BigInt(id));
+  return out;
+}
 
 export interface FramedValue {
   /** the schema id (confluent) or global id (apicurio) */

@@ -59,6 +59,8 @@ export interface SchemaValuesTask {
   /** per payload: its ruleset (the values' is their plain ruleset; views get spec.viewRuleset) */
   rulesets: Uint32Array;
   spec: ValueSpec;
+  /** per value, its record's headers (for the apicurio-header framing) */
+  headers?: Array<Array<[string, Uint8Array]>>;
   schemaEpoch: string;
   schemas?: RegisteredSchema[];
   schemaFailures?: SchemaFailure[];
@@ -72,7 +74,7 @@ export interface SchemaValuesTask {
 export function inspectSchemaValues(engine: WasmEngine, task: SchemaValuesTask): (BatchResult & { problems: ValueProblemReport[] }) | SchemaNeeds {
   const n = task.count;
   const values = task.payloads.slice(0, n);
-  const open = openValues(values, task.spec, task.rulesets[0] ?? 0, task.schemaEpoch, task.schemas, task.schemaFailures);
+  const open = openValues(values, task.spec, task.rulesets[0] ?? 0, task.schemaEpoch, task.schemas, task.schemaFailures, task.headers);
   if ('needSchemas' in open) return open;
   const payloads = task.payloads.slice();
   const rulesets = task.rulesets.slice();

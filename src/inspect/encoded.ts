@@ -113,7 +113,7 @@ export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedRe
     sizes[i] = (r.value?.byteLength ?? 0) + (r.key?.byteLength ?? 0);
   }
   // schema-registry values become JSON views with their own ruleset
-  const open = task.values ? openValues(values, task.values, task.ruleset, task.schemaEpoch ?? '', task.schemas, task.schemaFailures) : null;
+  const open = task.values ? openValues(values, task.values, task.ruleset, task.schemaEpoch ?? '', task.schemas, task.schemaFailures, task.values.framing === 'apicurio-header' ? records.map((r) => r.headers) : undefined) : null;
   if (open && 'needSchemas' in open) return open;
   const hashes = new Array<string>(n);
   for (let i = 0; i < n; i++) hashes[i] = hash('sha256', values[i] ?? EMPTY, 'hex');

@@ -111,8 +111,12 @@ const malformedJson = z.enum(['scan', 'block']);
  * rules act on schema fields, and written back with the same schema id.
  */
 const topicSchema = z.strictObject({
-  /** confluent: magic byte 0 and a 4-byte schema id; apicurio: magic byte 0 and an 8-byte global id */
-  framing: z.enum(['confluent', 'apicurio']).default('confluent'),
+  /**
+   * confluent: magic byte 0 and a 4-byte schema id; apicurio: magic byte 0 and an 8-byte global
+   * id; apicurio-header: the global id in the record header apicurio.value.globalId (Apicurio
+   * serdes 2.x's default), the value holds only the body
+   */
+  framing: z.enum(['confluent', 'apicurio', 'apicurio-header']).default('confluent'),
   /** produce: every value must be framed with a schema the registry (or catalog) knows; others are refused per record */
   required: z.boolean().default(false),
   /** a framed value that does not decode, or whose schema cannot be had: refused (fail closed) or scanned as bytes */

@@ -9,7 +9,7 @@
 // accept thread, which fetches them from the registry: a task that meets an id this thread
 // has not compiled answers `needSchemas`, and is run again with them.
 
-import { FramingError, readFraming, type Framing } from '../formats/schema-framing.ts';
+import { APICURIO_VALUE_GLOBAL_ID, FramingError, readFraming, readGlobalIdHeader, type ValueFraming } from '../formats/schema-framing.ts';
 import { CodecCache, ValueCodecError, type DecodedValue, type ValueCodec } from '../formats/values/index.ts';
 import type { RegisteredSchema, SchemaErrorCode } from '../schemas/source.ts';
 import { FLAG_BLOCKED, FLAG_CHANGED, outputOf, type EngineResult, type WasmEngine } from './engine.ts';
@@ -19,7 +19,7 @@ type PerRecord = Pick<EngineResult, 'flags' | 'stopRule' | 'hitStart' | 'hitCoun
 
 /** The `schema` section of a topic's inspection entry, as the engine's thread needs it. */
 export interface ValueSpec {
-  framing: Framing;
+  framing: ValueFraming;
   /** every value must be framed with a schema the source knows */
   required: boolean;
   /** a value that cannot be read: refused, or scanned as bytes under the topic's format */
@@ -85,6 +85,8 @@ export function openValues(
   epoch: string,
   schemas: readonly RegisteredSchema[] = [],
   failures: readonly SchemaFailure[] = [],
+  /** per value, its record's headers (the apicurio-header framing reads the id there) */
+  headers?: ReadonlyArray<ReadonlyArray<readonly [string, Uint8Array]> | undefined>,
 ): OpenedValues | SchemaNeeds {
   codecs.useEpoch(epoch);
   for (const s of schemas) codecs.learn(s);
@@ -104,7 +106,12 @@ export function openValues(
     let id: number;
     let bodyOffset: number;
     try {
-      ({ schemaId: id, bodyOffset } = readFraming(v, spec.framing, false));
+      if (spec.framing === 'apicurio-header') {
+        const header = headers?.[i]?.find(([name]) => name === APICURIO_VALUE_GLOBAL_ID);
+        if (!header) throw new FramingError('not-framed', `the record has no ${APICURIO_VALUE_GLOBAL_ID} header`);
+        id = readGlobalIdHeader(header[1]);
+        bodyOffset = 0;
+      } else ({ schemaId: id, bodyOffset } = readFraming(v, spec.framing, false));
     } catch (err) {
       if (!(err instanceof FramingError)) throw err;
       if (spec.required) opened[i] = { kind: 'refused', rule: 'schema.unframed', message: `record ${i}: this topic requires values written with a registered schema (${spec.framing} framing): ${err.message}` };
@@ -130,7 +137,10 @@ export function openValues(
     try {
       let messageIndexes: number[] | undefined;
       // Protobuf values list the message type after the id
-      if (codec.messageIndexed) ({ bodyOffset, messageIndexes } = readFraming(v, spec.framing, true));
+      if (codec.messageIndexed) {
+        if (spec.framing === 'apicurio-header') throw new ValueCodecError('schema-unsupported', "Protobuf values with the schema id in a header (Apicurio's own Protobuf framing) are not read; use Confluent framing");
+        ({ bodyOffset, messageIndexes } = readFraming(v, spec.framing, true));
+      }
       const decoded = codec.decode(v.subarray(bodyOffset), messageIndexes);
       opened[i] = { kind: 'view', codec, decoded, head: v.subarray(0, bodyOffset), id };
       inputs[i] = utf8.encode(decoded.view);

@@ -3,7 +3,7 @@
 // registry's schema and framed as a registry serializer frames them. The gateway never
 // registers a schema here: the reference must name one the registry has.
 
-import { writeFraming, type Framing } from '../formats/schema-framing.ts';
+import { APICURIO_KEY_GLOBAL_ID, APICURIO_VALUE_GLOBAL_ID, globalIdHeader, writeFraming, type ValueFraming } from '../formats/schema-framing.ts';
 import { CodecCache, ValueCodecError, type ValueCodec } from '../formats/values/index.ts';
 import { SchemaError, type RegisteredSchema, type SchemaSource } from './source.ts';
 
@@ -23,7 +23,8 @@ export class SchemaSerializer {
   }
 
   /** The framed value; rejects with SchemaError (the schema cannot be had) or ValueCodecError (the data does not fit). */
-  async serialize(ref: SchemaRef, data: unknown, framing: Framing): Promise<{ bytes: Uint8Array; format: 'AVRO' | 'PROTOBUF' | 'JSONSCHEMA' }> {
+  /** `header`: the record header that names the schema (apicurio-header framing), to add to the record */
+  async serialize(ref: SchemaRef, data: unknown, framing: ValueFraming, part: 'key' | 'value' = 'value'): Promise<{ bytes: Uint8Array; format: 'AVRO' | 'PROTOBUF' | 'JSONSCHEMA'; header?: [string, Uint8Array] }> {
     const schema = await this.#schema(ref);
     let codec = this.#codecs.get(schema.id);
     if (codec === undefined) {
@@ -32,11 +33,16 @@ export class SchemaSerializer {
     }
     if (codec instanceof ValueCodecError) throw codec;
     const { payload, messageIndexes } = (codec as ValueCodec).serialize(data);
+    const format = schema.type === 'JSON' ? 'JSONSCHEMA' : schema.type;
+    if (framing === 'apicurio-header') {
+      if (messageIndexes) throw new ValueCodecError('schema-unsupported', "Protobuf values with the schema id in a header (Apicurio's own Protobuf framing) are not written; use Confluent framing");
+      return { bytes: payload, format, header: [part === 'key' ? APICURIO_KEY_GLOBAL_ID : APICURIO_VALUE_GLOBAL_ID, globalIdHeader(schema.id)] };
+    }
     const head = writeFraming(framing, schema.id, messageIndexes);
     const out = new Uint8Array(head.length + payload.length);
     out.set(head);
     out.set(payload, head.length);
-    return { bytes: out, format: schema.type === 'JSON' ? 'JSONSCHEMA' : schema.type };
+    return { bytes: out, format };
   }
 
   #schema(ref: SchemaRef): Promise<RegisteredSchema> {

@@ -116,8 +116,15 @@ export class HttpListener {
     const serialize = this.#dispatcher.serializeWithSchema;
     if (!serialize) throw new GatewayError('invalid', 'this gateway has no schema registry or catalog: send type JSON, STRING or BINARY', { rule: 'schema.unavailable' });
     const { key, value } = d.withSchema!;
-    if (key) ({ bytes: d.record.key, format: d.keyType } = await serialize.call(this.#dispatcher, topic, schemaRef(topic, 'key', key.ref), key.data));
-    if (value) ({ bytes: d.record.value, format: d.valueType } = await serialize.call(this.#dispatcher, topic, schemaRef(topic, 'value', value.ref), value.data));
+    for (const part of ['key', 'value'] as const) {
+      const sent = part === 'key' ? key : value;
+      if (!sent) continue;
+      const out = await serialize.call(this.#dispatcher, topic, schemaRef(topic, part, sent.ref), sent.data, part);
+      if (part === 'key') [d.record.key, d.keyType] = [out.bytes, out.format];
+      else [d.record.value, d.valueType] = [out.bytes, out.format];
+      // the schema named in a header (apicurio-header framing): replaces one the client sent
+      if (out.header) d.record.headers = [...d.record.headers.filter(([name]) => name !== out.header![0]), out.header];
+    }
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
