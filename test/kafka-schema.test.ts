@@ -17,6 +17,8 @@ import type { Gateway } from '../src/gateway.ts';
 
 const run = `${process.pid}-${Date.now() % 100000}`;
 const TOPIC = `customers.avro-${run}`;
+/** values must use a schema of the topic's own subject */
+const STRICT = `customers.avro-${run}-strict`;
 /** written over the HTTP API */
 const HTTP_TOPIC = `customers.avro-${run}-http`;
 /** Protobuf and JSON Schema values on one topic */
@@ -102,7 +104,7 @@ before(async () => {
   [infra, registry] = await Promise.all([getInfra(), startRegistry()]);
   // the serializer's ajv, told the data-contract keyword is an annotation (as Confluent's own client does)
   schemas = new SchemaRegistry({ host: registry.ccompat }, { [SchemaType.JSON]: { strict: false } } as never);
-  await createTopics(infra.kafka, [TOPIC, MULTI, HTTP_TOPIC], 1);
+  await createTopics(infra.kafka, [TOPIC, MULTI, HTTP_TOPIC, STRICT], 1);
   watch = await watchAdvertisedAddresses();
   const made = testConfig(infra, (c) => {
     c.schemas = { registry: { url: registry.ccompat, retries: 0, timeoutMs: 1500 } };
@@ -110,6 +112,10 @@ before(async () => {
     c.policy.grants!.push({ roles: ['payments-writer'], actions: ['produce', 'describe'], topics: ['customers.avro-*'] });
     c.policy.grants!.push({ roles: ['analyst'], actions: ['consume', 'describe'], topics: ['customers.avro-*'], groups: ['schema-*'] } as never);
     c.inspection!.topics!.unshift({
+      topics: ['customers.avro-*-strict'],
+      schema: { required: true, subjects: ['{topic}-value'] },
+      produce: ['pci.card-number', 'pii.tagged'],
+    }, {
       topics: ['customers.avro-*'],
       schema: { required: true },
       produce: ['pci.card-number', 'pii.tagged'],
@@ -261,6 +267,30 @@ test('HTTP: REST Proxy v3 produce with schema_id, subject + version and the topi
   // someone who may not write the topic learns nothing about the registry
   const outsider = await post('mallory', { schema_id: 987654, data: {} });
   assert.equal(outsider.status, 403);
+});
+
+test('a topic that names its subjects refuses values of a schema registered elsewhere (one without the PII tags, say), audited', async () => {
+  const { id: own } = await schemas.register({ type: SchemaType.AVRO, schema: customerSchema('Customer') }, { subject: `${STRICT}-value` });
+  // the same fields, no tags: under another subject it would dodge the tag rule
+  const untagged = customerSchema('Untagged').replaceAll(',"confluent:tags":["PII"]', '');
+  assert.ok(!untagged.includes('confluent:tags'));
+  const { id: other } = await schemas.register({ type: SchemaType.AVRO, schema: untagged }, { subject: `${STRICT}-sneaky` });
+  const producer = client('alice').producer();
+  await producer.connect();
+  try {
+    await producer.send({ topic: STRICT, acks: -1, messages: [{ value: await schemas.encode(own, customer(1)) }] });
+    await assert.rejects(producer.send({ topic: STRICT, acks: -1, messages: [{ value: await schemas.encode(other, customer(2)) }] }), (err: Error & { type?: string; cause?: { type?: string } }) => {
+      assert.equal(err.type ?? err.cause?.type, 'INVALID_RECORD', err.message);
+      return true;
+    });
+  } finally {
+    await producer.disconnect();
+  }
+  const [stored1] = await stored(1, STRICT);
+  assert.equal(((await schemas.decode(stored1!)) as ReturnType<typeof customer>).phone, '[pii]');
+  const row = readAudit(spoolDir).find((r) => r.resource === STRICT && r.rule === 'schema.subject');
+  assert.ok(row, 'the refusal is audited');
+  assert.match(row.message, new RegExp(`schema ${other} is not registered under ${STRICT}-value`));
 });
 
 test('registry down: records of a schema already seen keep flowing, a new schema id is refused fail-closed, readiness says so', async () => {

@@ -56,7 +56,7 @@ export class Inspect implements Control {
     const payloads = plan ? plan.payloads : records.map((r) => r.value);
     const { result, where, problems } = rules.values
       ? await this.#inspector.inspectSchemaValues({
-          payloads, count: records.length, rulesets: plan ? plan.rulesets : new Uint32Array(payloads.length).fill(rules.ruleset), spec: rules.values,
+          payloads, count: records.length, rulesets: plan ? plan.rulesets : new Uint32Array(payloads.length).fill(rules.ruleset), spec: rules.values, topic: op.resource.name,
           ...(rules.values.framing === 'apicurio-header' ? { headers: records.map((r) => r.headers) } : {}),
         })
       : { ...(await this.#inspector.inspect(payloads, plan ? plan.rulesets : rules.ruleset)), problems: [] };
@@ -82,7 +82,7 @@ export class Inspect implements Control {
     const side: Side = op.action === 'produce' ? 'produce' : 'consume';
     const rules = book.rulesFor(op.resource.name, side, op.identity?.roles ?? []);
     const { result, where } = await this.#inspector.inspectEncoded(
-      { format: encoded.format, parts: encoded.parts, ruleset: rules?.ruleset ?? NO_RULES, keyHeaders: rules?.keyHeaders ?? null, values: rules?.values ?? null },
+      { format: encoded.format, parts: encoded.parts, ruleset: rules?.ruleset ?? NO_RULES, keyHeaders: rules?.keyHeaders ?? null, values: rules?.values ?? null, topic: op.resource.name },
       encoded.decodedBytes,
     );
     encoded.counts = result.counts;

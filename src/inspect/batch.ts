@@ -59,6 +59,8 @@ export interface SchemaValuesTask {
   /** per payload: its ruleset (the values' is their plain ruleset; views get spec.viewRuleset) */
   rulesets: Uint32Array;
   spec: ValueSpec;
+  /** the topic (the accept thread checks `spec.subjects` against it) */
+  topic?: string;
   /** per value, its record's headers (for the apicurio-header framing) */
   headers?: Array<Array<[string, Uint8Array]>>;
   schemaEpoch: string;
@@ -71,7 +73,7 @@ export interface SchemaValuesTask {
  * engine and written back with their schema (inspect/values.ts). Every payload of the result
  * is a copy (the engine runs twice when tag rules apply).
  */
-export function inspectSchemaValues(engine: WasmEngine, task: SchemaValuesTask): (BatchResult & { problems: ValueProblemReport[] }) | SchemaNeeds {
+export function inspectSchemaValues(engine: WasmEngine, task: SchemaValuesTask): (BatchResult & { problems: ValueProblemReport[]; schemaIds: number[] }) | SchemaNeeds {
   const n = task.count;
   const values = task.payloads.slice(0, n);
   const open = openValues(values, task.spec, task.rulesets[0] ?? 0, task.schemaEpoch, task.schemas, task.schemaFailures, task.headers);
@@ -115,5 +117,5 @@ export function inspectSchemaValues(engine: WasmEngine, task: SchemaValuesTask):
     hitCount[n + j] = extra.hitCount[j]!;
     for (let k = extra.hitStart[j]!; k < extra.hitStart[j]! + extra.hitCount[j]!; k++) hits.push(allHits[k]!);
   }
-  return { values: out, hashes, maskedHashes, flags, stopRule, hitStart, hitCount, hits: Uint32Array.from(hits), problems: closed.problems };
+  return { values: out, hashes, maskedHashes, flags, stopRule, hitStart, hitCount, hits: Uint32Array.from(hits), problems: closed.problems, schemaIds: open.schemaIds };
 }

@@ -25,6 +25,8 @@ export interface EncodedTask {
   values?: ValueSpec | null;
   /** identifies the schema source: ids of another source mean other schemas */
   schemaEpoch?: string;
+  /** the topic (the accept thread checks `values.subjects` against it) */
+  topic?: string;
   /** schemas the accept thread fetched for this task */
   schemas?: RegisteredSchema[];
   /** ids the accept thread could not get */
@@ -49,6 +51,8 @@ export interface EncodedResult {
   hits: Uint32Array;
   /** values refused by the schema step (stop rule STOP_VALUE): which, and why */
   problems: ValueProblemReport[];
+  /** per record, in order across the parts: the schema id its value was decoded with, -1 for none (schema topics only, else empty) */
+  schemaIds: number[];
 }
 
 export const UNCHANGED_HASH = ' '.repeat(64);
@@ -159,5 +163,6 @@ export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedRe
     maskedHashes: masked.join(''),
     flags: facts.flags, stopRule: facts.stopRule, hitStart: facts.hitStart, hitCount: facts.hitCount, hits: facts.hits,
     problems,
+    schemaIds: open?.schemaIds ?? [],
   };
 }

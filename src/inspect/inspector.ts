@@ -130,7 +130,36 @@ export class Inspector {
       throw new GatewayError('internal', 'inspection failed; the records were not forwarded', { cause: e });
     }
     if ('invalid' in result) throw new GatewayError('invalid', `the record batch cannot be read: ${result.invalid}`, { rule: 'records.format' });
+    if (task.values?.subjects) result.problems.push(...(await this.#checkSubjects(task.values.subjects, task.topic ?? '', result.schemaIds)));
     return { result, where: inline ? 'inline' : 'pool' };
+  }
+
+  /**
+   * Values whose schema is not registered under one of `subjects` (`{topic}` = the topic): a
+   * producer must not pick any registered schema, e.g. one without the tags a rule relies on.
+   * The subjects of an id come from the schema source (cached briefly); when they cannot be
+   * had the values are refused, fail closed.
+   */
+  async #checkSubjects(subjects: readonly string[], topic: string, schemaIds: readonly number[]): Promise<ValueProblemReport[]> {
+    const allowed = new Set(subjects.map((s) => s.replaceAll('{topic}', topic)));
+    const source = this.#schemas?.source;
+    const verdicts = new Map<number, string | null>();
+    await Promise.all(
+      [...new Set(schemaIds.filter((id) => id >= 0))].map(async (id) => {
+        try {
+          const list = source ? await source.subjectsOf(id) : [];
+          verdicts.set(id, list.some((v) => allowed.has(v.subject)) ? null : `schema ${id} is not registered under ${[...allowed].join(' or ')}`);
+        } catch (err) {
+          verdicts.set(id, `the subjects of schema ${id} cannot be had: ${err instanceof SchemaError ? err.message : (err as Error).message}`);
+        }
+      }),
+    );
+    const problems: ValueProblemReport[] = [];
+    schemaIds.forEach((id, record) => {
+      const why = id >= 0 ? verdicts.get(id) : null;
+      if (why) problems.push({ record, rule: 'schema.subject', message: `record ${record}: ${why}` });
+    });
+    return problems;
   }
 
   /**
@@ -145,7 +174,10 @@ export class Inspector {
       let attempt: SchemaValuesTask = { ...task, schemaEpoch: this.#schemas?.epoch ?? '' };
       for (let round = 0; ; round++) {
         const r = inline ? inspectSchemaValues(this.#engine, attempt) : ((await this.#pool!.run({ kind: 'values', version: this.#program.version, task: attempt } satisfies ValuesPoolTask)) as ValuesPoolResult);
-        if (!('needSchemas' in r)) return { result: r, problems: r.problems, where: inline ? 'inline' : 'pool' };
+        if (!('needSchemas' in r)) {
+          const problems = task.spec.subjects ? [...r.problems, ...(await this.#checkSubjects(task.spec.subjects, task.topic ?? '', r.schemaIds))] : r.problems;
+          return { result: r, problems, where: inline ? 'inline' : 'pool' };
+        }
         if (round === 3) throw new GatewayError('internal', 'the inspection threads could not be given the schemas of these records');
         attempt = { ...attempt, ...(await this.#fetchSchemas(r.needSchemas, attempt)) };
       }

@@ -116,6 +116,7 @@ export class RuleBook {
         required: side === 'produce' && t.schema.required,
         undecodable: t.schema.undecodable,
         numbers: t.schema.numbers,
+        subjects: side === 'produce' ? (t.schema.subjects ?? null) : null,
         viewRuleset: rulesetOf(listed.filter(forValue).map((r) => r.id), 'json', 'block'),
         tagRules: tagged.map((r) => r.tags!),
         tagRulesets,

@@ -123,6 +123,13 @@ const topicSchema = z.strictObject({
   undecodable: z.enum(['refuse', 'scan']).default('refuse'),
   /** what a number field a rule changed becomes (a masked number is no number) */
   numbers: z.number().default(0),
+  /**
+   * produce: the value's schema must be registered under one of these subjects (`{topic}` is the
+   * topic's name, e.g. "{topic}-value" for the topic name strategy); others are refused per
+   * record. Without it any registered schema is accepted, including one without the tags a
+   * tag rule relies on.
+   */
+  subjects: z.array(z.string().min(1).max(255)).min(1).optional(),
 });
 
 const topicInspection = z.strictObject({

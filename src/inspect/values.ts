@@ -26,6 +26,8 @@ export interface ValueSpec {
   undecodable: 'refuse' | 'scan';
   /** what a number field a rule changed becomes */
   numbers: number;
+  /** produce: the subjects a value's schema must be registered under ({topic}: the topic); checked on the accept thread (inspector.ts) */
+  subjects: readonly string[] | null;
   /** the engine ruleset for views (the topic's rules in JSON mode) */
   viewRuleset: number;
   /** rules selecting fields by tags, in config order: bit i of a leaf's mask is tagRules[i] */
@@ -68,6 +70,8 @@ type Opened =
 export interface OpenedValues {
   /** the engine's inputs for the values (views, or the values themselves) */
   inputs: Array<Uint8Array | null>;
+  /** per value: the schema id it was decoded with, -1 for none */
+  schemaIds: number[];
   /** per value: its ruleset */
   rulesets: Uint32Array;
   opened: Opened[];
@@ -94,6 +98,7 @@ export function openValues(
   const inputs = new Array<Uint8Array | null>(n);
   const rulesets = new Uint32Array(n);
   const opened = new Array<Opened>(n);
+  const schemaIds = new Array<number>(n).fill(-1);
   let missing: Set<number> | null = null;
   const failed = failures.length > 0 ? new Map(failures.map((f) => [f.id, f])) : null;
   for (let i = 0; i < n; i++) {
@@ -143,6 +148,7 @@ export function openValues(
       }
       const decoded = codec.decode(v.subarray(bodyOffset), messageIndexes);
       opened[i] = { kind: 'view', codec, decoded, head: v.subarray(0, bodyOffset), id };
+      schemaIds[i] = id;
       inputs[i] = utf8.encode(decoded.view);
       rulesets[i] = spec.viewRuleset;
     } catch (err) {
@@ -151,7 +157,7 @@ export function openValues(
     }
   }
   if (missing) return { needSchemas: [...missing] };
-  return { inputs, rulesets, opened };
+  return { inputs, rulesets, opened, schemaIds };
 }
 
 export interface ClosedValues {

@@ -63,6 +63,11 @@ export class SchemaCatalog implements SchemaSource {
     return found ? Promise.resolve(found) : Promise.reject(new SchemaError('SCHEMA_NOT_FOUND', `the schema catalog has no ${subject} v${version}`, { subject }));
   }
 
+  subjectsOf(id: number): Promise<Array<{ subject: string; version: number }>> {
+    const found = this.#byId.get(id);
+    return found ? Promise.resolve([{ subject: found.subject, version: found.version }]) : Promise.reject(new SchemaError('SCHEMA_NOT_FOUND', `the schema catalog has no schema ${id}`, { schemaId: id }));
+  }
+
   ready(): Promise<boolean> {
     return Promise.resolve(true);
   }

@@ -14,6 +14,16 @@ const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
 /** references nest (a schema's reference has references); past this depth the answer is refused */
 const MAX_REFERENCE_DEPTH = 16;
 const SCHEMA_TYPES = new Set<SchemaType>(['AVRO', 'PROTOBUF', 'JSON']);
+/** how long the subjects of an id are believed (a schema may be registered under a new subject at any time) */
+const SUBJECTS_TTL_MS = 30_000;
+const MAX_SUBJECT_LISTS = 10_000;
+
+/** The subjects of an id: the last answer (and when), and the request for a fresh one. */
+interface SubjectsEntry {
+  at: number;
+  list: Array<{ subject: string; version: number }> | undefined;
+  pending: Promise<Array<{ subject: string; version: number }>> | undefined;
+}
 
 interface SchemaAnswer {
   schema?: unknown;
@@ -36,6 +46,8 @@ export class RegistryClient implements SchemaSource {
   readonly #byId = new Map<number, Promise<RegisteredSchema>>();
   /** "subject\nversion" -> a registered version (immutable, like ids); settled ones only, so references that loop end at the depth bound instead of waiting on each other */
   readonly #versions = new Map<string, SubjectVersion>();
+  /** id -> its subject versions and when they were asked (the list grows when the schema is registered under another subject) */
+  readonly #subjects = new Map<number, SubjectsEntry>();
   /** id -> until when the registry's "not found" is believed, oldest first */
   readonly #missing = new Map<number, number>();
 
@@ -86,6 +98,37 @@ export class RegistryClient implements SchemaSource {
 
   version(subject: string, version: number | 'latest'): Promise<SubjectVersion> {
     return this.#versionAt(subject, version, 0);
+  }
+
+  subjectsOf(id: number): Promise<Array<{ subject: string; version: number }>> {
+    if (!validSchemaId(id)) return Promise.reject(new SchemaError('SCHEMA_NOT_FOUND', `${id} is not a schema id`, { schemaId: id }));
+    const known = this.#subjects.get(id);
+    if (known && (known.pending || Date.now() - known.at < SUBJECTS_TTL_MS)) return known.pending ?? Promise.resolve(known.list!);
+    const pending = this.#call('GET', `/schemas/ids/${id}/versions`, undefined, { schemaId: id }).then((answer) => {
+      if (!Array.isArray(answer)) throw new SchemaError('REGISTRY_INVALID_ANSWER', 'the schema registry answered the versions of an id with something else than a list', { schemaId: id });
+      return (answer as Array<{ subject?: unknown; version?: unknown }>).map((v) => {
+        if (typeof v?.subject !== 'string' || !Number.isInteger(v.version)) throw new SchemaError('REGISTRY_INVALID_ANSWER', 'the schema registry answered a subject version without subject and version', { schemaId: id });
+        return { subject: v.subject, version: v.version as number };
+      });
+    });
+    const entry: SubjectsEntry = { at: known?.at ?? 0, list: known?.list, pending: undefined };
+    if (!known && this.#subjects.size >= MAX_SUBJECT_LISTS) this.#subjects.delete(this.#subjects.keys().next().value!);
+    this.#subjects.set(id, entry);
+    // concurrent lookups share the request, and its fallback
+    entry.pending = pending.then(
+      (list) => {
+        Object.assign(entry, { at: Date.now(), list, pending: undefined });
+        return list;
+      },
+      (err: unknown) => {
+        entry.pending = undefined;
+        // while the registry is away, what it said last still holds (registrations are not withdrawn that fast)
+        if (entry.list && err instanceof SchemaError && err.code === 'REGISTRY_UNAVAILABLE') return entry.list;
+        if (!entry.list) this.#subjects.delete(id);
+        throw err;
+      },
+    );
+    return entry.pending;
   }
 
   /** Registers `schema` under `subject` (or finds it registered): its id. Only under a configured subject strategy. */

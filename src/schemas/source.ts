@@ -23,6 +23,8 @@ export interface SchemaSource {
   byId(id: number): Promise<RegisteredSchema>;
   /** a version of a subject, or its latest */
   version(subject: string, version: number | 'latest'): Promise<SubjectVersion>;
+  /** the subject versions the schema with this id is registered as (a list that can grow: cached briefly) */
+  subjectsOf(id: number): Promise<Array<{ subject: string; version: number }>>;
   /** whether schemas can be read now (readiness) */
   ready(): Promise<boolean>;
   close(): Promise<void>;
