@@ -174,21 +174,22 @@ message Payment {
   Holder holder = 2;
   repeated string notes = 3;
   oneof via { string iban = 4; string wallet = 5; }
+  string email = 6;
   message Holder { string name = 1 [(confluent.field_meta) = { tags: ["PII"] }]; string city = 2; }
 }
 `;
   const { id: protoId } = await schemas.register({ type: SchemaType.PROTOBUF, schema: proto }, { subject: `${MULTI}-payment` });
   const protobuf = (await import('protobufjs')).default;
   const Payment = protobuf.parse(proto.replace('import "confluent/meta.proto";\n', ''), { keepCase: true }).root.lookupType('shop.Payment');
-  const body = Payment.encode(Payment.fromObject({ card: '4111 1111 1111 1111', holder: { name: 'Ann', city: 'Springfield' }, notes: ['ok', 'card 5555555555554444'], wallet: 'w-4111111111111111' })).finish();
+  const body = Payment.encode(Payment.fromObject({ card: '4111 1111 1111 1111', holder: { name: 'Ann', city: 'Springfield' }, notes: ['ok', 'card 5555555555554444'], wallet: 'w-4111111111111111', email: 'pb@example.com' })).finish();
   // Confluent's Protobuf framing: magic, id, then the message indexes ([0]: the single byte 0)
   const head = Buffer.alloc(6);
   head.writeInt32BE(protoId, 1);
   const protoValue = Buffer.concat([head, body]);
 
-  const jsonSchema = JSON.stringify({ type: 'object', properties: { card: { type: 'string' }, name: { type: 'string', 'confluent:tags': ['PII'] }, n: { type: 'integer' } }, required: ['card', 'n'] });
+  const jsonSchema = JSON.stringify({ type: 'object', properties: { card: { type: 'string' }, name: { type: 'string', 'confluent:tags': ['PII'] }, n: { type: 'integer' }, email: { type: 'string' } }, required: ['card', 'n'] });
   const { id: jsonId } = await schemas.register({ type: SchemaType.JSON, schema: jsonSchema }, { subject: `${MULTI}-order` });
-  const jsonValue = await schemas.encode(jsonId, { card: '4111 1111 1111 1111', name: 'Ann', n: 3 });
+  const jsonValue = await schemas.encode(jsonId, { card: '4111 1111 1111 1111', name: 'Ann', n: 3, email: 'js@example.com' });
 
   const producer = client('alice').producer();
   await producer.connect();
@@ -202,7 +203,16 @@ message Payment {
   assert.deepEqual(got.holder, { name: '[pii]', city: 'Springfield' });
   assert.deepEqual(got.notes, ['ok', 'card ************4444']);
   assert.equal(got.wallet, 'w-************1111');
-  assert.deepEqual(await schemas.decode(j!), { card: '**** **** **** 1111', name: '[pii]', n: 3 }, 'the unchanged JSON Schema deserializer reads it');
+  assert.deepEqual(await schemas.decode(j!), { card: '**** **** **** 1111', name: '[pii]', n: 3, email: 'js@example.com' }, 'the unchanged JSON Schema deserializer reads it');
+  assert.equal(got.email, 'pb@example.com', 'stored as written');
+
+  // read per role: an analyst gets e-mails tokenized in both formats, a fraud analyst as stored
+  const [bp, bj] = await consume(client('bob'), `schema-bob-multi-${run}`, 2, MULTI);
+  assert.match((Payment.toObject(Payment.decode(bp!.subarray(6))) as { email: string }).email, /^tok_v1_/);
+  assert.match(((await schemas.decode(bj!)) as { email: string }).email, /^tok_v1_/);
+  const [op, oj] = await consume(client('ops'), `schema-ops-multi-${run}`, 2, MULTI);
+  assert.equal((Payment.toObject(Payment.decode(op!.subarray(6))) as { email: string }).email, 'pb@example.com');
+  assert.equal(((await schemas.decode(oj!)) as { email: string }).email, 'js@example.com');
 });
 
 test('a topic that requires registered schemas refuses plain JSON and unknown schema ids per record, audited, nothing forwarded', async () => {
