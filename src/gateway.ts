@@ -29,7 +29,8 @@ import { SchemaCatalog } from './schemas/catalog.ts';
 import { RegistryClient } from './schemas/registry.ts';
 import { SchemaSerializer, type SchemaRef } from './schemas/serializer.ts';
 import { SchemaError } from './schemas/source.ts';
-import { ValueCodecError } from './formats/values/index.ts';
+import { compileValueCodec, ValueCodecError } from './formats/values/index.ts';
+import { typeProblem } from './inspect/values.ts';
 import { RuleBook } from './inspect/rules.ts';
 import { composeChain, GatewayError, type Chain, type Action, type ClientInfo, type Control, type Identity, type Intent, type Next, type Operation, type RecordNeeds, type Protocol, type Resource, type Session, type Upstream, type UpstreamResult } from './operation.ts';
 import { Policy } from './policy/policy.ts';
@@ -143,7 +144,7 @@ export class Gateway implements Dispatcher {
     this.#instance = config.instance ?? hostname();
     this.state = openStateStore(config.state);
     const rules = new RuleBook(config.inspection);
-    this.#schemas = openSchemaSource(config);
+    this.#schemas = openSchemaSource(config, rules);
     this.#serializer = this.#schemas ? new SchemaSerializer(this.#schemas.source) : undefined;
     this.#live = {
       policy: new Policy(config.policy),
@@ -596,9 +597,32 @@ export class Gateway implements Dispatcher {
 }
 
 /** The schema source the config names (a registry client, or a catalog read now), if any. */
-function openSchemaSource(config: Config): SchemaSourceRef | undefined {
+function openSchemaSource(config: Config, rules: RuleBook): SchemaSourceRef | undefined {
   const s = config.schemas;
   if (!s) return undefined;
   const source = 'registry' in s ? new RegistryClient(s.registry) : new SchemaCatalog(s.catalog);
+  if (source instanceof SchemaCatalog) checkCatalog(source, rules);
   return { source, epoch: randomUUID() };
+}
+
+/**
+ * A catalog's schemas are known at start: a rule that would hash or tokenize a number field of
+ * one is a configuration error now rather than refused records later. A schema belongs to the
+ * topic its subject names (the topic name strategy: `<topic>-value`).
+ */
+function checkCatalog(catalog: SchemaCatalog, rules: RuleBook): void {
+  for (const schema of catalog.all()) {
+    const topic = schema.subject.replace(/-(?:value|key)$/, '');
+    for (const { patterns, spec } of rules.valueSpecs()) {
+      if (spec.typedRules.length === 0 || !patterns.some((p) => p.test(topic))) continue;
+      let codec;
+      try {
+        codec = compileValueCodec(schema);
+      } catch (err) {
+        throw new Error(`schemas.catalog: ${schema.subject} v${schema.version} (id ${schema.id}): ${(err as Error).message}`);
+      }
+      const problem = typeProblem(codec, spec.typedRules, schema.id);
+      if (problem) throw new Error(`inspection: topic ${topic} (catalog subject ${schema.subject}): ${problem}`);
+    }
+  }
 }

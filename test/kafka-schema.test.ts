@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { Kafka, logLevel, type SASLOptions } from 'kafkajs';
 import { request } from 'undici';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startRegistry, type RunningRegistry } from '../src/dev/registry.ts';
 import { createTopics, getInfra, readAudit, startGateway, type Infra } from './helpers/infra.ts';
 import { testConfig } from './helpers/config.ts';
@@ -301,6 +304,17 @@ test('a topic that names its subjects refuses values of a schema registered else
   const row = readAudit(spoolDir).find((r) => r.resource === STRICT && r.rule === 'schema.subject');
   assert.ok(row, 'the refusal is audited');
   assert.match(row.message, new RegExp(`schema ${other} is not registered under ${STRICT}-value`));
+});
+
+test('a catalog schema and a rule that would hash one of its number fields: the gateway refuses to start, naming both', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sg-catalog-'));
+  writeFileSync(join(dir, 'customer.avsc'), customerSchema('Customer'));
+  const made = testConfig(infra, (c) => {
+    c.schemas = { catalog: { dir, schemas: [{ id: 1, subject: 'customers.avro-cat-value', file: 'customer.avsc' }] } };
+    c.inspection!.rules!.push({ id: 'ids.hash', fields: ['$.id'], action: { type: 'hash' } });
+    c.inspection!.topics!.unshift({ topics: ['customers.avro-cat'], schema: {}, produce: ['ids.hash'] });
+  });
+  await assert.rejects(startGateway(made.config), /topic customers\.avro-cat \(catalog subject customers\.avro-cat-value\): rule "ids\.hash" would hash \$\.id, a number in schema 1/);
 });
 
 test('registry down: records of a schema already seen keep flowing, a new schema id is refused fail-closed, readiness says so', async () => {

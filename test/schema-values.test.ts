@@ -89,6 +89,9 @@ inspection:
     - { id: email-hash, fields: ["$.email"], action: { type: hash, length: 16 } }
     - { id: pii, tags: [PII], action: { type: redact, replacement: "[pii]" } }
     - { id: score-mask, fields: ["$.score", "$.id"], action: { type: mask, keepLast: 0 } }
+    - { id: id-hash, fields: ["$..id"], action: { type: hash } }
+    - { id: pii-token, tags: [PII], action: { type: tokenize } }
+  tokenization: { keys: [{ version: 1, secret: "a-test-secret-of-16+" }] }
   topics:
     - { topics: ["t"], schema: ${schema}, produce: ${produce} }
 `).inspection);
@@ -147,6 +150,15 @@ test('a rule that masks a number field writes the configured number; every other
   assert.equal(got.score, -1);
   assert.equal(got.id, -1n);
   assert.equal(got.email, 'ann3@example.com');
+});
+
+test('a hash or tokenize rule that would put a string into a number field is refused before it runs, naming the rule and the field', () => {
+  const byPath = done(run(book('{}', '[id-hash]'), [framed(8, sample(0))], { schemas: [customer] }));
+  assert.deepEqual(byPath.problems.map((p) => p.rule), ['schema.unfit']);
+  assert.match(byPath.problems[0]!.message, /rule "id-hash" would hash \$\.id, a number in schema 8/);
+  // a tag rule reaching a tagged double ($.home.geo.lat)
+  const byTag = done(run(book('{}', '[pii-token]'), [framed(8, sample(0))], { schemas: [customer] }));
+  assert.match(byTag.problems[0]!.message, /rule "pii-token" would tokenize \$\.home\.geo\.lat, a number/);
 });
 
 test('unframed values on a topic that requires schemas, unknown ids and undecodable values are refused with a reason; scan lets them through as bytes', () => {

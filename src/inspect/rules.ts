@@ -117,6 +117,9 @@ export class RuleBook {
         undecodable: t.schema.undecodable,
         numbers: t.schema.numbers,
         subjects: side === 'produce' ? (t.schema.subjects ?? null) : null,
+        typedRules: listed
+          .filter((r) => (r.action.type === 'hash' || r.action.type === 'tokenize') && !hasMatch(r) && (r.fields !== undefined || r.tags !== undefined) && (r.tags !== undefined || forValue(r)))
+          .map((r) => ({ id: r.id, action: r.action.type, fields: r.fields ?? null, tags: r.tags ?? null })),
         viewRuleset: rulesetOf(listed.filter(forValue).map((r) => r.id), 'json', 'block'),
         tagRules: tagged.map((r) => r.tags!),
         tagRulesets,
@@ -179,6 +182,11 @@ export class RuleBook {
     if (side === 'produce') return entry.produce;
     const chosen = entry.consume.find((c) => c.roles && roles.some((r) => c.roles!.has(r))) ?? entry.consume.find((c) => c.roles === null);
     return chosen?.rules ?? null;
+  }
+
+  /** Every schema section's spec with the topic globs it serves (for checks at start). */
+  valueSpecs(): Array<{ patterns: RegExp[]; spec: ValueSpec }> {
+    return this.#entries.flatMap((e) => [e.produce, ...e.consume.map((c) => c.rules)].flatMap((r) => (r?.values ? [{ patterns: e.patterns, spec: r.values }] : [])));
   }
 
   /** Size limits for records produced to `topic`. */

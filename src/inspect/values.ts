@@ -11,6 +11,8 @@
 
 import { APICURIO_VALUE_GLOBAL_ID, FramingError, readFraming, readGlobalIdHeader, type ValueFraming } from '../formats/schema-framing.ts';
 import { CodecCache, ValueCodecError, type DecodedValue, type ValueCodec } from '../formats/values/index.ts';
+import type { LeafStep } from '../formats/values/codec.ts';
+import { parseJsonPath, type Step } from './compile/jsonpath.ts';
 import type { RegisteredSchema, SchemaErrorCode } from '../schemas/source.ts';
 import { FLAG_BLOCKED, FLAG_CHANGED, outputOf, type EngineResult, type WasmEngine } from './engine.ts';
 
@@ -28,12 +30,69 @@ export interface ValueSpec {
   numbers: number;
   /** produce: the subjects a value's schema must be registered under ({topic}: the topic); checked on the accept thread (inspector.ts) */
   subjects: readonly string[] | null;
+  /** the rules that hash or tokenize whole fields (by path or tag): they need string fields */
+  typedRules: readonly TypedRule[];
   /** the engine ruleset for views (the topic's rules in JSON mode) */
   viewRuleset: number;
   /** rules selecting fields by tags, in config order: bit i of a leaf's mask is tagRules[i] */
   tagRules: ReadonlyArray<readonly string[]>;
   /** text-mode ruleset per non-empty subset of tagRules (index = bit mask) */
   tagRulesets: readonly number[];
+}
+
+/** A rule whose action turns a whole field into a string of another shape (hash, tokenize). */
+export interface TypedRule {
+  id: string;
+  action: string;
+  fields: readonly string[] | null;
+  tags: readonly string[] | null;
+}
+
+const typeChecks = new WeakMap<ValueCodec, Map<string, string | null>>();
+
+/**
+ * Why `rules` cannot act on a schema: a hash or tokenize rule reaches a field that holds a
+ * number, boolean or enum (its result is a string the schema has no room for). Null when they can.
+ */
+export function typeProblem(codec: ValueCodec, rules: readonly TypedRule[], schemaId: number): string | null {
+  if (rules.length === 0) return null;
+  const key = rules.map((r) => r.id).join(',');
+  let memo = typeChecks.get(codec);
+  if (!memo) typeChecks.set(codec, (memo = new Map()));
+  const known = memo.get(key);
+  if (known !== undefined) return known;
+  let problem: string | null = null;
+  const leaves = codec.leaves();
+  search: for (const rule of rules) {
+    const paths = rule.fields?.map(parseJsonPath) ?? [];
+    for (const leaf of leaves) {
+      if (leaf.kind === 'string') continue;
+      const reached = rule.tags ? rule.tags.some((t) => leaf.tags.includes(t)) : paths.some((steps) => pathReaches(steps, 0, leaf.path, 0));
+      if (reached) {
+        problem = `rule "${rule.id}" would ${rule.action} ${leafPathText(leaf.path)}, a ${leaf.kind} in schema ${schemaId}; ${rule.action} needs a string field (mask or redact it instead, or select string fields)`;
+        break search;
+      }
+    }
+  }
+  memo.set(key, problem);
+  return problem;
+}
+
+/** Whether JSON path `steps` (from `si`) can reach the schema field at `path` (from `pi`): map keys are any name, array indexes any index. */
+function pathReaches(steps: readonly Step[], si: number, path: readonly LeafStep[], pi: number): boolean {
+  if (si === steps.length) return pi === path.length;
+  const step = steps[si]!;
+  for (let at = pi; at < path.length; at++) {
+    const seg = path[at]!;
+    const fits = step.kind === 'any' || (step.kind === 'name' ? 'mapValue' in seg || ('name' in seg && seg.name === step.name) : 'element' in seg);
+    if (fits && pathReaches(steps, si + 1, path, at + 1)) return true;
+    if (!step.desc) return false;
+  }
+  return false;
+}
+
+function leafPathText(path: readonly LeafStep[]): string {
+  return '$' + path.map((s) => ('name' in s ? `.${s.name}` : 'element' in s ? '[*]' : '.*')).join('');
 }
 
 /** A schema the accept thread could not get: the records naming it are refused or scanned. */
@@ -137,6 +196,12 @@ export function openValues(
     const refuse = spec.required || spec.undecodable === 'refuse';
     if (codec instanceof ValueCodecError) {
       if (refuse) opened[i] = { kind: 'refused', rule: 'schema.unsupported', message: `record ${i}: ${codec.message}` };
+      continue;
+    }
+    // rules that would write strings into number fields of this schema: refused before they run
+    const unfit = typeProblem(codec, spec.typedRules, id);
+    if (unfit) {
+      opened[i] = { kind: 'refused', rule: 'schema.unfit', message: `record ${i}: ${unfit}` };
       continue;
     }
     try {

@@ -52,6 +52,11 @@ export class SchemaCatalog implements SchemaSource {
     for (const key of plain.keys()) resolve(key);
   }
 
+  /** Every schema of the catalog, with its subject and version. */
+  all(): SubjectVersion[] {
+    return [...this.#byId.values()];
+  }
+
   byId(id: number): Promise<RegisteredSchema> {
     const found = this.#byId.get(id);
     return found ? Promise.resolve(found) : Promise.reject(new SchemaError('SCHEMA_NOT_FOUND', `the schema catalog has no schema ${id}`, { schemaId: id }));

@@ -10,7 +10,7 @@
 
 import avro from 'avsc';
 import type { RegisteredSchema } from '../../schemas/source.ts';
-import { childPath, numberChanged, ValueCodecError, type DecodedValue, type TaggedLeaf, type ValueCodec, type WriteOptions } from './codec.ts';
+import { childPath, MAX_LEAF_DEPTH, numberChanged, ValueCodecError, type DecodedValue, type LeafStep, type SchemaLeaf, type TaggedLeaf, type ValueCodec, type WriteOptions } from './codec.ts';
 
 type AvroType = avro.Type & { typeName: string };
 const TAG_ATTRIBUTE = 'confluent:tags';
@@ -92,6 +92,12 @@ export class AvroCodec implements ValueCodec {
     return leaves;
   }
 
+  leaves(): SchemaLeaf[] {
+    const out: SchemaLeaf[] = [];
+    avroLeaves(this.#type, [], [], this.#tags, new Set(), out);
+    return out;
+  }
+
   serialize(data: unknown): { payload: Uint8Array } {
     try {
       // Avro's JSON encoding: unions as {"branch": value}, bytes as strings of code points 0-255
@@ -108,6 +114,40 @@ export class AvroCodec implements ValueCodec {
     } catch (err) {
       throw new ValueCodecError('unfit', `the changed value does not encode with its Avro schema: ${(err as Error).message}`);
     }
+  }
+}
+
+function avroLeaves(t: AvroType, path: LeafStep[], tags: readonly string[], all: Tags, seen: Set<AvroType>, out: SchemaLeaf[]): void {
+  if (path.length > MAX_LEAF_DEPTH) return;
+  switch (t.typeName) {
+    case 'record':
+    case 'error': {
+      // a recursive type is walked once on each path
+      if (seen.has(t)) return;
+      const byField = all.get((t as unknown as { name: string }).name);
+      const inner = new Set(seen).add(t);
+      for (const f of (t as unknown as avro.types.RecordType).fields) avroLeaves(f.type as AvroType, [...path, { name: f.name }], byField?.get(f.name) ?? tags, all, inner, out);
+      return;
+    }
+    case 'union:wrapped':
+      for (const b of (t as unknown as avro.types.WrappedUnionType).types) avroLeaves(b as AvroType, path, tags, all, seen, out);
+      return;
+    case 'array':
+      return avroLeaves((t as unknown as avro.types.ArrayType).itemsType as AvroType, [...path, { element: true }], tags, all, seen, out);
+    case 'map':
+      return avroLeaves((t as unknown as avro.types.MapType).valuesType as AvroType, [...path, { mapValue: true }], tags, all, seen, out);
+    case 'string':
+    case 'bytes':
+    case 'fixed':
+      return void out.push({ path, kind: 'string', tags });
+    case 'enum':
+      return void out.push({ path, kind: 'enum', tags });
+    case 'boolean':
+      return void out.push({ path, kind: 'boolean', tags });
+    case 'null':
+      return;
+    default:
+      return void out.push({ path, kind: 'number', tags });
   }
 }
 

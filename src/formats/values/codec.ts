@@ -41,6 +41,20 @@ export interface TaggedLeaf {
   set(text: string): void;
 }
 
+/** One step of a field's path in a schema: a named field, an array element, or a map value (any key). */
+export type LeafStep = { name: string } | { element: true } | { mapValue: true };
+
+/** A field of the schema that holds a scalar, with the path that reaches it and its tags. */
+export interface SchemaLeaf {
+  path: LeafStep[];
+  /** string-like (string, bytes, fixed) or not (numbers, booleans, enums) */
+  kind: 'string' | 'number' | 'boolean' | 'enum';
+  tags: readonly string[];
+}
+
+/** Schema walks stop this deep (recursive types are walked once per type on a path anyway). */
+export const MAX_LEAF_DEPTH = 32;
+
 export interface WriteOptions {
   /** what a number field whose value a rule changed becomes (a masked number is not a number) */
   numbers: number;
@@ -63,6 +77,8 @@ export interface ValueCodec {
    * serialized with the schema; throws ValueCodecError('unfit') when the data does not fit it.
    */
   serialize(data: unknown): { payload: Uint8Array; messageIndexes?: number[] };
+  /** the schema's scalar fields (Protobuf: of every message of the file), for checking rules against field types */
+  leaves(): SchemaLeaf[];
 }
 
 /** `$.a.b[3]`-style paths for error messages. */

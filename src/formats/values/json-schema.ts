@@ -9,7 +9,7 @@ import { Ajv, type AnySchema, type ValidateFunction } from 'ajv';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { RegisteredSchema } from '../../schemas/source.ts';
-import { ValueCodecError, type DecodedValue, type TaggedLeaf, type ValueCodec, type WriteOptions } from './codec.ts';
+import { MAX_LEAF_DEPTH, ValueCodecError, type DecodedValue, type LeafStep, type SchemaLeaf, type TaggedLeaf, type ValueCodec, type WriteOptions } from './codec.ts';
 
 const TAG_KEYWORD = 'confluent:tags';
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -60,6 +60,33 @@ export class JsonSchemaCodec implements ValueCodec {
     const leaves: TaggedLeaf[] = [];
     if (this.tagged) this.#leaves(this.#schema, this.#schema, tree, null, leaves, undefined, new Set());
     return leaves;
+  }
+
+  leaves(): SchemaLeaf[] {
+    const out: SchemaLeaf[] = [];
+    this.#schemaLeaves(this.#schema, this.#schema, [], [], new Set(), out);
+    return out;
+  }
+
+  /** Scalar-typed properties through properties, items, additionalProperties and $refs (a `type` list with "string" counts as a string). */
+  #schemaLeaves(schema: Schema, doc: Schema, path: LeafStep[], tags: readonly string[], refs: Set<string>, out: SchemaLeaf[]): void {
+    if (path.length > MAX_LEAF_DEPTH) return;
+    if (typeof schema.$ref === 'string') {
+      if (refs.has(schema.$ref)) return;
+      const found = this.#resolve(schema.$ref, doc);
+      if (found) this.#schemaLeaves(found[0], found[1], path, tags, new Set([...refs, schema.$ref]), out);
+      return;
+    }
+    const own = schema[TAG_KEYWORD];
+    const here = Array.isArray(own) && own.length > 0 ? (own as string[]) : tags;
+    const types = new Set(Array.isArray(schema.type) ? (schema.type as string[]) : typeof schema.type === 'string' ? [schema.type] : []);
+    const props = schema.properties as Record<string, Schema> | undefined;
+    if (props) for (const [k, child] of Object.entries(props)) this.#schemaLeaves(child, doc, [...path, { name: k }], here, refs, out);
+    if (schema.additionalProperties && typeof schema.additionalProperties === 'object') this.#schemaLeaves(schema.additionalProperties as Schema, doc, [...path, { mapValue: true }], here, refs, out);
+    if (schema.items && typeof schema.items === 'object' && !Array.isArray(schema.items)) this.#schemaLeaves(schema.items as Schema, doc, [...path, { element: true }], here, refs, out);
+    if (types.has('string')) out.push({ path, kind: 'string', tags: here });
+    else if (types.has('number') || types.has('integer')) out.push({ path, kind: 'number', tags: here });
+    else if (types.has('boolean')) out.push({ path, kind: 'boolean', tags: here });
   }
 
   serialize(data: unknown): { payload: Uint8Array } {

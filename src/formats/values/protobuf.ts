@@ -12,7 +12,7 @@
 
 import protobuf from 'protobufjs';
 import type { RegisteredSchema } from '../../schemas/source.ts';
-import { childPath, numberChanged, ValueCodecError, type DecodedValue, type TaggedLeaf, type ValueCodec, type WriteOptions } from './codec.ts';
+import { childPath, MAX_LEAF_DEPTH, numberChanged, ValueCodecError, type DecodedValue, type LeafStep, type SchemaLeaf, type TaggedLeaf, type ValueCodec, type WriteOptions } from './codec.ts';
 
 type Long = protobuf.Long;
 /** long.js, which protobufjs reads 64-bit integers with */
@@ -90,6 +90,18 @@ export class ProtobufCodec implements ValueCodec {
     return leaves;
   }
 
+  leaves(): SchemaLeaf[] {
+    const out: SchemaLeaf[] = [];
+    const walk = (nodes: MessageTree[]) => {
+      for (const n of nodes) {
+        protoLeaves(n.type, [], [], this.#tags, new Set(), out);
+        walk(n.nested);
+      }
+    };
+    walk(this.#messages);
+    return out;
+  }
+
   serialize(data: unknown): { payload: Uint8Array; messageIndexes: number[] } {
     const type = this.#messages[0]!.type;
     if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new ValueCodecError('unfit', `the data for ${type.fullName.slice(1)} must be a JSON object`);
@@ -122,6 +134,21 @@ function messageTree(ns: protobuf.NamespaceBase, root: protobuf.Root): MessageTr
   return ns.nestedArray
     .filter((n): n is protobuf.Type => n instanceof protobuf.Type)
     .map((t) => ({ type: root.lookupType(t.fullName), nested: messageTree(t, root) }));
+}
+
+function protoLeaves(type: protobuf.Type, path: LeafStep[], tags: readonly string[], all: Map<protobuf.Field, string[]>, seen: Set<protobuf.Type>, out: SchemaLeaf[]): void {
+  if (seen.has(type) || path.length > MAX_LEAF_DEPTH) return;
+  const inner = new Set(seen).add(type);
+  for (const f of type.fieldsArray) {
+    const here: LeafStep[] = [...path, { name: f.name }, ...(f.map ? [{ mapValue: true as const }] : f.repeated ? [{ element: true as const }] : [])];
+    const fieldTags = all.get(f) ?? tags;
+    const rt = f.resolvedType;
+    if (rt instanceof protobuf.Type) protoLeaves(rt, here, fieldTags, all, inner, out);
+    else if (rt instanceof protobuf.Enum) out.push({ path: here, kind: 'enum', tags: fieldTags });
+    else if (f.type === 'string' || f.type === 'bytes') out.push({ path: here, kind: 'string', tags: fieldTags });
+    else if (f.type === 'bool') out.push({ path: here, kind: 'boolean', tags: fieldTags });
+    else out.push({ path: here, kind: 'number', tags: fieldTags });
+  }
 }
 
 function tagsOf(field: protobuf.Field): string[] | undefined {
