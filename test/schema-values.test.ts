@@ -71,8 +71,8 @@ function framed(id: number, value: unknown): Buffer {
   return Buffer.concat([writeFraming('confluent', id), customerType.toBuffer(value)]);
 }
 
-function batch(values: Array<Buffer | null>): Buffer {
-  const messages = values.map((v, i) => ({ topic: 't', partition: 0, key: Buffer.from(`k${i}`), value: v, headers: new Map(), timestamp: 1_700_000_000_000n }));
+function batch(values: Array<Buffer | null>, keys?: Buffer[]): Buffer {
+  const messages = values.map((v, i) => ({ topic: 't', partition: 0, key: keys?.[i] ?? Buffer.from(`k${i}`), value: v, headers: new Map(), timestamp: 1_700_000_000_000n }));
   return createRecordsBatch(messages as never, { compression: 'lz4' } as never).buffer;
 }
 
@@ -97,10 +97,10 @@ inspection:
 `).inspection);
 }
 
-function run(b: RuleBook, values: Array<Buffer | null>, extra: Partial<EncodedTask> = {}) {
+function run(b: RuleBook, values: Array<Buffer | null>, extra: Partial<EncodedTask> = {}, keys?: Buffer[]) {
   const rules = b.rulesFor('t', 'produce', [])!;
   const engine = WasmEngine.load(b.program.bytes);
-  const task: EncodedTask = { format: 'kafka', parts: [batch(values)], ruleset: rules.ruleset, keyHeaders: rules.keyHeaders, values: rules.values, schemaEpoch: 'e', ...extra };
+  const task: EncodedTask = { format: 'kafka', parts: [batch(values, keys)], ruleset: rules.ruleset, keyHeaders: rules.keyHeaders, values: rules.values, schemaEpoch: 'e', ...extra };
   return inspectEncoded(engine, task);
 }
 
@@ -159,6 +159,14 @@ test('a hash or tokenize rule that would put a string into a number field is ref
   // a tag rule reaching a tagged double ($.home.geo.lat)
   const byTag = done(run(book('{}', '[pii-token]'), [framed(8, sample(0))], { schemas: [customer] }));
   assert.match(byTag.problems[0]!.message, /rule "pii-token" would tokenize \$\.home\.geo\.lat, a number/);
+});
+
+test('keys are not decoded: a rule that would rewrite a framed key refuses the record instead of breaking the key; plain keys are masked as before', () => {
+  const keyType = avro.Type.forSchema('string');
+  const framedKeyBytes = Buffer.concat([writeFraming('confluent', 9), keyType.toBuffer('card 4111 1111 1111 1111')]);
+  const b = book('{}', '[card]');
+  const r = done(run(b, [framed(8, sample(0)), framed(8, sample(1))], { schemas: [customer] }, [framedKeyBytes, Buffer.from('4111 1111 1111 1111')]));
+  assert.deepEqual(r.problems.map((p) => [p.record, p.rule]), [[0, 'schema.key']]);
 });
 
 test('unframed values on a topic that requires schemas, unknown ids and undecodable values are refused with a reason; scan lets them through as bytes', () => {

@@ -7,7 +7,7 @@ import { UNCHANGED_HASH } from '../inspect/encoded.ts';
 import type { Inspector } from '../inspect/inspector.ts';
 import { foldKeyHeaders, planKeyHeaders } from '../inspect/key-headers.ts';
 import { NO_RULES, type RuleBook, type Side } from '../inspect/rules.ts';
-import { STOP_VALUE } from '../inspect/values.ts';
+import { FRAMED_KEY_CHANGED, framedKey, STOP_VALUE } from '../inspect/values.ts';
 import { GatewayError, type Control, type EncodedRecords, type Inspection, type Intent, type Next, type Operation, type RecordNeeds, type UpstreamResult } from '../operation.ts';
 
 /**
@@ -61,7 +61,14 @@ export class Inspect implements Control {
         })
       : { ...(await this.#inspector.inspect(payloads, plan ? plan.rulesets : rules.ruleset)), problems: [] };
     const n = records.length;
+    const keys = rules.values && plan ? records.map((r) => r.key) : null;
     const facts = plan ? foldKeyHeaders(records, plan, result, (j) => result.values[j] ?? null) : result;
+    // a framed key a rule rewrote (keys are not decoded): refused, never forwarded broken
+    if (keys) {
+      for (let i = 0; i < n; i++) {
+        if ((facts.flags[i]! & FLAG_KEY_CHANGED) !== 0 && framedKey(keys[i]!, records[i]!.headers, rules.values!.framing)) problems.push({ record: i, rule: 'schema.key', message: `record ${i}: ${FRAMED_KEY_CHANGED}` });
+      }
+    }
     op.inspection = summarize({ ...facts, hashes: result.hashes.slice(0, n), maskedHashes: result.maskedHashes.slice(0, n) }, where, book);
     for (const p of problems) refuseRecord(op, p.record, new GatewayError('invalid', p.message, { rule: p.rule, record: p.record }));
     for (let i = 0; i < n; i++) {

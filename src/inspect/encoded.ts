@@ -7,11 +7,11 @@
 import { hash } from 'node:crypto';
 import { BatchFormatError, recordContainer } from '../formats/index.ts';
 import type { RecordFormat } from '../operation.ts';
-import { FLAG_BLOCKED, FLAG_CHANGED, outputOf, type WasmEngine } from './engine.ts';
+import { FLAG_BLOCKED, FLAG_CHANGED, FLAG_KEY_CHANGED, outputOf, type WasmEngine } from './engine.ts';
 import { foldKeyHeaders, planKeyHeaders } from './key-headers.ts';
 import type { KeyHeaderRulesets } from './rules.ts';
 import type { RegisteredSchema } from '../schemas/source.ts';
-import { closeValues, openValues, type SchemaFailure, type SchemaNeeds, type ValueProblemReport, type ValueSpec } from './values.ts';
+import { closeValues, FRAMED_KEY_CHANGED, framedKey, openValues, STOP_VALUE, type SchemaFailure, type SchemaNeeds, type ValueProblemReport, type ValueSpec } from './values.ts';
 
 export interface EncodedTask {
   format: RecordFormat;
@@ -135,6 +135,7 @@ export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedRe
   // without schema values, the engine's output is the value; keys and headers: rewritten in
   // the records, their facts merged into each record's (read before any further engine call)
   if (!open) for (let i = 0; i < n; i++) records[i]!.value = valueOutput(i) ?? values[i]!;
+  const keys = open && plan ? records.map((rec) => rec.key) : null;
   let facts = plan ? foldKeyHeaders(records, plan, r, (j) => outputOf(r, j, plan.payloads[j]!)) : r;
   let problems: ValueProblemReport[] = [];
   if (open) {
@@ -142,6 +143,14 @@ export function inspectEncoded(engine: WasmEngine, task: EncodedTask): EncodedRe
     facts = closed.facts;
     problems = closed.problems;
     for (let i = 0; i < n; i++) if (closed.outputs[i]) records[i]!.value = closed.outputs[i]!;
+    if (keys) {
+      for (let i = 0; i < n; i++) {
+        if ((facts.flags[i]! & FLAG_KEY_CHANGED) === 0 || (facts.flags[i]! & FLAG_BLOCKED) !== 0 || !framedKey(keys[i]!, records[i]!.headers, task.values!.framing)) continue;
+        facts.flags[i] = facts.flags[i]! | FLAG_BLOCKED;
+        facts.stopRule[i] = STOP_VALUE;
+        problems.push({ record: i, rule: 'schema.key', message: `record ${i}: ${FRAMED_KEY_CHANGED}` });
+      }
+    }
   }
   for (let i = 0; i < n; i++) masked[i] = records[i]!.value !== values[i] && records[i]!.value !== null ? hash('sha256', records[i]!.value!, 'hex') : UNCHANGED_HASH;
   let blocked = false;

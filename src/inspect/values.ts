@@ -9,7 +9,7 @@
 // accept thread, which fetches them from the registry: a task that meets an id this thread
 // has not compiled answers `needSchemas`, and is run again with them.
 
-import { APICURIO_VALUE_GLOBAL_ID, FramingError, readFraming, readGlobalIdHeader, type ValueFraming } from '../formats/schema-framing.ts';
+import { APICURIO_KEY_GLOBAL_ID, APICURIO_VALUE_GLOBAL_ID, FramingError, readFraming, readGlobalIdHeader, type ValueFraming } from '../formats/schema-framing.ts';
 import { CodecCache, ValueCodecError, type DecodedValue, type ValueCodec } from '../formats/values/index.ts';
 import type { LeafStep } from '../formats/values/codec.ts';
 import { parseJsonPath, type Step } from './compile/jsonpath.ts';
@@ -94,6 +94,19 @@ function pathReaches(steps: readonly Step[], si: number, path: readonly LeafStep
 function leafPathText(path: readonly LeafStep[]): string {
   return '$' + path.map((s) => ('name' in s ? `.${s.name}` : 'element' in s ? '[*]' : '.*')).join('');
 }
+
+/**
+ * Whether a record key is written with a registry serializer. Keys are not decoded (only
+ * values are): a rule that rewrites such a key's bytes could break its length prefixes, so a
+ * changed framed key refuses its record (schema.key) instead of being forwarded.
+ */
+export function framedKey(key: Uint8Array | null, headers: ReadonlyArray<readonly [string, Uint8Array]>, framing: ValueFraming): boolean {
+  if (key === null || key.length === 0) return false;
+  if (framing === 'apicurio-header') return headers.some(([name]) => name === APICURIO_KEY_GLOBAL_ID);
+  return key[0] === 0 && key.length >= (framing === 'confluent' ? 5 : 9);
+}
+
+export const FRAMED_KEY_CHANGED = 'a rule changed the record key, which is written with a schema registry serializer; keys are not decoded, so the change cannot be written back safely (refused)';
 
 /** A schema the accept thread could not get: the records naming it are refused or scanned. */
 export interface SchemaFailure {
