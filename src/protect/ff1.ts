@@ -1,0 +1,154 @@
+// FF1 format-preserving encryption (NIST SP 800-38G, Rev. 1; FF3-1 is not offered: the 2025
+// draft revision withdraws it). A numeral string in radix 2..65536 encrypts to one of the same
+// length and radix, under an AES key (128, 192 or 256 bits) and a tweak. Written from the
+// standard's pseudocode; verified against NIST's published sample vectors
+// (test/protect-ff1.test.ts). AES is node:crypto's (OpenSSL, AES-NI): one ECB context per key,
+// its blocks chained by hand for the CBC-MAC the standard calls PRF.
+
+import { createCipheriv, type Cipheriv } from 'node:crypto';
+
+/** The standard's domain bound: radix^minlen >= 1,000,000 (Rev. 1). */
+export const MIN_DOMAIN = 1_000_000n;
+/** Long inputs are fine for FF1, but values are fields of records: bounded, so a hostile one costs little. */
+export const MAX_LENGTH = 4096;
+
+export class Ff1Error extends Error {
+  override name = 'Ff1Error';
+}
+
+export class Ff1 {
+  readonly #ecb: Cipheriv;
+  readonly radix: number;
+  readonly #bigRadix: bigint;
+  /** the shortest string this radix may encrypt (radix^minLength >= 10^6) */
+  readonly minLength: number;
+
+  constructor(key: Uint8Array, radix: number) {
+    if (![16, 24, 32].includes(key.length)) throw new Ff1Error(`an FF1 key is 16, 24 or 32 bytes (AES-128/192/256), not ${key.length}`);
+    if (!Number.isInteger(radix) || radix < 2 || radix > 65536) throw new Ff1Error(`the radix is 2..65536, not ${radix}`);
+    this.#ecb = createCipheriv(`aes-${key.length * 8}-ecb`, key, null).setAutoPadding(false);
+    this.radix = radix;
+    this.#bigRadix = BigInt(radix);
+    let min = 1;
+    for (let d = this.#bigRadix; d < MIN_DOMAIN; d *= this.#bigRadix) min++;
+    this.minLength = min;
+  }
+
+  /** Encrypts numerals (each 0..radix-1) under `tweak`. */
+  encrypt(x: ArrayLike<number>, tweak: Uint8Array = EMPTY): number[] {
+    return this.#cipher(x, tweak, true);
+  }
+
+  decrypt(x: ArrayLike<number>, tweak: Uint8Array = EMPTY): number[] {
+    return this.#cipher(x, tweak, false);
+  }
+
+  #cipher(x: ArrayLike<number>, tweak: Uint8Array, encrypt: boolean): number[] {
+    const n = x.length;
+    if (n < this.minLength || n > MAX_LENGTH) throw new Ff1Error(`FF1 in radix ${this.radix} needs ${this.minLength}..${MAX_LENGTH} numerals, not ${n}`);
+    for (let i = 0; i < n; i++) {
+      const d = x[i]!;
+      if (!Number.isInteger(d) || d < 0 || d >= this.radix) throw new Ff1Error(`numeral ${i} is not in radix ${this.radix}`);
+    }
+    const t = tweak.length;
+    const u = Math.floor(n / 2);
+    const v = n - u;
+    let a = Array.from(x).slice(0, u);
+    let b = Array.from(x).slice(u);
+    // bytes that hold any v-numeral number, and bytes of PRF output used per round
+    const byteLen = Math.ceil(Math.ceil(v * Math.log2(this.radix) - 1e-9) / 8);
+    const d = 4 * Math.ceil(byteLen / 4) + 4;
+    const p = Buffer.alloc(16);
+    p.set([1, 2, 1, (this.radix >> 16) & 0xff, (this.radix >> 8) & 0xff, this.radix & 0xff, 10, u & 0xff]);
+    p.writeUInt32BE(n, 8);
+    p.writeUInt32BE(t, 12);
+    // Q = T || 0^((-t-b-1) mod 16) || [i] || [NUM(B)]^b
+    const pad = (((-t - byteLen - 1) % 16) + 16) % 16;
+    const q = Buffer.alloc(t + pad + 1 + byteLen);
+    q.set(tweak, 0);
+    const modU = this.#bigRadix ** BigInt(u);
+    const modV = this.#bigRadix ** BigInt(v);
+    for (let step = 0; step < 10; step++) {
+      const i = encrypt ? step : 9 - step;
+      q[t + pad] = i;
+      writeBig(q, t + pad + 1, byteLen, this.#num(encrypt ? b : a));
+      const y = this.#round(p, q, d);
+      const m = i % 2 === 0 ? u : v;
+      const mod = m === u ? modU : modV;
+      if (encrypt) {
+        const c = (this.#num(a) + y) % mod;
+        a = b;
+        b = this.#str(c, m);
+      } else {
+        const c = (((this.#num(b) - y) % mod) + mod) % mod;
+        b = a;
+        a = this.#str(c, m);
+      }
+    }
+    return [...a, ...b];
+  }
+
+  /** y = NUM(S): S the first d bytes of R || CIPH(R ^ [1]) || CIPH(R ^ [2]) ..., R = PRF(P || Q). */
+  #round(p: Buffer, q: Buffer, d: number): bigint {
+    let r = this.#block(p);
+    for (let at = 0; at < q.length; at += 16) {
+      for (let k = 0; k < 16; k++) r[k]! ^= q[at + k]!;
+      r = this.#block(r);
+    }
+    const s = Buffer.alloc(Math.ceil(d / 16) * 16);
+    r.copy(s, 0);
+    for (let j = 1; j * 16 < d; j++) {
+      const x = Buffer.from(r);
+      x.writeUInt32BE((x.readUInt32BE(12) ^ j) >>> 0, 12);
+      this.#block(x).copy(s, 16 * j);
+    }
+    return readBig(s, d);
+  }
+
+  #block(b: Buffer): Buffer {
+    return this.#ecb.update(b);
+  }
+
+  #num(x: readonly number[]): bigint {
+    let n = 0n;
+    for (const d of x) n = n * this.#bigRadix + BigInt(d);
+    return n;
+  }
+
+  #str(value: bigint, m: number): number[] {
+    const out = new Array<number>(m);
+    for (let i = m - 1; i >= 0; i--) {
+      out[i] = Number(value % this.#bigRadix);
+      value /= this.#bigRadix;
+    }
+    return out;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function writeBig(buf: Buffer, at: number, len: number, value: bigint): void {
+  for (let i = at + len - 1; i >= at; i--) {
+    buf[i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
+}
+
+function readBig(buf: Buffer, len: number): bigint {
+  let n = 0n;
+  for (let i = 0; i < len; i++) n = (n << 8n) | BigInt(buf[i]!);
+  return n;
+}
+
+/** Numerals of `text` over `alphabet` (its characters in radix order), and back. */
+export function toNumerals(text: string, alphabet: string): number[] {
+  return Array.from(text, (c) => {
+    const i = alphabet.indexOf(c);
+    if (i < 0) throw new Ff1Error('a character is not in the alphabet');
+    return i;
+  });
+}
+
+export function fromNumerals(numerals: readonly number[], alphabet: string): string {
+  return numerals.map((d) => alphabet[d]!).join('');
+}
