@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { SchemaRegistry, SchemaType } from '@kafkajs/confluent-schema-registry';
 import { Kafka, logLevel, type SASLOptions } from 'kafkajs';
 import { request } from 'undici';
+import { CreateStreamCommand, GetRecordsCommand, GetShardIteratorCommand, ListShardsCommand, PutRecordsCommand } from '@aws-sdk/client-kinesis';
+import { bearerClient, startCapturedKinesis, waitActive, withKinesis } from './helpers/kinesis.ts';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +24,8 @@ const run = `${process.pid}-${Date.now() % 100000}`;
 const TOPIC = `customers.avro-${run}`;
 /** values must use a schema of the topic's own subject */
 const STRICT = `customers.avro-${run}-strict`;
+/** a Kinesis stream with the same entry */
+const STREAM = `customers.avro-${run}-kin`;
 /** written over the HTTP API */
 const HTTP_TOPIC = `customers.avro-${run}-http`;
 /** Protobuf and JSON Schema values on one topic */
@@ -109,7 +113,9 @@ before(async () => {
   schemas = new SchemaRegistry({ host: registry.ccompat }, { [SchemaType.JSON]: { strict: false } } as never);
   await createTopics(infra.kafka, [TOPIC, MULTI, HTTP_TOPIC, STRICT], 1);
   watch = await watchAdvertisedAddresses();
+  const kinesis = await startCapturedKinesis();
   const made = testConfig(infra, (c) => {
+    withKinesis(c, kinesis.endpoint);
     c.schemas = { registry: { url: registry.ccompat, retries: 0, timeoutMs: 1500 } };
     c.policy.roles!['fraud-analyst'] = { when: { groups: ['platform-admins'] } };
     c.policy.grants!.push({ roles: ['payments-writer'], actions: ['produce', 'describe'], topics: ['customers.avro-*'] });
@@ -304,6 +310,38 @@ test('a topic that names its subjects refuses values of a schema registered else
   const row = readAudit(spoolDir).find((r) => r.resource === STRICT && r.rule === 'schema.subject');
   assert.ok(row, 'the refusal is audited');
   assert.match(row.message, new RegExp(`schema ${other} is not registered under ${STRICT}-value`));
+});
+
+test('Kinesis: PutRecords Data framed by a registry serializer is masked before the stream, a plain value fails alone, GetRecords per role', async () => {
+  const { id } = await schemas.register({ type: SchemaType.AVRO, schema: customerSchema('Customer') }, { subject: `${STREAM}-value` });
+  const endpoint = `http://127.0.0.1:${gateway.addresses.kinesis!.port}`;
+  const admin = bearerClient(endpoint, await infra.idp.token('ops'));
+  await admin.send(new CreateStreamCommand({ StreamName: STREAM, ShardCount: 1 }));
+  await waitActive(admin, STREAM);
+  const writer = bearerClient(endpoint, await infra.idp.token('alice'));
+  const put = await writer.send(new PutRecordsCommand({
+    StreamName: STREAM,
+    Records: [
+      { PartitionKey: 'a', Data: await schemas.encode(id, customer(1)) },
+      { PartitionKey: 'b', Data: Buffer.from('{"card":"4111111111111111"}') },
+    ],
+  }));
+  assert.equal(put.FailedRecordCount, 1);
+  assert.equal(put.Records![1]!.ErrorCode, 'InvalidArgumentException');
+  assert.match(put.Records![1]!.ErrorMessage ?? '', /requires values written with a registered schema/);
+  const read = async (who: string) => {
+    const client = bearerClient(endpoint, await infra.idp.token(who));
+    const shards = await client.send(new ListShardsCommand({ StreamName: STREAM }));
+    const it = await client.send(new GetShardIteratorCommand({ StreamName: STREAM, ShardId: shards.Shards![0]!.ShardId!, ShardIteratorType: 'TRIM_HORIZON' }));
+    const got = await client.send(new GetRecordsCommand({ ShardIterator: it.ShardIterator! }));
+    return Promise.all(got.Records!.map(async (r) => (await schemas.decode(Buffer.from(r.Data!))) as ReturnType<typeof customer>));
+  };
+  const [asStored] = await read('ops');
+  assert.equal(asStored!.card, '**** **** **** 1111');
+  assert.equal(asStored!.home.street, '[pii]');
+  assert.equal(asStored!.email, 'ann1@example.com');
+  const [asAnalyst] = await read('bob');
+  assert.match(asAnalyst!.email, /^tok_v1_/);
 });
 
 test('a catalog schema and a rule that would hash one of its number fields: the gateway refuses to start, naming both', async () => {
