@@ -33,11 +33,13 @@ const jsonBatch = batch(events.map((e) => Buffer.from(JSON.stringify(e))));
 const a = book.rulesFor('a', 'produce')!;
 const j = book.rulesFor('j', 'produce')!;
 const rounds = Number(process.argv[2] ?? 200);
+/** `only`: run one of the two (for a profile of that path alone) */
+const only = process.argv[3];
 const tasks: Array<[string, EncodedTask]> = [
   ['avro', { format: 'kafka', parts: [avroBatch], ruleset: a.ruleset, values: a.values, schemaEpoch: 'e', schemas: [schema] }],
   ['json', { format: 'kafka', parts: [jsonBatch], ruleset: j.ruleset }],
 ];
-for (const [name, task] of tasks) {
+for (const [name, task] of tasks.filter(([n]) => !only || n === only)) {
   for (let i = 0; i < 20; i++) inspectEncoded(engine, task);
   const t0 = performance.now();
   for (let i = 0; i < rounds; i++) inspectEncoded(engine, task);

@@ -227,7 +227,7 @@ export function openValues(
       const decoded = codec.decode(v.subarray(bodyOffset), messageIndexes);
       opened[i] = { kind: 'view', codec, decoded, head: v.subarray(0, bodyOffset), id };
       schemaIds[i] = id;
-      inputs[i] = utf8.encode(decoded.view);
+      inputs[i] = Buffer.from(decoded.view, 'utf8');
       rulesets[i] = spec.viewRuleset;
     } catch (err) {
       if (!(err instanceof ValueCodecError) && !(err instanceof FramingError)) throw err;
@@ -286,7 +286,7 @@ export function closeValues(engine: WasmEngine, open: OpenedValues, facts: PerRe
       continue;
     }
     if (out) {
-      trees[i] = JSON.parse(utf8Decode.decode(out));
+      trees[i] = JSON.parse(Buffer.from(out.buffer, out.byteOffset, out.byteLength).toString('utf8'));
       rewrite[i] = 1;
     }
     if (!o.codec.tagged || spec.tagRules.length === 0) continue;

@@ -10,7 +10,7 @@
 
 import avro from 'avsc';
 import type { RegisteredSchema } from '../../schemas/source.ts';
-import { childPath, MAX_LEAF_DEPTH, numberChanged, ValueCodecError, type DecodedValue, type LeafStep, type SchemaLeaf, type TaggedLeaf, type ValueCodec, type WriteOptions } from './codec.ts';
+import { MAX_LEAF_DEPTH, numberChanged, rethrowUnder, ValueCodecError, type DecodedValue, type LeafStep, type SchemaLeaf, type TaggedLeaf, type ValueCodec, type WriteOptions } from './codec.ts';
 
 type AvroType = avro.Type & { typeName: string };
 const TAG_ATTRIBUTE = 'confluent:tags';
@@ -235,17 +235,25 @@ function numberText(n: number): string {
   return Number.isFinite(n) ? String(n) : JSON.stringify(String(n));
 }
 
+/** Per record type: the view's text before each field (`{"a":`, `,"b":`), made once. */
+const recordKeys = new WeakMap<AvroType, string[]>();
+function keysOf(t: AvroType, fields: ReadonlyArray<{ name: string }>): string[] {
+  let keys = recordKeys.get(t);
+  if (!keys) recordKeys.set(t, (keys = fields.map((f, i) => `${i === 0 ? '{' : ','}${JSON.stringify(f.name)}:`)));
+  return keys;
+}
+
 /** Appends the JSON view of `v` (of type `t`) to `out`. */
 function view(t: AvroType, v: unknown, out: string[]): void {
   switch (t.typeName) {
     case 'record':
     case 'error': {
-      out.push('{');
       const fields = (t as unknown as avro.types.RecordType).fields;
+      if (fields.length === 0) return void out.push('{}');
+      const keys = keysOf(t, fields);
       const rec = v as Record<string, unknown>;
       for (let i = 0; i < fields.length; i++) {
-        if (i > 0) out.push(',');
-        out.push(JSON.stringify(fields[i]!.name), ':');
+        out.push(keys[i]!);
         view(fields[i]!.type as AvroType, rec[fields[i]!.name], out);
       }
       out.push('}');
@@ -364,8 +372,12 @@ function rebuild(t: AvroType, orig: unknown, out: unknown, path: string, options
       const rec = orig as Record<string, unknown>;
       const result: Record<string, unknown> = {};
       for (const f of fields) {
-        const p = childPath(path, f.name);
-        result[f.name] = Object.hasOwn(o, f.name) ? rebuild(f.type as AvroType, rec[f.name], o[f.name], p, options) : emptyOf(f.type as AvroType, p, options);
+        // paths are built on the way out of a failure only (rethrowUnder), not for every field
+        try {
+          result[f.name] = Object.hasOwn(o, f.name) ? rebuild(f.type as AvroType, rec[f.name], o[f.name], '$', options) : emptyOf(f.type as AvroType, '$', options);
+        } catch (err) {
+          rethrowUnder(err, f.name);
+        }
       }
       // a key the schema does not have: a rule rewrote a field name, which cannot be written back
       const keys = Object.keys(o);
@@ -385,7 +397,13 @@ function rebuild(t: AvroType, orig: unknown, out: unknown, path: string, options
       const o = orig as unknown[];
       // a dropped element shortens the array: the originals no longer line up with the view
       const aligned = o.length === out.length;
-      return out.map((x, i) => (aligned ? rebuild(items, o[i], x, childPath(path, i), options) : fromView(items, x, childPath(path, i), options)));
+      return out.map((x, i) => {
+        try {
+          return aligned ? rebuild(items, o[i], x, '$', options) : fromView(items, x, '$', options);
+        } catch (err) {
+          return rethrowUnder(err, i);
+        }
+      });
     }
     case 'map': {
       if (out === null || typeof out !== 'object' || Array.isArray(out)) throw new ValueCodecError('unfit', 'a map became something else', path);
@@ -393,7 +411,11 @@ function rebuild(t: AvroType, orig: unknown, out: unknown, path: string, options
       const o = orig as Record<string, unknown>;
       const result: Record<string, unknown> = {};
       for (const [k, x] of Object.entries(out as Record<string, unknown>)) {
-        result[k] = Object.hasOwn(o, k) ? rebuild(values, o[k], x, childPath(path, k), options) : fromView(values, x, childPath(path, k), options);
+        try {
+          result[k] = Object.hasOwn(o, k) ? rebuild(values, o[k], x, '$', options) : fromView(values, x, '$', options);
+        } catch (err) {
+          rethrowUnder(err, k);
+        }
       }
       return result;
     }

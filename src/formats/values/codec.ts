@@ -18,11 +18,28 @@ export class ValueCodecError extends Error {
   readonly problem: ValueProblem;
   /** the field path ($.a.b) where it went wrong, when known */
   readonly path: string | undefined;
+  /** the message without the path */
+  readonly detail: string;
   constructor(problem: ValueProblem, message: string, path?: string) {
     super(path === undefined ? message : `${path}: ${message}`);
     this.problem = problem;
     this.path = path;
+    this.detail = message;
   }
+
+  /**
+   * The same error one level down: walks build paths only on the way out of a failure, not for
+   * every field they visit. `key` is the field, element index or map key the error came from.
+   */
+  under(key: string | number): ValueCodecError {
+    const rest = this.path === undefined || this.path === '$' ? '' : this.path.slice(1);
+    return new ValueCodecError(this.problem, this.detail, childPath('$', key) + rest);
+  }
+}
+
+/** Rethrows `err` from inside `key` (ValueCodecError gets the key in its path). */
+export function rethrowUnder(err: unknown, key: string | number): never {
+  throw err instanceof ValueCodecError ? err.under(key) : err;
 }
 
 /** A decoded value: the codec's own representation, and its JSON view for the engine. */
