@@ -57,11 +57,13 @@ function fixtureRows(): AuditRow[] {
   // Q6: denials
   rows.push(op({ subject: 'bob', action: 'produce', resource: 'payments.empty', decision: 'deny', reason: 'forbidden', rule: 'default-deny', message: 'bob may not produce to topic "payments.empty"' }));
   rows.push(op({ subject: 'bob', action: 'produce', resource: 'payments.empty', decision: 'deny', reason: 'forbidden', rule: 'default-deny' }));
+  // Q10: values refused by a topic's schema rules
+  for (const rule of ['schema.unknown', 'schema.unknown', 'schema.unframed']) rows.push(op({ subject: 'erin', action: 'produce', resource: 'customers.avro', decision: 'block', reason: 'invalid', rule, record_count: 2, bytes: 90 }));
   // Q8: sessions
   rows.push(eventRow(ctx, 'session-start', { session_id: 's1', protocol: 'http', client_software: 'curl/8' }));
   rows.push(eventRow(ctx, 'session-end', { session_id: 's1', protocol: 'http', client_software: 'curl/8', latency_us: 1_500_000 }));
   rows.push(eventRow(ctx, 'session-end', { session_id: 's2', protocol: 'kafka', client_software: 'librdkafka/2', latency_us: 40_000_000 }));
-  // Q10: a gap row
+  // Q11: a gap row
   rows.push(eventRow(ctx, 'spool-gap', { decision: 'error', reason: 'spool-full', record_count: 17 }));
   return rows;
 }

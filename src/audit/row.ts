@@ -84,7 +84,7 @@ export function buildRow(ctx: RowContext, op: Operation, result: UpstreamResult 
       ? 'allow'
       : failure.kind === 'unauthenticated' || failure.kind === 'forbidden'
         ? 'deny'
-        : failure.kind === 'blocked' || failure.kind === 'too-large'
+        : failure.kind === 'blocked' || failure.kind === 'too-large' || (failure.kind === 'invalid' && failure.rule?.startsWith('schema.') === true)
           ? 'block'
           : 'error';
   let bytes = 0;
