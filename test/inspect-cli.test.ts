@@ -3,6 +3,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 
 const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const config = fileURLToPath(new URL('../streamgate.example.yaml', import.meta.url));
@@ -53,4 +57,23 @@ test('usage errors and the detector list', () => {
   for (const id of ['payment-card', 'us-ssn', 'email', 'phone', 'iban', 'ipv4', 'ipv6', 'aws-access-key-id', 'aws-secret-key', 'jwt', 'pem-private-key']) {
     assert.match(list.stdout, new RegExp(`^${id} `, 'm'));
   }
+});
+
+test('schema topics: JSON data lines written with the catalog schema, inspected, printed as the decoded forwarded value', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sg-inspect-schema-'));
+  const doc = parseYaml(readFileSync(config, 'utf8')) as Record<string, any>;
+  doc.schemas = { catalog: { dir: fileURLToPath(new URL('../src/dev/schemas', import.meta.url)), schemas: [{ id: 1, subject: 'customers.avro-value', file: 'customer.avsc' }] } };
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, stringifyYaml(doc));
+  const data = (i: number) => JSON.stringify({ id: i, email: `ann${i}@example.com`, card: { string: '4111 1111 1111 1111' }, phone: { string: '+1 202 555 0100' }, address: { street: '1 Main St', city: 'Springfield' } });
+  const r = cli(['-c', file, '-t', 'customers.avro'], `${data(1)}\n{"id":"not a long"}\n${data(2)}\n`);
+  assert.equal(r.code, 3, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+  assert.equal(lines.length, 2);
+  assert.deepEqual(lines[0], { id: 1, email: 'ann1@example.com', card: '**** **** **** 1111', phone: '[pii]', address: { street: '[pii]', city: 'Springfield' } });
+  assert.match(r.stderr, /3 records: 2 changed, 1 refused/);
+  assert.match(r.stderr, /record 2: the data does not fit the Avro schema/);
+  const analyst = cli(['-c', file, '-t', 'customers.avro', '--side', 'consume', '--role', 'analyst'], `${data(3)}\n`);
+  assert.equal(analyst.code, 0, analyst.stderr);
+  assert.match((JSON.parse(analyst.stdout) as { email: string }).email, /^tok_v1_/);
 });

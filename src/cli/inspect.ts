@@ -2,7 +2,14 @@ import type { Command } from 'commander';
 import { loadConfig } from '../config/load.ts';
 import { DETECTORS } from '../inspect/detectors.ts';
 import { FLAG_BLOCKED, FLAG_CHANGED, FLAG_JSON_FALLBACK, outputOf, WasmEngine } from '../inspect/engine.ts';
-import { RuleBook, type Side } from '../inspect/rules.ts';
+import { RuleBook, type ResolvedRules, type Side } from '../inspect/rules.ts';
+import type { Config } from '../config/schema.ts';
+import { inspectSchemaValues } from '../inspect/batch.ts';
+import { CodecCache } from '../formats/values/index.ts';
+import { readFraming, readGlobalIdHeader } from '../formats/schema-framing.ts';
+import { SchemaCatalog } from '../schemas/catalog.ts';
+import { RegistryClient } from '../schemas/registry.ts';
+import { SchemaSerializer, type SchemaRef } from '../schemas/serializer.ts';
 
 interface InspectOptions {
   config?: string;
@@ -11,6 +18,8 @@ interface InspectOptions {
   role: string[];
   format: string;
   listDetectors?: boolean;
+  schemaId?: string;
+  subject?: string;
 }
 
 const BATCH = 1024;
@@ -29,6 +38,8 @@ export function registerInspect(program: Command): void {
     .option('--side <side>', 'produce | consume', 'produce')
     .option('--role <role>', 'a role of the reader (consume side; repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--format <format>', 'lines: one payload per line | raw: all of stdin is one payload', 'lines')
+    .option('--schema-id <id>', 'schema topics: each line is JSON data, written with this registered schema before the rules run')
+    .option('--subject <name>', 'schema topics: the same with the latest version of this subject (default: <topic>-value)')
     .option('--list-detectors', 'list the built-in detectors and exit')
     .action(async (opts: InspectOptions, cmd: Command) => {
       // a reader that stops early (| head) is not an error
@@ -40,15 +51,17 @@ export function registerInspect(program: Command): void {
       if (!opts.config || !opts.topic) cmd.error('error: inspect needs --config <file> and --topic <name>');
       if (opts.side !== 'produce' && opts.side !== 'consume') cmd.error('error: --side is produce or consume');
       if (opts.format !== 'lines' && opts.format !== 'raw') cmd.error('error: --format is lines or raw');
-      process.exitCode = await dryRun(opts.config!, opts.topic!, opts.side as Side, opts.role, opts.format);
+      if (opts.schemaId !== undefined && !/^\d+$/.test(opts.schemaId)) cmd.error('error: --schema-id is a number');
+      process.exitCode = await dryRun(opts.config!, opts.topic!, opts.side as Side, opts.role, opts.format, opts);
     });
 }
 
-async function dryRun(file: string, topic: string, side: Side, roles: string[], format: string): Promise<number> {
+async function dryRun(file: string, topic: string, side: Side, roles: string[], format: string, opts: InspectOptions): Promise<number> {
   const config = loadConfig(file);
   const book = new RuleBook(config.inspection);
   const rules = book.rulesFor(topic, side, roles);
   const input = await readStdin();
+  if (rules?.values) return schemaDryRun(config, book, rules, topic, side, roles, input, opts);
   let payloads: Buffer[];
   if (format === 'raw') payloads = [input];
   else {
@@ -100,6 +113,69 @@ async function dryRun(file: string, topic: string, side: Side, roles: string[], 
   ];
   process.stderr.write(summary.join('\n') + '\n');
   return blocked.length > 0 ? 3 : 0;
+}
+
+/**
+ * A topic with schema-registry values: each line is JSON data (Avro's JSON encoding, Protobuf's
+ * JSON mapping, a JSON Schema value), written with the schema the way the HTTP API writes it,
+ * inspected as the gateway would, and printed as the view of the value it would forward.
+ */
+async function schemaDryRun(config: Config, book: RuleBook, rules: ResolvedRules, topic: string, side: Side, roles: string[], input: Buffer, opts: InspectOptions): Promise<number> {
+  const s = config.schemas;
+  if (!s) throw new Error('the topic has schema-registry values and the config has no schemas section');
+  const source = 'registry' in s ? new RegistryClient(s.registry) : new SchemaCatalog(s.catalog);
+  const serializer = new SchemaSerializer(source);
+  const ref: SchemaRef = opts.schemaId !== undefined ? { schemaId: Number(opts.schemaId) } : opts.subject ? { subject: opts.subject, version: 'latest' } : { strategy: 'TOPIC_NAME', topic, part: 'value' };
+  const spec = rules.values!;
+  const engine = WasmEngine.load(book.program.bytes);
+  const codecs = new CodecCache();
+  const who = side === 'consume' ? ` for roles [${roles.join(', ')}]` : '';
+  const counts = new Map<string, number>();
+  const refused: string[] = [];
+  let changed = 0;
+  let n = 0;
+  try {
+    for (const line of input.toString('utf8').split('\n')) {
+      if (line.trim() === '') continue;
+      n++;
+      let framed: { bytes: Uint8Array; header?: [string, Uint8Array] };
+      try {
+        framed = await serializer.serialize(ref, JSON.parse(line), spec.framing);
+      } catch (err) {
+        refused.push(`record ${n}: ${(err as Error).message}`);
+        continue;
+      }
+      const schema = await source.byId(framed.header ? readGlobalIdHeader(framed.header[1]) : readFraming(framed.bytes, spec.framing === 'apicurio-header' ? 'confluent' : spec.framing, false).schemaId);
+      const task = { payloads: [framed.bytes], count: 1, rulesets: Uint32Array.of(rules.ruleset), spec, schemaEpoch: 'cli', schemas: [schema], headers: [framed.header ? [framed.header] : []], topic };
+      const r = inspectSchemaValues(engine, task);
+      if ('needSchemas' in r) throw new Error('the schema could not be compiled');
+      if (r.problems.length > 0 || (r.flags[0]! & FLAG_BLOCKED) !== 0) {
+        refused.push(r.problems[0] ? `record ${n}: ${r.problems[0].rule}: ${r.problems[0].message.replace(/^record 0: /, '')}` : `record ${n}: blocked by rule "${book.ruleId(r.stopRule[0]!)}": ${book.blockReason(r.stopRule[0]!)}`);
+        continue;
+      }
+      if ((r.flags[0]! & FLAG_CHANGED) !== 0) changed++;
+      for (let h = r.hitStart[0]!; h < r.hitStart[0]! + r.hitCount[0]!; h++) counts.set(book.ruleId(r.hits[h]!), (counts.get(book.ruleId(r.hits[h]!)) ?? 0) + 1);
+      // the forwarded value, decoded again: what a consumer's deserializer would see
+      codecs.learn(schema);
+      const codec = codecs.get(schema.id)!;
+      if (codec instanceof Error) throw codec;
+      const out = r.values[0]!;
+      const body = framed.header ? out : out.subarray(readFraming(out, spec.framing === 'apicurio-header' ? 'confluent' : spec.framing, codec.messageIndexed).bodyOffset);
+      const indexes = codec.messageIndexed && !framed.header ? readFraming(out, spec.framing === 'apicurio-header' ? 'confluent' : spec.framing, true).messageIndexes : undefined;
+      process.stdout.write(codec.decode(body, indexes).view + '\n');
+    }
+  } finally {
+    await source.close();
+  }
+  process.stderr.write(
+    [
+      `topic "${topic}", ${side} side${who}: rules ${rules.rules.join(', ') || '(none)'}; values written with ${'schemaId' in ref ? `schema ${ref.schemaId}` : 'subject' in ref ? `the latest ${ref.subject}` : `the latest ${topic}-value`}`,
+      `${n} records: ${changed} changed, ${refused.length} refused, ${n - changed - refused.length} unchanged`,
+      counts.size > 0 ? `actions by rule: ${[...counts].map(([id, k]) => `${id} ${k}`).join(', ')}` : 'no actions applied',
+      ...refused,
+    ].join('\n') + '\n',
+  );
+  return refused.length > 0 ? 3 : 0;
 }
 
 function write(b: Uint8Array, format: string): void {
