@@ -78,6 +78,10 @@ export class RedisStore implements StateStore {
     return reply === 'OK';
   }
 
+  incrementBy(key: string, by: number): Promise<number> {
+    return this.#unavailable(() => this.#commands.incrby(this.#prefix + key, by));
+  }
+
   delete(key: string): Promise<void> {
     return this.#unavailable(() => this.#delete(key));
   }

@@ -11,6 +11,8 @@ export interface StateStore {
   /** sets only when the key does not exist; true when it was set (one approval request per operation, first decision wins) */
   setIfAbsent(key: string, value: string, ttlMs?: number): Promise<boolean>;
   delete(key: string): Promise<void>;
+  /** adds `by` to the integer at `key` (0 when absent), atomically across instances; the new value */
+  incrementBy(key: string, by: number): Promise<number>;
   /** every live key under `prefix`, with its value */
   list(prefix: string): Promise<Array<[string, string]>>;
   publish(channel: string, message: string): Promise<void>;
@@ -64,6 +66,13 @@ export class MemoryStore implements StateStore {
   delete(key: string): Promise<void> {
     this.#entries.delete(key);
     return Promise.resolve();
+  }
+
+  incrementBy(key: string, by: number): Promise<number> {
+    const entry = this.#live(key);
+    const next = (entry ? Number(entry.value) : 0) + by;
+    this.#entries.set(key, { value: String(next), expiresAt: entry?.expiresAt ?? Infinity });
+    return Promise.resolve(next);
   }
 
   list(prefix: string): Promise<Array<[string, string]>> {
