@@ -42,6 +42,7 @@ import { NoUpstream } from './upstream/none.ts';
 import { KinesisListener } from './protocols/kinesis/listener.ts';
 import { KinesisUpstream } from './upstream/kinesis.ts';
 import { openStateStore } from './state/open.ts';
+import { Protection } from './inspect/protection.ts';
 import type { StateStore } from './state/store.ts';
 import type { AccessKeys } from './jit/access-keys.ts';
 import { loadAccessKeys } from './jit/access-secret.ts';
@@ -150,7 +151,7 @@ export class Gateway implements Dispatcher {
       policy: new Policy(config.policy),
       approvalRules: new ApprovalRules(config.policy.approvals ?? []),
       rules,
-      inspector: new Inspector(config.inspection, rules.program, this.#schemas),
+      inspector: new Inspector(config.inspection, rules.program, this.#schemas, new Protection(config.inspection, rules.protectRules, this.state)),
     };
     this.approvals = new ApprovalService({
       store: this.state,
@@ -541,7 +542,7 @@ export class Gateway implements Dispatcher {
     let inspector: Inspector | undefined;
     if (!same(current.inspection, next.inspection)) {
       rules = new RuleBook(next.inspection);
-      inspector = new Inspector(next.inspection, rules.program, this.#schemas);
+      inspector = new Inspector(next.inspection, rules.program, this.#schemas, new Protection(next.inspection, rules.protectRules, this.state));
       try {
         await inspector.warmUp();
       } catch (err) {

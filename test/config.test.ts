@@ -10,7 +10,7 @@ test('the shipped example config is valid and gets defaults', () => {
   assert.equal(config.listeners.http?.port, 8080);
   assert.equal(config.inspection.limits.maxRecordBytes, 1048576);
   assert.equal(config.audit.spool.durability, 'write');
-  assert.deepEqual(Object.keys(config.policy.roles), ['payments-writer', 'analyst', 'platform-admin', 'approver']);
+  assert.deepEqual(Object.keys(config.policy.roles), ['payments-writer', 'analyst', 'platform-admin', 'approver', 'fraud-analyst']);
 });
 
 test('errors name the file, the line, the path and what was expected', () => {

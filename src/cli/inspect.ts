@@ -10,6 +10,8 @@ import { readFraming, readGlobalIdHeader } from '../formats/schema-framing.ts';
 import { SchemaCatalog } from '../schemas/catalog.ts';
 import { RegistryClient } from '../schemas/registry.ts';
 import { SchemaSerializer, type SchemaRef } from '../schemas/serializer.ts';
+import { Protection } from '../inspect/protection.ts';
+import { openStateStore } from '../state/open.ts';
 
 interface InspectOptions {
   config?: string;
@@ -80,13 +82,14 @@ async function dryRun(file: string, topic: string, side: Side, roles: string[], 
     process.stderr.write(`no inspection rules apply to topic "${topic}" (${side} side${who}): ${payloads.length} records passed through unchanged\n`);
     return 0;
   }
-  const engine = WasmEngine.load(book.program.bytes);
+  const { engine, protection, close } = loadEngine(config, book);
   const counts = new Map<string, number>();
   let changed = 0;
   let fallbacks = 0;
   const blocked: string[] = [];
   for (let i = 0; i < payloads.length; i += BATCH) {
     const batch = payloads.slice(i, i + BATCH);
+    await protection.reserve(batch.length);
     const r = engine.inspect(batch, rules.ruleset);
     for (let k = 0; k < batch.length; k++) {
       const flags = r.flags[k]!;
@@ -112,7 +115,18 @@ async function dryRun(file: string, topic: string, side: Side, roles: string[], 
     ...blocked,
   ];
   process.stderr.write(summary.join('\n') + '\n');
+  await close();
   return blocked.length > 0 ? 3 : 0;
+}
+
+/**
+ * The engine with the config's protection keys: envelope encryptions are counted in the
+ * configured state store like the gateway's (a dry run uses the key too).
+ */
+function loadEngine(config: Config, book: RuleBook): { engine: WasmEngine; protection: Protection; close: () => Promise<void> } {
+  const store = openStateStore(config.state);
+  const protection = new Protection(config.inspection, book.protectRules, store);
+  return { engine: WasmEngine.load(book.program.bytes, undefined, protection.protector), protection, close: () => store.close() };
 }
 
 /**
@@ -127,7 +141,7 @@ async function schemaDryRun(config: Config, book: RuleBook, rules: ResolvedRules
   const serializer = new SchemaSerializer(source);
   const ref: SchemaRef = opts.schemaId !== undefined ? { schemaId: Number(opts.schemaId) } : opts.subject ? { subject: opts.subject, version: 'latest' } : { strategy: 'TOPIC_NAME', topic, part: 'value' };
   const spec = rules.values!;
-  const engine = WasmEngine.load(book.program.bytes);
+  const { engine, protection, close } = loadEngine(config, book);
   const codecs = new CodecCache();
   const who = side === 'consume' ? ` for roles [${roles.join(', ')}]` : '';
   const counts = new Map<string, number>();
@@ -147,6 +161,7 @@ async function schemaDryRun(config: Config, book: RuleBook, rules: ResolvedRules
       }
       const schema = await source.byId(framed.header ? readGlobalIdHeader(framed.header[1]) : readFraming(framed.bytes, spec.framing === 'apicurio-header' ? 'confluent' : spec.framing, false).schemaId);
       const task = { payloads: [framed.bytes], count: 1, rulesets: Uint32Array.of(rules.ruleset), spec, schemaEpoch: 'cli', schemas: [schema], headers: [framed.header ? [framed.header] : []], topic };
+      await protection.reserve(1);
       const r = inspectSchemaValues(engine, task);
       if ('needSchemas' in r) throw new Error('the schema could not be compiled');
       if (r.problems.length > 0 || (r.flags[0]! & FLAG_BLOCKED) !== 0) {
@@ -166,6 +181,7 @@ async function schemaDryRun(config: Config, book: RuleBook, rules: ResolvedRules
     }
   } finally {
     await source.close();
+    await close();
   }
   process.stderr.write(
     [

@@ -41,6 +41,8 @@ export interface RunningIdp {
 export const DEV_CLIENTS: DevClient[] = [
   { id: 'alice', secret: 'alice-secret', groups: ['payments-writers', 'analysts'] },
   { id: 'bob', secret: 'bob-secret', groups: ['analysts'] },
+  // an analyst who may also read what encrypt rules protect (decrypt rules for fraud-analyst)
+  { id: 'fran', secret: 'fran-secret', groups: ['analysts', 'fraud-analysts'] },
   { id: 'mallory', secret: 'mallory-secret', groups: [] },
   { id: 'ops', secret: 'ops-secret', groups: ['platform-admins', 'approvers'] },
   // approves requests held for a human (policy.approvals) and nothing else

@@ -1,10 +1,11 @@
-// Host side of the WASM inspection engine (wasm/assembly/index.ts, ABI v3).
+// Host side of the WASM inspection engine (wasm/assembly/index.ts, ABI v4).
 // One instance per thread: works on the main thread and inside piscina workers
 // (only node:fs + WebAssembly, no main-thread-only APIs). The compiled rules (the
 // "program") are copied into the instance once, at load.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { instantiateSync } from '@assemblyscript/loader';
+import type { Protector } from '../protect/protector.ts';
 
 export const FLAG_CHANGED = 1;
 export const FLAG_BLOCKED = 2;
@@ -52,7 +53,9 @@ interface EngineExports {
   sha256Batch(n: number): number;
 }
 
-const ABI_VERSION = 3;
+const ABI_VERSION = 4;
+/** hit word the engine writes before a protect rule's hit: then the output offset and the length (bit 31: JSON string content) */
+const PROTECT_MARK = 0xfffffffe;
 const E_OUT_FULL = -2;
 const E_HITS_FULL = -6;
 const ERRORS: Record<number, string> = {
@@ -106,17 +109,20 @@ export class WasmEngine {
   #hits = 0;
   #hitsCap = 0;
 
-  private constructor(path: string, program: Uint8Array) {
+  readonly #protector: Protector | null;
+
+  private constructor(path: string, program: Uint8Array, protector: Protector | null) {
     this.#path = path;
     this.#program = program;
+    this.#protector = protector;
     this.#instantiate();
   }
 
   /** Synchronously instantiates wasm/build/engine.wasm (or `wasmPath`) with a compiled rules program. */
-  static load(program: Uint8Array, wasmPath?: string | URL): WasmEngine {
+  static load(program: Uint8Array, wasmPath?: string | URL, protector: Protector | null = null): WasmEngine {
     const path = wasmPath === undefined ? fileURLToPath(DEFAULT_WASM)
       : wasmPath instanceof URL ? fileURLToPath(wasmPath) : wasmPath;
-    return new WasmEngine(path, program);
+    return new WasmEngine(path, program, protector);
   }
 
   #instantiate(): void {
@@ -182,8 +188,67 @@ export class WasmEngine {
       const hits = this.#u32.slice(this.#hits >>> 2, (this.#hits >>> 2) + nHits);
       const out = this.#u8.slice(this.#outData, this.#outData + written);
       const outIndex = this.#u32.slice(this.#outTab >>> 2, (this.#outTab >>> 2) + 2 * n);
-      return { n, flags, stopRule, hitStart, hitCount, hits, out, outIndex };
+      const result = { n, flags, stopRule, hitStart, hitCount, hits, out, outIndex };
+      return hits.includes(PROTECT_MARK) ? this.#protect(result) : result;
     }
+  }
+
+  /**
+   * Replaces the values protect rules marked (encrypt / decrypt: src/protect/protector.ts) and
+   * puts each one's fact in place of its rule's hit. An encryption that failed blocks its record.
+   */
+  #protect(r: EngineResult): EngineResult {
+    const protector = this.#protector;
+    if (!protector) throw new Error('the rules encrypt or decrypt but the engine has no keyring');
+    const { n, flags, stopRule, hits, out, outIndex } = r;
+    const pieces: Uint8Array[] = [];
+    const index = new Uint32Array(2 * n);
+    const hitStart = new Uint32Array(n);
+    const hitCount = new Uint32Array(n);
+    const kept: number[] = [];
+    let size = 0;
+    const push = (b: Uint8Array) => {
+      pieces.push(b);
+      size += b.byteLength;
+    };
+    for (let i = 0; i < n; i++) {
+      const from = r.hitStart[i]!;
+      const to = from + r.hitCount[i]!;
+      const off = outIndex[2 * i]!;
+      const end = off + outIndex[2 * i + 1]!;
+      index[2 * i] = size;
+      hitStart[i] = kept.length;
+      let cursor = off;
+      for (let k = from; k < to; k++) {
+        if (hits[k] !== PROTECT_MARK) {
+          kept.push(hits[k]!);
+          continue;
+        }
+        const at = hits[k + 1]!;
+        const word = hits[k + 2]!;
+        const len = word & 0x7fffffff;
+        const applied = protector.apply(hits[k + 3]!, out.subarray(at, at + len));
+        push(out.subarray(cursor, at));
+        push((word & 0x80000000) !== 0 ? escapeJson(applied.text) : applied.text);
+        cursor = at + len;
+        kept.push(applied.fact);
+        if (applied.refuse && (flags[i]! & FLAG_BLOCKED) === 0) {
+          flags[i]! |= FLAG_BLOCKED;
+          stopRule[i] = applied.fact;
+        }
+        k += 3;
+      }
+      if (cursor < end) push(out.subarray(cursor, end));
+      index[2 * i + 1] = size - index[2 * i]!;
+      hitCount[i] = kept.length - hitStart[i]!;
+    }
+    const joined = new Uint8Array(size);
+    let at = 0;
+    for (const p of pieces) {
+      joined.set(p, at);
+      at += p.byteLength;
+    }
+    return { n, flags, stopRule, hitStart, hitCount, hits: Uint32Array.from(kept), out: joined, outIndex: index };
   }
 
   /** SHA-256 of each record, computed in WASM (null = empty record); kept for the benchmark. */
@@ -259,4 +324,32 @@ export function outputOf(r: EngineResult, i: number, original: Uint8Array | null
   if ((r.flags[i]! & FLAG_CHANGED) === 0) return original;
   const off = r.outIndex[2 * i]!;
   return r.out.subarray(off, off + r.outIndex[2 * i + 1]!);
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const HEX = '0123456789abcdef';
+
+/** `text` as the content of a JSON string (the escapes JSON requires, nothing more). */
+function escapeJson(text: Uint8Array): Uint8Array {
+  let extra = 0;
+  for (const b of text) if (b === QUOTE || b === BACKSLASH) extra += 1;
+  else if (b < 0x20) extra += 5;
+  if (extra === 0) return text;
+  const out = new Uint8Array(text.byteLength + extra);
+  let j = 0;
+  for (const b of text) {
+    if (b === QUOTE || b === BACKSLASH) {
+      out[j++] = BACKSLASH;
+      out[j++] = b;
+    } else if (b < 0x20) {
+      out[j++] = BACKSLASH;
+      out[j++] = 0x75;
+      out[j++] = 0x30;
+      out[j++] = 0x30;
+      out[j++] = HEX.charCodeAt(b >> 4);
+      out[j++] = HEX.charCodeAt(b & 15);
+    } else out[j++] = b;
+  }
+  return out;
 }

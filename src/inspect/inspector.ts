@@ -9,6 +9,7 @@ import { WasmEngine } from './engine.ts';
 import { SchemaError, type SchemaErrorCode, type SchemaSource } from '../schemas/source.ts';
 import type { SchemaNeeds, ValueProblemReport } from './values.ts';
 import type { ValuesPoolResult, ValuesPoolTask, EncodedPoolResult, EncodedPoolTask, PoolResult, PoolTask, PoolWorkerData } from './worker.ts';
+import type { Protection } from './protection.ts';
 
 const NULL_LENGTH = 0xffffffff;
 
@@ -52,16 +53,20 @@ export class Inspector {
   #pending: Pending[] = [];
   #scheduled = false;
 
-  constructor(config: InspectionConfig, program: CompiledProgram, schemas?: SchemaSourceRef) {
+  readonly #protection: Protection | undefined;
+
+  /** `protection`: the encrypt and decrypt rules' keys (without it, rules that encrypt fail closed) */
+  constructor(config: InspectionConfig, program: CompiledProgram, schemas?: SchemaSourceRef, protection?: Protection) {
     this.#config = config;
     this.#schemas = schemas;
     this.#program = program;
+    this.#protection = protection;
     // loaded eagerly: a gateway whose engine cannot load must refuse to start, not fail later
-    this.#engine = WasmEngine.load(program.bytes);
+    this.#engine = WasmEngine.load(program.bytes, undefined, protection?.protector ?? null);
     if (config.mode !== 'inline') {
       const shared = new SharedArrayBuffer(program.bytes.byteLength);
       new Uint8Array(shared).set(program.bytes);
-      const workerData: PoolWorkerData = { program: shared, version: program.version };
+      const workerData: PoolWorkerData = { program: shared, version: program.version, protection: protection?.worker ?? null };
       this.#pool = new Piscina({
         filename: new URL('./worker.ts', import.meta.url).href,
         workerData,
@@ -82,6 +87,10 @@ export class Inspector {
     await Promise.all(Array.from({ length: this.#pool.threads.length || 1 }, () => this.#pool!.run(empty)));
   }
 
+  #reserve(records: number): Promise<void> | undefined {
+    return this.#protection?.reserve(records);
+  }
+
   get poolQueueSize(): number {
     return this.#pool?.queueSize ?? 0;
   }
@@ -97,6 +106,8 @@ export class Inspector {
     for (const v of values) bytes += v?.byteLength ?? 0;
     const inline = this.#inline(bytes);
     try {
+      const reserving = this.#reserve(values.length);
+      if (reserving) await reserving;
       if (inline) return { result: inspectValues(this.#engine, values, rulesets), where: 'inline' };
       return { result: await this.#enqueue(values, rulesets), where: 'pool' };
     } catch (err) {
@@ -115,6 +126,8 @@ export class Inspector {
     const inline = this.#inline(decodedBytes);
     let result: EncodedResult | { invalid: string } | SchemaNeeds;
     try {
+      const reserving = this.#reserve(task.parts.length);
+      if (reserving) await reserving;
       let attempt: EncodedTask = task.values ? { ...task, schemaEpoch: this.#schemas?.epoch ?? '' } : task;
       for (let round = 0; ; round++) {
         result = inline ? inspectEncoded(this.#engine, attempt) : await this.#runEncoded(attempt);
@@ -171,6 +184,8 @@ export class Inspector {
     for (const v of task.payloads) bytes += v?.byteLength ?? 0;
     const inline = this.#inline(bytes);
     try {
+      const reserving = this.#reserve(task.count);
+      if (reserving) await reserving;
       let attempt: SchemaValuesTask = { ...task, schemaEpoch: this.#schemas?.epoch ?? '' };
       for (let round = 0; ; round++) {
         const r = inline ? inspectSchemaValues(this.#engine, attempt) : ((await this.#pool!.run({ kind: 'values', version: this.#program.version, task: attempt } satisfies ValuesPoolTask)) as ValuesPoolResult);

@@ -2,6 +2,7 @@ import type { InspectionConfig } from '../config/schema.ts';
 import { globToRegExp } from '../policy/policy.ts';
 import { compileProgram, type CompiledProgram, type RuleSpec, type RulesetSpec } from './compile/program.ts';
 import { STOP_MALFORMED_JSON } from './engine.ts';
+import { factName, factReason, isFact, MAX_PROTECT_RULE_INDEX, readFact, type ProtectRule } from '../protect/protector.ts';
 import type { InspectionRuleConfig, TopicEntryConfig } from './schema.ts';
 import type { ValueSpec } from './values.ts';
 
@@ -36,6 +37,8 @@ export interface ResolvedRules {
 export const MALFORMED_JSON_RULE = 'inspection.malformedJson';
 
 const hasMatch = (r: InspectionRuleConfig): boolean => r.detector !== undefined || r.pattern !== undefined;
+/** what an envelope looks like (src/protect/envelope.ts): a decrypt rule of an envelope rule with nothing else to go by finds them by it */
+const ENVELOPE_PATTERN = 'sge1\\.[0-9]{1,5}\\.[A-Za-z0-9_-]{38,}';
 /** rules that select schema fields by tag act on nothing else */
 const byTags = (r: InspectionRuleConfig): boolean => r.tags !== undefined;
 /** at most this many tag rules per topic entry and side: every subset of them is a compiled ruleset */
@@ -79,8 +82,11 @@ export class RuleBook {
   readonly #entries: Entry[];
   readonly #defaultLimits: Limits;
   readonly #cache = new Map<string, ResolvedRules | null>();
+  /** per program rule index: the encrypt / decrypt rule the protector applies, null for others */
+  readonly protectRules: Array<ProtectRule | null>;
 
-  constructor(config: InspectionConfig) {
+  constructor(given: InspectionConfig) {
+    const config = withEnvelopePatterns(given);
     this.#defaultLimits = config.limits;
     const index = new Map(config.rules.map((r, i) => [r.id, i]));
     // a tag rule also compiles as a text rule over one tagged field (its detector or pattern,
@@ -118,7 +124,7 @@ export class RuleBook {
         numbers: t.schema.numbers,
         subjects: side === 'produce' ? (t.schema.subjects ?? null) : null,
         typedRules: listed
-          .filter((r) => (r.action.type === 'hash' || r.action.type === 'tokenize') && !hasMatch(r) && (r.fields !== undefined || r.tags !== undefined) && (r.tags !== undefined || forValue(r)))
+          .filter((r) => ['hash', 'tokenize', 'encrypt', 'decrypt'].includes(r.action.type) && !hasMatch(r) && (r.fields !== undefined || r.tags !== undefined) && (r.tags !== undefined || forValue(r)))
           .map((r) => ({ id: r.id, action: r.action.type, fields: r.fields ?? null, tags: r.tags ?? null })),
         viewRuleset: rulesetOf(listed.filter(forValue).map((r) => r.id), 'json', 'block'),
         tagRules: tagged.map((r) => r.tags!),
@@ -152,6 +158,9 @@ export class RuleBook {
       produce: resolve(t, t.produce, 'produce'),
       consume: t.consume.map((c) => ({ roles: c.roles ? new Set(c.roles) : null, rules: resolve(t, c.rules, 'consume') })),
     }));
+    const programRules = [...config.rules, ...tagRules];
+    if (programRules.length > MAX_PROTECT_RULE_INDEX + 1 && programRules.some(isProtect)) throw new Error(`at most ${MAX_PROTECT_RULE_INDEX + 1} inspection rules when some encrypt or decrypt`);
+    this.protectRules = programRules.map((r) => protectRule(r, config));
     const tk = config.tokenization;
     this.program = compileProgram({
       rules: [...config.rules.map(toSpec), ...tagRules.map((r) => ({ ...toSpec(r), match: toSpec(r).match ?? WHOLE_FIELD, fields: null }))],
@@ -198,18 +207,52 @@ export class RuleBook {
     return this.#entries.find((e) => e.patterns.some((p) => p.test(topic)));
   }
 
-  /** Rule id of a compiled rule index (engine results name rules by index). */
+  /**
+   * Rule id of a compiled rule index (engine results name rules by index); an encrypt or decrypt
+   * rule's facts read as `<id>@v<key version>` when done and `<id>!<why not>` when not.
+   */
   ruleId(index: number): string {
     if (index === STOP_MALFORMED_JSON) return MALFORMED_JSON_RULE;
+    if (isFact(index)) return factName(this.#ids[readFact(index).rule] ?? '#', index);
     return this.#ids[index] ?? `#${index}`;
   }
 
   /** The block reason of a rule, for the error returned to the client. */
   blockReason(index: number): string {
     if (index === STOP_MALFORMED_JSON) return 'the value is not valid JSON (malformed, nested deeper than 512 levels, or followed by other data) and this topic\'s rules need it parsed';
+    if (isFact(index)) return factReason(index);
     const a = this.#actions[index];
     return a?.type === 'block' ? a.reason : 'blocked by an inspection rule';
   }
+}
+
+/** Decrypt rules of envelope rules that say nothing about where to look get the envelope's pattern. */
+function withEnvelopePatterns(config: InspectionConfig): InspectionConfig {
+  const envelope = new Set(config.rules.filter((r) => r.action.type === 'encrypt' && r.action.format === 'envelope').map((r) => r.id));
+  const rules = config.rules.map((r) =>
+    r.action.type === 'decrypt' && envelope.has(r.action.rule) && !r.detector && !r.pattern && !r.fields && !r.tags ? { ...r, pattern: ENVELOPE_PATTERN } : r,
+  );
+  return { ...config, rules };
+}
+
+const isProtect = (r: InspectionRuleConfig): boolean => r.action.type === 'encrypt' || r.action.type === 'decrypt';
+
+function protectRule(r: InspectionRuleConfig, config: InspectionConfig): ProtectRule | null {
+  const a = r.action;
+  if (a.type !== 'encrypt' && a.type !== 'decrypt') return null;
+  const enc = a.type === 'encrypt' ? a : config.rules.find((x) => x.id === a.rule)!.action;
+  if (enc.type !== 'encrypt') throw new Error(`rule "${r.id}": "${a.type === 'decrypt' ? a.rule : r.id}" is not an encrypt rule`);
+  return {
+    id: r.id,
+    mode: a.type,
+    format: enc.format,
+    binding: a.type === 'encrypt' ? r.id : a.rule,
+    keepFirst: enc.keepFirst,
+    keepLast: enc.keepLast,
+    luhn: enc.luhn,
+    keyVersion: enc.format === 'preserve' ? (enc.keyVersion ?? null) : null,
+    onFailure: a.type === 'decrypt' ? a.onFailure : '',
+  };
 }
 
 function toSpec(r: InspectionRuleConfig): RuleSpec {
@@ -224,6 +267,7 @@ function toSpec(r: InspectionRuleConfig): RuleSpec {
       : a.type === 'hash' ? { type: 'hash', length: a.length }
       : a.type === 'tokenize' ? { type: 'tokenize', format: a.format, keepLast: a.keepLast, prefix: a.prefix }
       : a.type === 'drop' ? { type: 'drop' }
+      : a.type === 'encrypt' || a.type === 'decrypt' ? { type: 'protect' }
       : { type: 'block', reason: a.reason },
   };
 }

@@ -39,6 +39,33 @@ const action = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('drop') }),
   /** refuse the whole message; `reason` is returned to the client with the rule id */
   z.strictObject({ type: z.literal('block'), reason: z.string().min(1).max(200).default('blocked by an inspection rule') }),
+  /**
+   * reversible encryption with the protection keyring (docs/inspection.md "Reversible
+   * protection"). envelope: AES-256-GCM, written as `sge1.<key version>.<base64url>`, random
+   * (equal values differ), bound to this rule; preserve: FF1 (NIST SP 800-38G), same length and
+   * character classes, deterministic per rule (equal values stay equal, joins keep working)
+   */
+  z.strictObject({
+    type: z.literal('encrypt'),
+    format: z.enum(['envelope', 'preserve']).default('envelope'),
+    /** preserve: letters and digits left in clear at the start (a card's issuer prefix: card detectors then still find it) */
+    keepFirst: z.int().min(0).max(64).default(0),
+    /** preserve: letters and digits left in clear at the end (the last four of a card) */
+    keepLast: z.int().min(0).max(64).default(0),
+    /** preserve: the value ends with a Luhn check digit; the result is made Luhn-valid again */
+    luhn: z.boolean().default(false),
+    /** preserve: the key version (an FF1 ciphertext has no room to say which key made it) */
+    keyVersion: z.int().min(1).max(65535).optional(),
+  }),
+  /**
+   * reveals what encrypt rule `rule` wrote (consume rules, for the roles that may see the
+   * original); a value that does not decrypt becomes `onFailure`, and the audit row says why
+   */
+  z.strictObject({
+    type: z.literal('decrypt'),
+    rule: ruleId,
+    onFailure: safeText(256).default('[UNREADABLE]'),
+  }),
 ]);
 
 /**
@@ -73,7 +100,7 @@ const inspectionRule = z
   })
   .superRefine((r, ctx) => {
     if (r.detector && r.pattern) ctx.addIssue({ code: 'custom', path: ['pattern'], message: 'a rule has either a detector or a pattern, not both' });
-    if (!r.detector && !r.pattern && !r.fields && !r.tags) ctx.addIssue({ code: 'custom', path: ['detector'], message: 'a rule needs a detector, a pattern, fields or tags' });
+    if (!r.detector && !r.pattern && !r.fields && !r.tags && r.action.type !== 'decrypt') ctx.addIssue({ code: 'custom', path: ['detector'], message: 'a rule needs a detector, a pattern, fields or tags' });
     if (r.tags && (r.fields || r.targets)) ctx.addIssue({ code: 'custom', path: ['tags'], message: 'a rule selecting fields by tags has no fields or targets: the schema says where it applies' });
     if (r.flags !== undefined && !r.pattern) ctx.addIssue({ code: 'custom', path: ['flags'], message: 'flags apply to a pattern' });
     if (r.pattern) {
@@ -153,6 +180,12 @@ const topicInspection = z.strictObject({
   schema: topicSchema.optional(),
 });
 
+const protectKey = z.strictObject({
+  version: z.int().min(1).max(65535),
+  /** a random secret of at least 32 characters (`openssl rand -base64 32`); keep it in the environment (${PROTECT_KEY_1}) or a file */
+  secret: z.string().min(32, 'a protection secret needs at least 32 characters (openssl rand -base64 32)'),
+});
+
 const tokenKey = z.strictObject({
   version: z.int().min(1).max(1_000_000),
   /** HMAC key; keep it in the environment (${TOKEN_KEY}); at least 16 characters */
@@ -178,6 +211,18 @@ export const inspectionSchema = z
         active: z.int().optional(),
       })
       .optional(),
+    /**
+     * keys of the encrypt and decrypt actions: numbered versions, the active one encrypts
+     * (default: the highest); a version left out is retired and what it wrote is unreadable
+     */
+    protection: z
+      .strictObject({
+        keys: z.array(protectKey).min(1),
+        active: z.int().optional(),
+        /** share of a key version's AES-GCM invocation limit (2^32) after which `streamgate keys status` says rotate */
+        rotateAt: z.number().gt(0).max(1).default(0.5),
+      })
+      .optional(),
     rules: z.array(inspectionRule).default([]),
     topics: z.array(topicInspection).default([]),
     limits: limits.prefault({}),
@@ -191,6 +236,7 @@ export const inspectionSchema = z
         ctx.addIssue({ code: 'custom', path: ['rules', i, 'action'], message: 'tokenize needs inspection.tokenization.keys' });
       }
     });
+    checkProtection(c, ctx);
     const tagRules = new Set(c.rules.filter((r) => r.tags).map((r) => r.id));
     c.topics.forEach((t, i) => {
       const checkTags = (list: string[], path: Array<string | number>) => {
@@ -225,3 +271,40 @@ export const inspectionSchema = z
 export type InspectionConfig = z.infer<typeof inspectionSchema>;
 export type InspectionRuleConfig = InspectionConfig['rules'][number];
 export type TopicEntryConfig = InspectionConfig['topics'][number];
+
+interface InspectionInput {
+  rules: Array<Pick<z.infer<typeof inspectionRule>, 'id' | 'detector' | 'pattern' | 'fields' | 'tags' | 'action'>>;
+  protection?: { keys: Array<{ version: number }>; active?: number | undefined } | undefined;
+}
+
+/** The encrypt and decrypt rules agree with each other and the keyring. */
+function checkProtection(c: InspectionInput, ctx: z.RefinementCtx): void {
+  const versions = new Set<number>();
+  c.protection?.keys.forEach((k, i) => {
+    if (versions.has(k.version)) ctx.addIssue({ code: 'custom', path: ['protection', 'keys', i, 'version'], message: `duplicate key version ${k.version}` });
+    versions.add(k.version);
+  });
+  if (c.protection?.active !== undefined && !versions.has(c.protection.active)) ctx.addIssue({ code: 'custom', path: ['protection', 'active'], message: `no key with version ${c.protection.active}` });
+  const byId = new Map(c.rules.map((r) => [r.id, r]));
+  c.rules.forEach((r, i) => {
+    const a = r.action;
+    const path = ['rules', i, 'action'];
+    if ((a.type === 'encrypt' || a.type === 'decrypt') && !c.protection) ctx.addIssue({ code: 'custom', path, message: `${a.type} needs inspection.protection.keys` });
+    if (a.type === 'encrypt' && a.format === 'preserve') {
+      if (a.keyVersion === undefined) ctx.addIssue({ code: 'custom', path: [...path, 'keyVersion'], message: 'a preserve rule names its key version: an FF1 ciphertext has no room to say which key made it' });
+      else if (c.protection && !versions.has(a.keyVersion)) ctx.addIssue({ code: 'custom', path: [...path, 'keyVersion'], message: `no protection key with version ${a.keyVersion}` });
+      if (a.luhn && a.keepLast > 0) ctx.addIssue({ code: 'custom', path: [...path, 'luhn'], message: 'a Luhn check digit is recomputed from the encrypted digits: luhn and keepLast do not combine' });
+    }
+    if (a.type === 'encrypt' && a.format === 'envelope' && (a.keyVersion !== undefined || a.luhn || a.keepLast > 0 || a.keepFirst > 0)) {
+      ctx.addIssue({ code: 'custom', path, message: 'keyVersion, luhn, keepFirst and keepLast apply to format preserve' });
+    }
+    if (a.type === 'decrypt') {
+      const target = byId.get(a.rule);
+      if (!target || target.action.type !== 'encrypt') return void ctx.addIssue({ code: 'custom', path: [...path, 'rule'], message: `"${a.rule}" is not an encrypt rule` });
+      // an envelope is found by its shape; an FF1 ciphertext looks like the original
+      if (target.action.format === 'preserve' && !r.detector && !r.pattern && !r.fields && !r.tags) {
+        ctx.addIssue({ code: 'custom', path: ['rules', i], message: `"${a.rule}" keeps the values' shape, so this rule needs a detector, pattern, fields or tags to find them` });
+      }
+    }
+  });
+}

@@ -6,6 +6,10 @@ import type { SchemaNeeds } from './values.ts';
 import { inspectSchemaValues, type SchemaValuesTask } from './batch.ts';
 import { FLAG_CHANGED, WasmEngine } from './engine.ts';
 import type { KeyHeaderRulesets } from './rules.ts';
+import { SharedAllowance } from '../protect/envelope.ts';
+import { Keyring } from '../protect/keyring.ts';
+import { Protector } from '../protect/protector.ts';
+import type { WorkerProtection } from './protection.ts';
 
 /**
  * Piscina worker: one WASM instance per thread, loaded once with the compiled rules that
@@ -72,12 +76,17 @@ export type ValuesPoolResult = ReturnType<typeof inspectSchemaValues>;
 export interface PoolWorkerData {
   program: SharedArrayBuffer;
   version: string;
+  /** the encrypt / decrypt rules, the derived keys and the shared allowance of envelope encryptions (null: no such rules) */
+  protection: WorkerProtection;
 }
 
 const NULL_LENGTH = 0xffffffff;
 const EMPTY = new Uint8Array(0);
-const { program, version } = workerData as PoolWorkerData;
-const engine = WasmEngine.load(new Uint8Array(program));
+const { program, version, protection } = workerData as PoolWorkerData;
+const protector = protection
+  ? new Protector(protection.rules, Keyring.fromTransfer(protection.keyring), protection.allowance ? new SharedAllowance(protection.allowance) : null)
+  : null;
+const engine = WasmEngine.load(new Uint8Array(program), undefined, protector);
 
 export default function inspectTask(task: PoolTask | EncodedPoolTask | ValuesPoolTask): PoolResult | EncodedPoolResult | ValuesPoolResult {
   if (task.version !== version) throw new Error(`inspection worker has rules ${version}, the task needs ${task.version}`);

@@ -82,16 +82,40 @@ export class InvocationBudget {
     return (this.#local.get(version)?.reservedUpTo ?? 0) >= this.#limit * this.#rotateAt;
   }
 
+  /**
+   * Reserves one block of `version`'s invocations for a caller that counts them itself (the
+   * inspection threads' SharedAllowance): resolves to how many it may use; KEY_EXHAUSTED past the limit.
+   */
+  async grant(version: number): Promise<number> {
+    const upTo = await this.#store.incrementBy(`keyuse:${version}`, this.#block);
+    const usable = this.#usable(version, upTo);
+    this.#local.set(version, { left: this.#local.get(version)?.left ?? 0, reservedUpTo: upTo });
+    return usable;
+  }
+
+  /** How many invocations `version` has used (reserved) so far, shared by every instance. */
+  async used(version: number): Promise<number> {
+    return Math.min(this.#limit, await this.#store.incrementBy(`keyuse:${version}`, 0));
+  }
+
+  get limit(): number {
+    return this.#limit;
+  }
+
+  // a reservation past the limit is kept only up to it: the rest was never safe to use
+  #usable(version: number, upTo: number): number {
+    const usable = Math.max(0, Math.min(this.#block, this.#limit - (upTo - this.#block)));
+    if (usable === 0) throw new EnvelopeError('KEY_EXHAUSTED', `key version ${version} has done the ${this.#limit} encryptions AES-GCM with random nonces allows; make a new key version active`, version);
+    return usable;
+  }
+
   #reserve(version: number): Promise<void> {
     let pending = this.#pending.get(version);
     if (!pending) {
       pending = this.#store
         .incrementBy(`keyuse:${version}`, this.#block)
         .then((upTo) => {
-          // a reservation past the limit is kept only up to it: the rest was never safe to use
-          const usable = Math.max(0, Math.min(this.#block, this.#limit - (upTo - this.#block)));
-          if (usable === 0) throw new EnvelopeError('KEY_EXHAUSTED', `key version ${version} has done the ${this.#limit} encryptions AES-GCM with random nonces allows; make a new key version active`, version);
-          this.#local.set(version, { left: usable, reservedUpTo: upTo });
+          this.#local.set(version, { left: this.#usable(version, upTo), reservedUpTo: upTo });
         })
         .finally(() => this.#pending.delete(version));
       this.#pending.set(version, pending);
@@ -100,12 +124,74 @@ export class InvocationBudget {
   }
 }
 
+const LEFT = 0;
+const EXHAUSTED = 1;
+
+/**
+ * The active key version's invocations granted to one gateway instance, shared by its
+ * inspection threads: a SharedArrayBuffer counter that the accept thread and every pool worker
+ * take from synchronously (encryption happens inside the synchronous engine call), and that the
+ * accept thread tops up from the InvocationBudget before it runs out. Taking never waits: an
+ * empty allowance refuses, so no encryption happens without a reserved invocation.
+ */
+export class SharedAllowance {
+  readonly buffer: SharedArrayBuffer;
+  readonly #cells: Int32Array;
+  #refill: Promise<void> | null = null;
+
+  constructor(buffer: SharedArrayBuffer = new SharedArrayBuffer(8)) {
+    this.buffer = buffer;
+    this.#cells = new Int32Array(buffer);
+  }
+
+  /** Takes one invocation: 'ok', 'empty' (not topped up yet) or 'exhausted' (the key reached its limit). */
+  take(): 'ok' | 'empty' | 'exhausted' {
+    if (Atomics.sub(this.#cells, LEFT, 1) > 0) return 'ok';
+    Atomics.add(this.#cells, LEFT, 1);
+    return Atomics.load(this.#cells, EXHAUSTED) === 1 ? 'exhausted' : 'empty';
+  }
+
+  get left(): number {
+    return Math.max(0, Atomics.load(this.#cells, LEFT));
+  }
+
+  get exhausted(): boolean {
+    return Atomics.load(this.#cells, EXHAUSTED) === 1;
+  }
+
+  /**
+   * Keeps at least `lowWater` invocations granted (accept thread only): returns at once while
+   * there are `needed` left (a refill runs in the background), else waits for the refill.
+   */
+  ensure(budget: InvocationBudget, version: number, lowWater: number, needed: number): Promise<void> | undefined {
+    const left = this.left;
+    if (left >= lowWater || this.exhausted) return undefined;
+    this.#refill ??= budget
+      .grant(version)
+      .then(
+        (granted) => void Atomics.add(this.#cells, LEFT, granted),
+        (err: unknown) => {
+          if (err instanceof EnvelopeError && err.code === 'KEY_EXHAUSTED') Atomics.store(this.#cells, EXHAUSTED, 1);
+          else throw err;
+        },
+      )
+      .finally(() => (this.#refill = null));
+    if (left >= needed) {
+      // a failed background refill is retried by the next call
+      this.#refill.catch(() => {});
+      return undefined;
+    }
+    return this.#refill;
+  }
+}
+
 export class EnvelopeCipher {
   readonly #keys: Map<number, Uint8Array>;
   readonly #active: number;
-  readonly #budget: InvocationBudget;
+  readonly #budget: InvocationBudget | null;
 
-  constructor(keys: readonly EnvelopeKey[], active: number, budget: InvocationBudget) {
+  /** `budget`: for encrypt(); null where the caller takes invocations itself and uses seal() */
+  constructor(keys: readonly EnvelopeKey[], active: number, budget: InvocationBudget | null) {
     for (const k of keys) {
       if (k.key.length !== 32) throw new EnvelopeError('MALFORMED', `key version ${k.version} is ${k.key.length} bytes; AES-256 keys are 32`);
       if (!Number.isInteger(k.version) || k.version < 1) throw new EnvelopeError('MALFORMED', `key versions are positive integers, not ${k.version}`);
@@ -118,7 +204,12 @@ export class EnvelopeCipher {
 
   /** `aad`: what the ciphertext is bound to (the rule and the field): it decrypts only with the same */
   async encrypt(plaintext: Uint8Array, aad: Uint8Array): Promise<string> {
-    await this.#budget.take(this.#active);
+    await this.#budget!.take(this.#active);
+    return this.seal(plaintext, aad);
+  }
+
+  /** Encrypts with the active version; the caller has taken the invocation (SharedAllowance). */
+  seal(plaintext: Uint8Array, aad: Uint8Array): string {
     const nonce = randomBytes(NONCE);
     const cipher = createCipheriv('aes-256-gcm', this.#keys.get(this.#active)!, nonce);
     cipher.setAAD(aad);
@@ -149,6 +240,6 @@ export class EnvelopeCipher {
   }
 
   shouldRotate(): boolean {
-    return this.#budget.shouldRotate(this.#active);
+    return this.#budget?.shouldRotate(this.#active) ?? false;
   }
 }

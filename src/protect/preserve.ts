@@ -3,13 +3,15 @@
 // non-ASCII) stays where it was. Each class is encrypted as its own numeral string (radix 10 or
 // 26) under the caller's tweak plus the class, so "4111-1111-1111-1111" keeps its dashes and a
 // ZIP code stays five digits. `keepLast` characters of the classes stay in clear at the end
-// (the last four of a card). `luhn`: the last digit is not encrypted but recomputed as the Luhn
+// (the last four of a card), `keepFirst` at the start (its issuer prefix). `luhn`: the last digit is not encrypted but recomputed as the Luhn
 // check digit of the encrypted digits, so a card number encrypts to a Luhn-valid number (and
 // decrypts to the original, whose check digit is recomputed the same way).
 
 import { Ff1, Ff1Error } from './ff1.ts';
 
 export interface PreserveOptions {
+  /** characters of the encrypted classes left in clear at the start (a card's issuer prefix, so card detectors still see a card) */
+  keepFirst?: number;
   /** characters of the encrypted classes left in clear at the end */
   keepLast?: number;
   /** the digits end with a Luhn check digit: recompute it instead of encrypting it */
@@ -48,6 +50,13 @@ export class PreservingCipher {
       if (classOf[i]! >= 0) {
         clear.add(i);
         keep--;
+      }
+    }
+    let first = options.keepFirst ?? 0;
+    for (let i = 0; i < codes.length && first > 0; i++) {
+      if (classOf[i]! >= 0) {
+        clear.add(i);
+        first--;
       }
     }
     let check = -1;

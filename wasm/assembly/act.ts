@@ -3,7 +3,7 @@
 // produced in one pass; a JSON walk that has to undo edits (a dropped member, a malformed
 // document) rewinds the writer to a saved state.
 import {
-  A_BLOCK, A_DROP, A_HASH, A_MASK, A_REDACT, A_TOKENIZE, K_INNER, K_OUTER, KEY_SIZE, keyTable, P_RULE, pattern, R_ACTION,
+  A_BLOCK, A_DROP, A_HASH, A_MASK, A_PROTECT, A_REDACT, A_TOKENIZE, PROTECT_MARK, K_INNER, K_OUTER, KEY_SIZE, keyTable, P_RULE, pattern, R_ACTION,
   R_HASH_LEN, R_KEEP_FIRST, R_KEEP_LAST, R_KEY, R_KEY_VERSION, R_MASK_CHAR, R_STR_LEN, R_STR_OFF, R_TOKEN_FORMAT, rule, str,
 } from "./program";
 import { hmac, sha256 } from "./sha256";
@@ -200,6 +200,13 @@ export function replacement(rp: usize, v: usize, n: u32, json: bool): void {
       let b = <u32>load<u8>(DIGEST + (i >> 1));
       put(<u32>load<u8>(HEX_T + ((i & 1) == 0 ? b >> 4 : b & 15)));
     }
+  } else if (act == A_PROTECT) {
+    // encryption runs on the host after this call (no AES here): the match is written as is and
+    // its place recorded among the hits, before the rule's own hit
+    hit(PROTECT_MARK);
+    hit(outPos);
+    hit(n | (json ? 0x80000000 : 0));
+    putBytes(v, n);
   } else if (act == A_TOKENIZE) {
     let key = keyTable + <usize>load<u32>(rp + R_KEY) * KEY_SIZE;
     let inner = str(load<u32>(key + K_INNER));

@@ -1,4 +1,4 @@
-// streamgate inspection engine: batch ABI over linear memory (ABI v3).
+// streamgate inspection engine: batch ABI over linear memory (ABI v4).
 //
 // The host copies the compiled rules (the "program", src/inspect/compile/program.ts)
 // into memory once, then hands over whole batches. The engine never allocates through a
@@ -33,7 +33,7 @@ import { scratchMark, scratchRelease, scratchReset } from "./scratch";
 import { documents, hasBackslash, M_TOO_DEEP, M_TRAILING, malformedReason, rewind, save, walkJson, W_BLOCK, W_MALFORMED } from "./json";
 import { decodedLen, decodedMap, unescape } from "./unescape";
 
-const ABI_VERSION: u32 = 3;
+const ABI_VERSION: u32 = 4;
 
 export const FLAG_CHANGED: u32 = 1;
 export const FLAG_BLOCKED: u32 = 2;

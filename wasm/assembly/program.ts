@@ -132,6 +132,10 @@ export const A_HASH: u32 = 2;
 export const A_TOKENIZE: u32 = 3;
 export const A_DROP: u32 = 4;
 export const A_BLOCK: u32 = 5;
+/** encrypt / decrypt: the engine marks the bytes, the host replaces them (src/inspect/protect.ts) */
+export const A_PROTECT: u32 = 6;
+/** hit word that starts a protect mark: then the output offset, then the length (bit 31: JSON string content) */
+export const PROTECT_MARK: u32 = 0xfffffffe;
 
 // ruleset fields
 export const RS_FORMAT: usize = 0; // 0 auto, 1 json, 2 text

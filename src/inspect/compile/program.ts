@@ -12,7 +12,7 @@ export const PROGRAM_MAGIC = 0x31504753; // "SGP1"
 export const MAX_PATTERNS = 64;
 const HEADER_WORDS = 32;
 
-export const ActionCode = { redact: 0, mask: 1, hash: 2, tokenize: 3, drop: 4, block: 5 } as const;
+export const ActionCode = { redact: 0, mask: 1, hash: 2, tokenize: 3, drop: 4, block: 5, protect: 6 } as const;
 export const FormatCode = { auto: 0, json: 1, text: 2 } as const;
 
 export type ActionSpec =
@@ -21,7 +21,9 @@ export type ActionSpec =
   | { type: 'hash'; length: number }
   | { type: 'tokenize'; format: 'token' | 'preserve'; keepLast: number; prefix: string }
   | { type: 'drop' }
-  | { type: 'block'; reason: string };
+  | { type: 'block'; reason: string }
+  /** encrypt / decrypt: the engine marks the value, the host replaces it (src/protect/protector.ts) */
+  | { type: 'protect' };
 
 export interface RuleSpec {
   id: string;

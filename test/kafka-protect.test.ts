@@ -1,0 +1,141 @@
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Producer, stringSerializers } from '@platformatic/kafka';
+import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
+import { createTopics, getInfra, readAudit, readTopic, startGateway, type Infra } from './helpers/infra.ts';
+import { testConfig, type TestConfig } from './helpers/config.ts';
+import type { Gateway } from '../src/gateway.ts';
+import { luhnValid } from '../src/protect/preserve.ts';
+
+// Reversible protection on the Kafka wire protocol with unchanged clients (issue 22): the
+// example config encrypts card numbers (FF1, Luhn-valid, issuer prefix kept) and SSNs
+// (AES-GCM envelopes) produced to cards.*; the fraud-analyst role reads the originals, an
+// analyst the ciphertexts with cards masked on top; each reveal is an audit fact.
+
+const run = `${process.pid}-${Date.now() % 100000}`;
+const V2 = 'second-protection-secret-for-tests-0123456789';
+let infra: Infra;
+let gateway: Gateway;
+let made: TestConfig;
+let bootstrap: string;
+
+const kcat = async (who: string, args: string[], input?: string) => runKcat(bootstrap, plainJwtAuth(who, await infra.idp.token(who)), args, input, 30_000);
+const digits = (s: string) => [...s.replace(/\D/g, '')].map(Number);
+const record = (i: number) => JSON.stringify({ id: i, card: '4111 1111 1111 1111', ssn: `123-45-${String(1000 + i).slice(-4)}`, note: `order ${i}` });
+
+async function readAs(who: string, topic: string, count: number): Promise<string[]> {
+  const res = await kcat(who, ['-C', '-t', topic, '-o', 'beginning', '-c', String(count), '-e', '-f', '%s\n']);
+  assert.equal(res.code, 0, res.stderr);
+  return res.stdout.trim().split('\n');
+}
+
+before(async () => {
+  ensureKcat();
+  infra = await getInfra();
+  made = testConfig(infra);
+  gateway = await startGateway(made.config);
+  bootstrap = `127.0.0.1:${gateway.addresses.kafka!.port}`;
+});
+
+test('the broker holds format-valid ciphertexts; the fraud analyst reads the originals, an analyst the ciphertexts, and both leave audit rows', async () => {
+  const topic = `cards.kafka-${run}`;
+  await createTopics(infra.kafka, [topic]);
+  const lines = [0, 1, 2].map(record);
+  const res = await kcat('alice', ['-P', '-t', topic, '-z', 'lz4'], `${lines.join('\n')}\nrefund to 5500 0000 0000 0004 now\n`);
+  assert.equal(res.code, 0, res.stderr);
+
+  const stored = (await readTopic(infra.kafka, topic, 4)).map((r) => r.value!);
+  const docs = stored.slice(0, 3).map((v) => JSON.parse(v) as { card: string; ssn: string; note: string });
+  for (const d of docs) {
+    assert.match(d.card, /^4111 11\d\d \d{4} \d{4}$/, 'same grouping, issuer prefix in clear');
+    assert.notEqual(d.card, '4111 1111 1111 1111');
+    assert.ok(luhnValid(digits(d.card)), 'a consumer checking Luhn accepts the stored card');
+    assert.match(d.ssn, /^sge1\.1\.[A-Za-z0-9_-]{40,}$/);
+  }
+  assert.equal(new Set(docs.map((d) => d.card)).size, 1, 'deterministic: equal cards stay equal (joins work)');
+  assert.equal(new Set(docs.map((d) => d.ssn)).size, 3);
+  assert.match(stored[3]!, /^refund to 5500 00\d\d \d{4} \d{4} now$/);
+
+  const fran = await readAs('fran', topic, 4);
+  assert.deepEqual(fran, [...lines, 'refund to 5500 0000 0000 0004 now']);
+  const bob = await readAs('bob', topic, 4);
+  const bobDocs = bob.slice(0, 3).map((v) => JSON.parse(v) as { card: string; ssn: string });
+  assert.ok(bobDocs.every((d, i) => d.card === `**** **** **** ${docs[i]!.card.slice(-4)}` && d.ssn === docs[i]!.ssn), bob.join('\n'));
+
+  const rows = readAudit(made.spoolDir).filter((r) => r.resource === topic);
+  const produced = rows.filter((r) => r.action === 'produce' && r.decision === 'allow');
+  assert.equal(produced.reduce((n, r) => n + (r.masking['pci.card-encrypt@v1'] ?? 0), 0), 4);
+  assert.equal(produced.reduce((n, r) => n + (r.masking['pii.ssn-encrypt@v1'] ?? 0), 0), 3);
+  const reveals = rows.filter((r) => r.action === 'consume' && r.subject === 'fran');
+  assert.equal(reveals.reduce((n, r) => n + (r.masking['pci.card-reveal@v1'] ?? 0), 0), 4, 'who saw which card numbers in clear: one fact per value');
+  assert.equal(reveals.reduce((n, r) => n + (r.masking['pii.ssn-reveal@v1'] ?? 0), 0), 3);
+  const masked = rows.filter((r) => r.action === 'consume' && r.subject === 'bob');
+  assert.ok(masked.length > 0 && masked.every((r) => !Object.keys(r.masking).some((k) => k.includes('reveal'))));
+});
+
+test('a tampered envelope written past the gateway is revealed as [UNREADABLE], with the reason in the audit row', async () => {
+  const topic = `cards.tamper-${run}`;
+  await createTopics(infra.kafka, [topic]);
+  assert.equal((await kcat('alice', ['-P', '-t', topic], `${record(7)}\n`)).code, 0);
+  const [stored] = await readTopic(infra.kafka, topic, 1);
+  const doc = JSON.parse(stored!.value!) as { ssn: string };
+  const flipped = doc.ssn.slice(0, -2) + (doc.ssn.at(-2) === 'A' ? 'B' : 'A') + doc.ssn.at(-1);
+  const producer = new Producer({ clientId: 'tamper', bootstrapBrokers: [infra.kafka], serializers: stringSerializers });
+  try {
+    await producer.send({ messages: [{ topic, value: JSON.stringify({ ...doc, ssn: flipped }) }] });
+  } finally {
+    await producer.close();
+  }
+  const [, tampered] = await readAs('fran', topic, 2);
+  assert.equal(JSON.parse(tampered!).ssn, '[UNREADABLE]');
+  const rows = readAudit(made.spoolDir).filter((r) => r.resource === topic && r.action === 'consume' && r.subject === 'fran');
+  assert.ok(rows.some((r) => r.masking['pii.ssn-reveal!AUTHENTICATION_FAILED'] === 1), JSON.stringify(rows.map((r) => r.masking)));
+});
+
+test('key rotation under load: records written before and after the rotation are all revealed; retiring the old version makes its records unreadable', async () => {
+  const topic = `cards.rotate-${run}`;
+  await createTopics(infra.kafka, [topic]);
+  const producer = new Producer({ clientId: 'rotate', bootstrapBrokers: [bootstrap], sasl: { mechanism: 'OAUTHBEARER', token: await infra.idp.token('alice') }, serializers: stringSerializers });
+  const sent: string[] = [];
+  let stop = false;
+  const load = (async () => {
+    for (let i = 0; !stop; i++) {
+      const batch = [0, 1, 2, 3, 4].map((k) => record(i * 5 + k));
+      await producer.send({ messages: batch.map((value) => ({ topic, value })) });
+      sent.push(...batch);
+    }
+  })();
+  try {
+    while (sent.length < 50) await new Promise((r) => setTimeout(r, 20));
+    const rotated = made.with((c) => {
+      c.inspection!.protection = { active: 2, keys: [...c.inspection!.protection!.keys, { version: 2, secret: V2 }] };
+    });
+    assert.deepEqual((await gateway.reload(rotated.config)).applied, ['inspection']);
+    const at = sent.length;
+    while (sent.length < at + 50) await new Promise((r) => setTimeout(r, 20));
+  } finally {
+    stop = true;
+    await load;
+    await producer.close();
+  }
+  const stored = (await readTopic(infra.kafka, topic, sent.length)).map((r) => JSON.parse(r.value!) as { ssn: string });
+  const versions = new Set(stored.map((d) => d.ssn.split('.')[1]));
+  assert.deepEqual([...versions].sort(), ['1', '2'], 'both key versions wrote envelopes');
+  const fran = (await readAs('fran', topic, sent.length)).sort();
+  assert.deepEqual(fran, [...sent].sort(), 'every record, before and after the rotation, is revealed');
+
+  // version 1 retired (the card rule moves to version 2 first; see docs/inspection.md on FF1 keys)
+  const retired = made.with((c) => {
+    c.inspection!.protection = { active: 2, keys: [{ version: 2, secret: V2 }] };
+    const card = c.inspection!.rules!.find((r) => r.id === 'pci.card-encrypt')!;
+    card.action = { ...card.action, keyVersion: 2 } as typeof card.action;
+  });
+  await gateway.reload(retired.config);
+  const after = (await readAs('fran', topic, sent.length)).map((v) => JSON.parse(v) as { ssn: string });
+  const v1 = stored.filter((d) => d.ssn.startsWith('sge1.1.')).length;
+  assert.equal(after.filter((d) => d.ssn === '[UNREADABLE]').length, v1);
+  assert.equal(after.filter((d) => /^123-45-\d{4}$/.test(d.ssn)).length, sent.length - v1);
+  const rows = readAudit(made.spoolDir).filter((r) => r.resource === topic && r.action === 'consume' && r.subject === 'fran');
+  assert.equal(rows.reduce((n, r) => n + (r.masking['pii.ssn-reveal!UNKNOWN_KEY'] ?? 0), 0), v1);
+  await gateway.reload(made.config);
+});
