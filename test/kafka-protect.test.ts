@@ -108,7 +108,7 @@ test('key rotation under load: records written before and after the rotation are
   try {
     while (sent.length < 50) await new Promise((r) => setTimeout(r, 20));
     const rotated = made.with((c) => {
-      c.inspection!.protection = { active: 2, keys: [...c.inspection!.protection!.keys, { version: 2, secret: V2 }] };
+      c.inspection!.protection = { active: 2, keys: [...(c.inspection!.protection!.keys ?? []), { version: 2, secret: V2 }] };
     });
     assert.deepEqual((await gateway.reload(rotated.config)).applied, ['inspection']);
     const at = sent.length;

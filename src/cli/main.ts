@@ -12,6 +12,7 @@ import { registerCredentialsCommands } from './credentials.ts';
 import { registerInspect } from './inspect.ts';
 import { registerSessionCommands } from './sessions.ts';
 import { registerReplay } from './replay.ts';
+import { registerKeysCommands } from './keys.ts';
 
 const program = new Command()
   .name('streamgate')
@@ -41,7 +42,8 @@ program
     const gateway = await Gateway.start(config, log, { admin: index === undefined ? true : 'routes' });
     if (index !== undefined) serveWorker(gateway);
     // the policy file is watched (and SIGHUP reloads it); an invalid file keeps the running policy
-    const stopReloads = serveReloads(gateway, opts.config, log, adjust);
+    const keyring = config.inspection.protection?.keyring?.file;
+    const stopReloads = serveReloads(gateway, opts.config, log, adjust, keyring ? [keyring] : []);
     stopOnSignals(log, () => {
       stopReloads();
       return gateway.close();
@@ -88,6 +90,7 @@ registerCredentialsCommands(program);
 registerInspect(program);
 registerSessionCommands(program);
 registerReplay(program);
+registerKeysCommands(program);
 
 program.parseAsync().catch((err: unknown) => {
   if (err instanceof ConfigError) {

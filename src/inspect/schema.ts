@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DETECTOR_IDS } from './detectors.ts';
 import { parseJsonPath } from './compile/jsonpath.ts';
 import { nullable, parseFlags, parsePattern } from './compile/regex.ts';
+import { readKeyring } from '../protect/keyring-file.ts';
 
 /** The `inspection` section of the config file: rules, where they apply, keys, limits. */
 
@@ -217,10 +218,26 @@ export const inspectionSchema = z
      */
     protection: z
       .strictObject({
-        keys: z.array(protectKey).min(1),
+        keys: z.array(protectKey).min(1).optional(),
+        /** or a keyring file managed by `streamgate keys` (secrets wrapped by `kek`, which is kept elsewhere: the environment) */
+        keyring: z.strictObject({ file: z.string().min(1), kek: z.string().min(32, 'the key-encryption key needs at least 32 characters (openssl rand -base64 32)') }).optional(),
         active: z.int().optional(),
         /** share of a key version's AES-GCM invocation limit (2^32) after which `streamgate keys status` says rotate */
         rotateAt: z.number().gt(0).max(1).default(0.5),
+      })
+      .transform((p, ctx) => {
+        if ((p.keys === undefined) === (p.keyring === undefined)) {
+          ctx.addIssue({ code: 'custom', message: 'protection has either keys or a keyring file' });
+          return z.NEVER;
+        }
+        if (p.keys) return { ...p, keys: p.keys };
+        try {
+          const ring = readKeyring(p.keyring!.file, p.keyring!.kek);
+          return { ...p, keys: ring.keys, active: p.active ?? ring.active };
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', path: ['keyring', 'file'], message: (err as Error).message });
+          return z.NEVER;
+        }
       })
       .optional(),
     rules: z.array(inspectionRule).default([]),

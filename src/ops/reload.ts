@@ -55,10 +55,10 @@ export function watchConfig(file: string, onChange: () => void, debounceMs = 250
 }
 
 /**
- * Hot reload for `serve`: file changes and SIGHUP both reload; reloads run one at a time
+ * Hot reload for `serve`: changes of the file (or of `alsoWatch`) and SIGHUP reload; reloads run one at a time
  * (a change during a reload triggers one more afterwards). Returns a stop function.
  */
-export function serveReloads(gateway: Gateway, file: string, log: Logger, adjust?: (c: Config) => Config): () => void {
+export function serveReloads(gateway: Gateway, file: string, log: Logger, adjust?: (c: Config) => Config, alsoWatch: readonly string[] = []): () => void {
   let running: Promise<unknown> | undefined;
   let again = false;
   const reload = () => {
@@ -74,7 +74,9 @@ export function serveReloads(gateway: Gateway, file: string, log: Logger, adjust
       }
     });
   };
-  const stopWatching = watchConfig(file, reload);
+  // files the config reads (the protection keyring) reload it too
+  const stops = [file, ...alsoWatch].map((f) => watchConfig(f, reload));
+  const stopWatching = () => stops.forEach((stop) => stop());
   const onHup = () => {
     log.info({ file }, 'SIGHUP: reloading the configuration');
     reload();
