@@ -59,6 +59,10 @@ function fixtureRows(): AuditRow[] {
   rows.push(op({ subject: 'bob', action: 'produce', resource: 'payments.empty', decision: 'deny', reason: 'forbidden', rule: 'default-deny' }));
   // Q10: values refused by a topic's schema rules
   for (const rule of ['schema.unknown', 'schema.unknown', 'schema.unframed']) rows.push(op({ subject: 'erin', action: 'produce', resource: 'customers.avro', decision: 'block', reason: 'invalid', rule, record_count: 2, bytes: 90 }));
+  // Q11: values revealed by decrypt rules (and one that was not), beside an encrypting write
+  rows.push(op({ subject: 'fran', action: 'consume', resource: 'cards.orders', record_count: 3, bytes: 300, masking: { 'pci.card-reveal@v1': 3, 'pii.ssn-reveal@v1': 2 } }));
+  rows.push(op({ subject: 'fran', action: 'consume', resource: 'cards.orders', record_count: 1, bytes: 100, masking: { 'pci.card-reveal@v1': 1, 'pii.ssn-reveal!UNKNOWN_KEY': 1 } }));
+  rows.push(op({ subject: 'alice', action: 'produce', resource: 'cards.orders', record_count: 4, bytes: 400, masking: { 'pci.card-encrypt@v1': 4 } }));
   // Q8: sessions
   rows.push(eventRow(ctx, 'session-start', { session_id: 's1', protocol: 'http', client_software: 'curl/8' }));
   rows.push(eventRow(ctx, 'session-end', { session_id: 's1', protocol: 'http', client_software: 'curl/8', latency_us: 1_500_000 }));

@@ -75,7 +75,7 @@ program
 
 program
   .command('dev-token')
-  .description('print an access token for a development identity (alice, bob, mallory, ops, carol)')
+  .description('print an access token for a development identity (alice, bob, fran, mallory, ops, carol)')
   .argument('<client>', 'client id of the development identity provider')
   .option('--issuer <url>', 'issuer URL', 'http://127.0.0.1:9400')
   .option('--audience <aud>', 'audience to ask for', 'streamgate')

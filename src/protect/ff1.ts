@@ -11,6 +11,8 @@ import { createCipheriv, type Cipheriv } from 'node:crypto';
 export const MIN_DOMAIN = 1_000_000n;
 /** Long inputs are fine for FF1, but values are fields of records: bounded, so a hostile one costs little. */
 export const MAX_LENGTH = 4096;
+/** halves below this (radix^v) take the double-precision path: y mod radix^m folded a byte at a time stays below 2^53 */
+const SMALL = 2 ** 45;
 
 export class Ff1Error extends Error {
   override name = 'Ff1Error';
@@ -22,6 +24,7 @@ export class Ff1 {
   readonly #bigRadix: bigint;
   /** the shortest string this radix may encrypt (radix^minLength >= 10^6) */
   readonly minLength: number;
+  readonly #prefixes = new Map<string, Buffer>();
 
   constructor(key: Uint8Array, radix: number) {
     if (![16, 24, 32].includes(key.length)) throw new Ff1Error(`an FF1 key is 16, 24 or 32 bytes (AES-128/192/256), not ${key.length}`);
@@ -53,17 +56,15 @@ export class Ff1 {
     const t = tweak.length;
     const u = Math.floor(n / 2);
     const v = n - u;
-    let a = Array.from(x).slice(0, u);
-    let b = Array.from(x).slice(u);
     // bytes that hold any v-numeral number, and bytes of PRF output used per round
     const byteLen = Math.ceil(Math.ceil(v * Math.log2(this.radix) - 1e-9) / 8);
     const d = 4 * Math.ceil(byteLen / 4) + 4;
-    const p = Buffer.alloc(16);
-    p.set([1, 2, 1, (this.radix >> 16) & 0xff, (this.radix >> 8) & 0xff, this.radix & 0xff, 10, u & 0xff]);
-    p.writeUInt32BE(n, 8);
-    p.writeUInt32BE(t, 12);
     // Q = T || 0^((-t-b-1) mod 16) || [i] || [NUM(B)]^b
     const pad = (((-t - byteLen - 1) % 16) + 16) % 16;
+    if (d <= 16 && this.radix ** v < SMALL) return this.#small(x, tweak, encrypt, u, v, byteLen, pad);
+    let a = Array.from(x).slice(0, u);
+    let b = Array.from(x).slice(u);
+    const p = this.#p(n, u, t);
     const q = Buffer.alloc(t + pad + 1 + byteLen);
     q.set(tweak, 0);
     const modU = this.#bigRadix ** BigInt(u);
@@ -86,6 +87,96 @@ export class Ff1 {
       }
     }
     return [...a, ...b];
+  }
+
+  /** P = [1]^1 || [2]^1 || [1]^1 || [radix]^3 || [10]^1 || [u mod 256]^1 || [n]^4 || [t]^4 */
+  #p(n: number, u: number, t: number): Buffer {
+    const p = Buffer.alloc(16);
+    p.set([1, 2, 1, (this.radix >> 16) & 0xff, (this.radix >> 8) & 0xff, this.radix & 0xff, 10, u & 0xff]);
+    p.writeUInt32BE(n, 8);
+    p.writeUInt32BE(t, 12);
+    return p;
+  }
+
+  /**
+   * The same rounds for values whose halves fit a double exactly (radix^v < 2^45, one PRF block
+   * per round): numbers instead of BigInts, and the CBC-MAC over P and the tweak's blocks of Q
+   * (the same in every round) computed once per tweak and length, so each round is one AES block.
+   */
+  #small(x: ArrayLike<number>, tweak: Uint8Array, encrypt: boolean, u: number, v: number, byteLen: number, pad: number): number[] {
+    const n = u + v;
+    const radix = this.radix;
+    const prefix = this.#prefix(tweak, n, u, pad);
+    const modU = radix ** u;
+    const modV = radix ** v;
+    let a = 0;
+    let b = 0;
+    for (let i = 0; i < u; i++) a = a * radix + x[i]!;
+    for (let i = u; i < n; i++) b = b * radix + x[i]!;
+    const last = Buffer.alloc(16);
+    for (let step = 0; step < 10; step++) {
+      const i = encrypt ? step : 9 - step;
+      // the last block of Q: [i] and NUM(B) (or NUM(A) decrypting), right-aligned
+      last.fill(0);
+      last[15 - byteLen] = i;
+      let num = encrypt ? b : a;
+      for (let k = 15; k > 15 - byteLen; k--) {
+        last[k] = num % 256;
+        num = Math.floor(num / 256);
+      }
+      for (let k = 0; k < 16; k++) last[k]! ^= prefix[k]!;
+      const r = this.#block(last);
+      const m = i % 2 === 0 ? u : v;
+      const mod = m === u ? modU : modV;
+      // y mod radix^m from the first d bytes of R, folded a byte at a time (stays below 2^53)
+      let y = 0;
+      const d = 4 * Math.ceil(byteLen / 4) + 4;
+      for (let k = 0; k < d; k++) y = (y * 256 + r[k]!) % mod;
+      if (encrypt) {
+        const c = (a + y) % mod;
+        a = b;
+        b = c;
+      } else {
+        const c = (b - y + mod) % mod;
+        b = a;
+        a = c;
+      }
+    }
+    const out = new Array<number>(n);
+    for (let i = u - 1; i >= 0; i--) {
+      out[i] = a % radix;
+      a = Math.floor(a / radix);
+    }
+    for (let i = n - 1; i >= u; i--) {
+      out[i] = b % radix;
+      b = Math.floor(b / radix);
+    }
+    return out;
+  }
+
+  /** CIPH chained over P and the round-independent blocks of Q (T and the padding), cached per tweak and length. */
+  #prefix(tweak: Uint8Array, n: number, u: number, pad: number): Buffer {
+    const key = `${n}:${Buffer.from(tweak).toString('latin1')}`;
+    let r = this.#prefixes.get(key);
+    if (r) return r;
+    r = this.#block(this.#p(n, u, tweak.length));
+    const head = Buffer.alloc(tweak.length + pad + 1);
+    head.set(tweak, 0);
+    // every block of Q before the last one (Q is head, then NUM's 16 - head.length % 16 bytes)
+    const whole = head.length - (head.length % 16);
+    const q = Buffer.alloc(whole);
+    head.copy(q, 0, 0, Math.min(whole, head.length));
+    for (let at = 0; at < whole; at += 16) {
+      for (let k = 0; k < 16; k++) r[k]! ^= q[at + k]!;
+      r = this.#block(r);
+    }
+    // the last block's leading bytes (tweak tail and padding) are part of it: fold them into the prefix
+    const tail = Buffer.alloc(16);
+    head.copy(tail, 0, whole, head.length - 1);
+    for (let k = 0; k < 16; k++) r[k]! ^= tail[k]!;
+    if (this.#prefixes.size >= 1024) this.#prefixes.clear();
+    this.#prefixes.set(key, r);
+    return r;
   }
 
   /** y = NUM(S): S the first d bytes of R || CIPH(R ^ [1]) || CIPH(R ^ [2]) ..., R = PRF(P || Q). */
