@@ -139,3 +139,32 @@ test('key rotation under load: records written before and after the rotation are
   assert.equal(rows.reduce((n, r) => n + (r.masking['pii.ssn-reveal!UNKNOWN_KEY'] ?? 0), 0), v1);
   await gateway.reload(made.config);
 });
+
+test('an exhausted envelope key refuses the write (POLICY_VIOLATION naming the rule), audited as a block; nothing reaches the broker in clear', async () => {
+  const topic = `cards.exhausted-${run}`;
+  await createTopics(infra.kafka, [topic]);
+  // another instance has used up version 7's AES-GCM budget in the shared store
+  await gateway.state.incrementBy('keyuse:7', 2 ** 32);
+  const exhausted = made.with((c) => {
+    c.inspection!.protection = { active: 7, keys: [...(c.inspection!.protection!.keys ?? []), { version: 7, secret: `${V2}-seven` }] };
+  });
+  await gateway.reload(exhausted.config);
+  const producer = new Producer({ clientId: 'exhausted', bootstrapBrokers: [bootstrap], sasl: { mechanism: 'OAUTHBEARER', token: await infra.idp.token('alice') }, serializers: stringSerializers, retries: 0 });
+  try {
+    const err = await producer.send({ messages: [{ topic, value: record(1) }] }).then(
+      () => assert.fail('the write must be refused'),
+      (e: unknown) => e,
+    );
+    type Leaf = { apiId?: string; serverErrorMessage?: string; errors?: Leaf[] };
+    const leaves: Leaf[] = [];
+    const walk = (e: Leaf) => (e.errors?.length ? e.errors.forEach(walk) : leaves.push(e));
+    walk(err as Leaf);
+    assert.ok(leaves.some((l) => l.apiId === 'POLICY_VIOLATION'), JSON.stringify(leaves));
+  } finally {
+    await producer.close();
+    await gateway.reload(made.config);
+  }
+  assert.equal((await readTopic(infra.kafka, topic, 1, 2000)).length, 0, 'nothing was written');
+  const rows = readAudit(made.spoolDir).filter((r) => r.resource === topic && r.action === 'produce');
+  assert.ok(rows.some((r) => r.decision === 'block' && r.rule === 'pii.ssn-encrypt!KEY_EXHAUSTED' && /could not encrypt: the active key version has done all the encryptions/.test(r.message)), JSON.stringify(rows.map((r) => [r.decision, r.rule, r.message])));
+});

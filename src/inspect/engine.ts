@@ -201,12 +201,22 @@ export class WasmEngine {
     const protector = this.#protector;
     if (!protector) throw new Error('the rules encrypt or decrypt but the engine has no keyring');
     const { n, flags, stopRule, hits, out, outIndex } = r;
+    // every marked value of the batch first, so the protector can work on them together
+    const items: Array<{ index: number; value: Uint8Array }> = [];
+    for (let k = 0; k < hits.length; k++) {
+      if (hits[k] !== PROTECT_MARK) continue;
+      const at = hits[k + 1]!;
+      items.push({ index: hits[k + 3]!, value: out.subarray(at, at + (hits[k + 2]! & 0x7fffffff)) });
+      k += 3;
+    }
+    const applied = protector.applyMany(items);
     const pieces: Uint8Array[] = [];
     const index = new Uint32Array(2 * n);
     const hitStart = new Uint32Array(n);
     const hitCount = new Uint32Array(n);
     const kept: number[] = [];
     let size = 0;
+    let next = 0;
     const push = (b: Uint8Array) => {
       pieces.push(b);
       size += b.byteLength;
@@ -226,15 +236,14 @@ export class WasmEngine {
         }
         const at = hits[k + 1]!;
         const word = hits[k + 2]!;
-        const len = word & 0x7fffffff;
-        const applied = protector.apply(hits[k + 3]!, out.subarray(at, at + len));
+        const a = applied[next++]!;
         push(out.subarray(cursor, at));
-        push((word & 0x80000000) !== 0 ? escapeJson(applied.text) : applied.text);
-        cursor = at + len;
-        kept.push(applied.fact);
-        if (applied.refuse && (flags[i]! & FLAG_BLOCKED) === 0) {
+        push((word & 0x80000000) !== 0 ? escapeJson(a.text) : a.text);
+        cursor = at + (word & 0x7fffffff);
+        kept.push(a.fact);
+        if (a.refuse && (flags[i]! & FLAG_BLOCKED) === 0) {
           flags[i]! |= FLAG_BLOCKED;
-          stopRule[i] = applied.fact;
+          stopRule[i] = a.fact;
         }
         k += 3;
       }

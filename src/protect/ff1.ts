@@ -39,20 +39,22 @@ export class Ff1 {
 
   /** Encrypts numerals (each 0..radix-1) under `tweak`. */
   encrypt(x: ArrayLike<number>, tweak: Uint8Array = EMPTY): number[] {
-    return this.#cipher(x, tweak, true);
+    return this.#one(x, tweak, true);
   }
 
   decrypt(x: ArrayLike<number>, tweak: Uint8Array = EMPTY): number[] {
-    return this.#cipher(x, tweak, false);
+    return this.#one(x, tweak, false);
+  }
+
+  #one(x: ArrayLike<number>, tweak: Uint8Array, encrypt: boolean): number[] {
+    const [r] = this.cipherMany([{ x, tweak }], encrypt);
+    if (r instanceof Ff1Error) throw r;
+    return r!;
   }
 
   #cipher(x: ArrayLike<number>, tweak: Uint8Array, encrypt: boolean): number[] {
+    this.#check(x);
     const n = x.length;
-    if (n < this.minLength || n > MAX_LENGTH) throw new Ff1Error(`FF1 in radix ${this.radix} needs ${this.minLength}..${MAX_LENGTH} numerals, not ${n}`);
-    for (let i = 0; i < n; i++) {
-      const d = x[i]!;
-      if (!Number.isInteger(d) || d < 0 || d >= this.radix) throw new Ff1Error(`numeral ${i} is not in radix ${this.radix}`);
-    }
     const t = tweak.length;
     const u = Math.floor(n / 2);
     const v = n - u;
@@ -61,7 +63,6 @@ export class Ff1 {
     const d = 4 * Math.ceil(byteLen / 4) + 4;
     // Q = T || 0^((-t-b-1) mod 16) || [i] || [NUM(B)]^b
     const pad = (((-t - byteLen - 1) % 16) + 16) % 16;
-    if (d <= 16 && this.radix ** v < SMALL) return this.#small(x, tweak, encrypt, u, v, byteLen, pad);
     let a = Array.from(x).slice(0, u);
     let b = Array.from(x).slice(u);
     const p = this.#p(n, u, t);
@@ -99,57 +100,109 @@ export class Ff1 {
   }
 
   /**
-   * The same rounds for values whose halves fit a double exactly (radix^v < 2^45, one PRF block
-   * per round): numbers instead of BigInts, and the CBC-MAC over P and the tweak's blocks of Q
-   * (the same in every round) computed once per tweak and length, so each round is one AES block.
+   * Encrypts (or decrypts) many numeral strings, each with its tweak, running their rounds in
+   * lockstep: the values whose halves fit a double take one AES call per round for all of them
+   * (a cipher call costs more than the block it encrypts). Each result is the numerals or why not.
    */
-  #small(x: ArrayLike<number>, tweak: Uint8Array, encrypt: boolean, u: number, v: number, byteLen: number, pad: number): number[] {
-    const n = u + v;
+  cipherMany(jobs: ReadonlyArray<{ x: ArrayLike<number>; tweak: Uint8Array }>, encrypt: boolean): Array<number[] | Ff1Error> {
+    const out = new Array<number[] | Ff1Error>(jobs.length);
+    const lanes: Lane[] = [];
+    const laneOf: number[] = [];
+    jobs.forEach((job, j) => {
+      try {
+        const lane = this.#lane(job.x, job.tweak);
+        if (lane) {
+          lanes.push(lane);
+          laneOf.push(j);
+        } else out[j] = this.#cipher(job.x, job.tweak, encrypt);
+      } catch (err) {
+        if (!(err instanceof Ff1Error)) throw err;
+        out[j] = err;
+      }
+    });
+    if (lanes.length > 0) {
+      this.#rounds(lanes, encrypt);
+      lanes.forEach((l, k) => (out[laneOf[k]!] = this.#numerals(l)));
+    }
+    return out;
+  }
+
+  #check(x: ArrayLike<number>): void {
+    const n = x.length;
+    if (n < this.minLength || n > MAX_LENGTH) throw new Ff1Error(`FF1 in radix ${this.radix} needs ${this.minLength}..${MAX_LENGTH} numerals, not ${n}`);
+    for (let i = 0; i < n; i++) {
+      const d = x[i]!;
+      if (!Number.isInteger(d) || d < 0 || d >= this.radix) throw new Ff1Error(`numeral ${i} is not in radix ${this.radix}`);
+    }
+  }
+
+  /**
+   * The state of a value whose halves fit a double exactly (radix^v < 2^45, one PRF block per
+   * round): numbers instead of BigInts, and the CBC-MAC over P and the tweak's blocks of Q (the
+   * same in every round) taken from the cache, so each round is one AES block. Null: too large.
+   */
+  #lane(x: ArrayLike<number>, tweak: Uint8Array): Lane | null {
+    this.#check(x);
+    const n = x.length;
+    const u = Math.floor(n / 2);
+    const v = n - u;
+    const byteLen = Math.ceil(Math.ceil(v * Math.log2(this.radix) - 1e-9) / 8);
+    const d = 4 * Math.ceil(byteLen / 4) + 4;
+    if (d > 16 || this.radix ** v >= SMALL) return null;
+    const pad = (((-tweak.length - byteLen - 1) % 16) + 16) % 16;
     const radix = this.radix;
-    const prefix = this.#prefix(tweak, n, u, pad);
-    const modU = radix ** u;
-    const modV = radix ** v;
     let a = 0;
     let b = 0;
     for (let i = 0; i < u; i++) a = a * radix + x[i]!;
     for (let i = u; i < n; i++) b = b * radix + x[i]!;
-    const last = Buffer.alloc(16);
+    return { u, v, byteLen, d, prefix: this.#prefix(tweak, n, u, pad), a, b, modU: radix ** u, modV: radix ** v };
+  }
+
+  #rounds(lanes: Lane[], encrypt: boolean): void {
+    const blocks = Buffer.alloc(16 * lanes.length);
     for (let step = 0; step < 10; step++) {
       const i = encrypt ? step : 9 - step;
-      // the last block of Q: [i] and NUM(B) (or NUM(A) decrypting), right-aligned
-      last.fill(0);
-      last[15 - byteLen] = i;
-      let num = encrypt ? b : a;
-      for (let k = 15; k > 15 - byteLen; k--) {
-        last[k] = num % 256;
-        num = Math.floor(num / 256);
-      }
-      for (let k = 0; k < 16; k++) last[k]! ^= prefix[k]!;
-      const r = this.#block(last);
-      const m = i % 2 === 0 ? u : v;
-      const mod = m === u ? modU : modV;
-      // y mod radix^m from the first d bytes of R, folded a byte at a time (stays below 2^53)
-      let y = 0;
-      const d = 4 * Math.ceil(byteLen / 4) + 4;
-      for (let k = 0; k < d; k++) y = (y * 256 + r[k]!) % mod;
-      if (encrypt) {
-        const c = (a + y) % mod;
-        a = b;
-        b = c;
-      } else {
-        const c = (b - y + mod) % mod;
-        b = a;
-        a = c;
-      }
+      blocks.fill(0);
+      lanes.forEach((l, k) => {
+        // the last block of Q: [i] and NUM(B) (NUM(A) decrypting) right-aligned, chained on the prefix
+        const at = 16 * k;
+        blocks[at + 15 - l.byteLen] = i;
+        let num = encrypt ? l.b : l.a;
+        for (let j = at + 15; j > at + 15 - l.byteLen; j--) {
+          blocks[j] = num % 256;
+          num = Math.floor(num / 256);
+        }
+        for (let j = 0; j < 16; j++) blocks[at + j]! ^= l.prefix[j]!;
+      });
+      const r = this.#block(blocks);
+      lanes.forEach((l, k) => {
+        const mod = i % 2 === 0 ? l.modU : l.modV;
+        // y mod radix^m from the first d bytes of R, folded a byte at a time (stays below 2^53)
+        let y = 0;
+        for (let j = 16 * k; j < 16 * k + l.d; j++) y = (y * 256 + r[j]!) % mod;
+        if (encrypt) {
+          const c = (l.a + y) % mod;
+          l.a = l.b;
+          l.b = c;
+        } else {
+          const c = (l.b - y + mod) % mod;
+          l.b = l.a;
+          l.a = c;
+        }
+      });
     }
-    const out = new Array<number>(n);
-    for (let i = u - 1; i >= 0; i--) {
-      out[i] = a % radix;
-      a = Math.floor(a / radix);
+  }
+
+  #numerals(l: Lane): number[] {
+    const out = new Array<number>(l.u + l.v);
+    let { a, b } = l;
+    for (let i = l.u - 1; i >= 0; i--) {
+      out[i] = a % this.radix;
+      a = Math.floor(a / this.radix);
     }
-    for (let i = n - 1; i >= u; i--) {
-      out[i] = b % radix;
-      b = Math.floor(b / radix);
+    for (let i = l.u + l.v - 1; i >= l.u; i--) {
+      out[i] = b % this.radix;
+      b = Math.floor(b / this.radix);
     }
     return out;
   }
@@ -217,6 +270,19 @@ export class Ff1 {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** One value's rounds on the double-precision path. */
+interface Lane {
+  u: number;
+  v: number;
+  byteLen: number;
+  d: number;
+  prefix: Buffer;
+  a: number;
+  b: number;
+  modU: number;
+  modV: number;
+}
 
 function writeBig(buf: Buffer, at: number, len: number, value: bigint): void {
   for (let i = at + len - 1; i >= at; i--) {

@@ -19,9 +19,9 @@ export interface PreserveOptions {
 }
 
 const CLASSES = [
-  { id: 0, test: (c: number) => c >= 0x30 && c <= 0x39, base: 0x30, radix: 10 },
-  { id: 1, test: (c: number) => c >= 0x61 && c <= 0x7a, base: 0x61, radix: 26 },
-  { id: 2, test: (c: number) => c >= 0x41 && c <= 0x5a, base: 0x41, radix: 26 },
+  { id: 0, base: 0x30, radix: 10 },
+  { id: 1, base: 0x61, radix: 26 },
+  { id: 2, base: 0x41, radix: 26 },
 ] as const;
 
 /** FF1 instances of one key, by radix. */
@@ -33,60 +33,105 @@ export class PreservingCipher {
   }
 
   encrypt(text: string, tweak: Uint8Array, options: PreserveOptions = {}): string {
-    return this.#apply(text, tweak, options, true);
+    return one(this.applyMany([text], tweak, options, true)[0]!);
   }
 
   decrypt(text: string, tweak: Uint8Array, options: PreserveOptions = {}): string {
-    return this.#apply(text, tweak, options, false);
+    return one(this.applyMany([text], tweak, options, false)[0]!);
   }
 
-  #apply(text: string, tweak: Uint8Array, options: PreserveOptions, encrypt: boolean): string {
-    const codes = Array.from(text, (c) => c.codePointAt(0)!);
-    const classOf = codes.map((c) => CLASSES.findIndex((k) => k.test(c)));
-    // positions that stay in clear: the last `keepLast` class characters, and the Luhn check digit
-    const clear = new Set<number>();
-    let keep = options.keepLast ?? 0;
-    for (let i = codes.length - 1; i >= 0 && keep > 0; i--) {
-      if (classOf[i]! >= 0) {
-        clear.add(i);
-        keep--;
-      }
-    }
-    let first = options.keepFirst ?? 0;
-    for (let i = 0; i < codes.length && first > 0; i++) {
-      if (classOf[i]! >= 0) {
-        clear.add(i);
-        first--;
-      }
-    }
-    let check = -1;
-    if (options.luhn) {
-      if ((options.keepLast ?? 0) > 0) throw new Ff1Error('a Luhn check digit is recomputed from the encrypted digits: it cannot be combined with keepLast');
-      for (let i = codes.length - 1; i >= 0 && check < 0; i--) if (classOf[i] === 0) check = i;
-      if (check < 0) throw new Ff1Error('the value has no digits for a Luhn check digit');
-      // only a valid check digit is recomputed to itself on the way back
-      if (encrypt && !luhnValid(codes.filter((_, i) => classOf[i] === 0).map((c) => c - 0x30))) throw new Ff1Error('the digits do not end with a valid Luhn check digit, so recomputing it would not be reversible');
-      clear.add(check);
-    }
-    const out = codes.slice();
+  /** Many values under one tweak and options: their FF1 rounds run together (Ff1.cipherMany). Each result is the text or why not. */
+  applyMany(texts: readonly string[], tweak: Uint8Array, options: PreserveOptions, encrypt: boolean): Array<string | Ff1Error> {
+    const plans = texts.map((t) => plan(t, options, encrypt));
+    const results: Array<string | Ff1Error> = plans.map((p) => (p instanceof Ff1Error ? p : ''));
     for (const k of CLASSES) {
-      const at: number[] = [];
-      for (let i = 0; i < codes.length; i++) if (classOf[i] === k.id && !clear.has(i)) at.push(i);
-      if (at.length === 0) continue;
       const ff1 = this.#byRadix.get(k.radix)!;
-      if (at.length < ff1.minLength) {
-        throw new Ff1Error(`${at.length} ${k.radix === 10 ? 'digits' : 'letters'} to encrypt: FF1 needs at least ${ff1.minLength} (a smaller domain is guessable)`);
-      }
-      const numerals = at.map((i) => codes[i]! - k.base);
       const t = new Uint8Array(tweak.length + 1);
       t.set(tweak);
       t[tweak.length] = k.id;
-      const result = encrypt ? ff1.encrypt(numerals, t) : ff1.decrypt(numerals, t);
-      at.forEach((i, j) => (out[i] = result[j]! + k.base));
+      const jobs: Array<{ x: number[]; tweak: Uint8Array }> = [];
+      const owners: number[] = [];
+      plans.forEach((p, j) => {
+        if (p instanceof Ff1Error || p.at[k.id]!.length === 0) return;
+        const at = p.at[k.id]!;
+        if (at.length < ff1.minLength) {
+          results[j] = new Ff1Error(`${at.length} ${k.radix === 10 ? 'digits' : 'letters'} to encrypt: FF1 needs at least ${ff1.minLength} (a smaller domain is guessable)`);
+          return;
+        }
+        jobs.push({ x: at.map((i) => p.codes[i]! - k.base), tweak: t });
+        owners.push(j);
+      });
+      const out = ff1.cipherMany(jobs, encrypt);
+      out.forEach((r, m) => {
+        const j = owners[m]!;
+        const p = plans[j] as Plan;
+        if (r instanceof Ff1Error) results[j] = r;
+        else p.at[k.id]!.forEach((i, n) => (p.out[i] = r[n]! + k.base));
+      });
     }
-    if (check >= 0) out[check] = 0x30 + luhnCheckDigit(out.slice(0, check).filter((c, i) => classOf[i] === 0).map((c) => c - 0x30));
-    return String.fromCodePoint(...out);
+    return results.map((r, j) => {
+      if (r instanceof Ff1Error) return r;
+      const p = plans[j] as Plan;
+      if (p.check >= 0) p.out[p.check] = 0x30 + luhnCheckDigit(p.out.slice(0, p.check).filter((_, i) => p.classOf[i] === 0).map((c) => c - 0x30));
+      return String.fromCodePoint(...p.out);
+    });
   }
+}
+
+function one(r: string | Ff1Error): string {
+  if (r instanceof Ff1Error) throw r;
+  return r;
+}
+
+/** Where a value's characters go: per class, the positions FF1 encrypts; the rest stays. */
+interface Plan {
+  codes: number[];
+  classOf: number[];
+  /** positions to encrypt, by class id */
+  at: number[][];
+  out: number[];
+  /** the Luhn check digit's position, or -1 */
+  check: number;
+}
+
+function classOf(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return 0;
+  if (c >= 0x61 && c <= 0x7a) return 1;
+  if (c >= 0x41 && c <= 0x5a) return 2;
+  return -1;
+}
+
+function plan(text: string, options: PreserveOptions, encrypt: boolean): Plan | Ff1Error {
+  const codes = Array.from(text, (c) => c.codePointAt(0)!);
+  const classes = codes.map(classOf);
+  // positions that stay in clear: the first `keepFirst` and last `keepLast` class characters, and the Luhn check digit
+  const clear = new Uint8Array(codes.length);
+  let keep = options.keepLast ?? 0;
+  for (let i = codes.length - 1; i >= 0 && keep > 0; i--) {
+    if (classes[i]! >= 0) {
+      clear[i] = 1;
+      keep--;
+    }
+  }
+  let first = options.keepFirst ?? 0;
+  for (let i = 0; i < codes.length && first > 0; i++) {
+    if (classes[i]! >= 0) {
+      clear[i] = 1;
+      first--;
+    }
+  }
+  let check = -1;
+  if (options.luhn) {
+    if ((options.keepLast ?? 0) > 0) return new Ff1Error('a Luhn check digit is recomputed from the encrypted digits: it cannot be combined with keepLast');
+    for (let i = codes.length - 1; i >= 0 && check < 0; i--) if (classes[i] === 0) check = i;
+    if (check < 0) return new Ff1Error('the value has no digits for a Luhn check digit');
+    // only a valid check digit is recomputed to itself on the way back
+    if (encrypt && !luhnValid(codes.filter((_, i) => classes[i] === 0).map((c) => c - 0x30))) return new Ff1Error('the digits do not end with a valid Luhn check digit, so recomputing it would not be reversible');
+    clear[check] = 1;
+  }
+  const at: number[][] = [[], [], []];
+  for (let i = 0; i < codes.length; i++) if (classes[i]! >= 0 && clear[i] === 0) at[classes[i]!]!.push(i);
+  return { codes, classOf: classes, at, out: codes.slice(), check };
 }
 
 /** The Luhn check digit for `digits` (the digit to append). */
