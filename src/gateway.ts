@@ -43,6 +43,7 @@ import { KinesisListener } from './protocols/kinesis/listener.ts';
 import { KinesisUpstream } from './upstream/kinesis.ts';
 import { openStateStore } from './state/open.ts';
 import { Protection } from './inspect/protection.ts';
+import { dataSubjectRoutes } from './ops/data-subjects.ts';
 import type { StateStore } from './state/store.ts';
 import type { AccessKeys } from './jit/access-keys.ts';
 import { loadAccessKeys } from './jit/access-secret.ts';
@@ -265,7 +266,7 @@ export class Gateway implements Dispatcher {
         gateway.#admin = new AdminListener(routesOnly ? { host: '127.0.0.1', port: 0 } : config.listeners.admin, {
           metrics: async () => ({ contentType: gateway.metrics.registry.contentType, body: await gateway.metrics.render() }),
           readiness: () => gateway.readiness(),
-          routes: [approvalRoutes(gateway.approvals, (token) => gateway.identify(token), log), ...(gateway.#credentialEndpoints ? [gateway.#credentialEndpoints.adminRoute()] : []), ...(gateway.#recorder ? [gateway.#sessionRoutes(gateway.#recorder.dir)] : [])],
+          routes: [approvalRoutes(gateway.approvals, (token) => gateway.identify(token), log), ...(gateway.#credentialEndpoints ? [gateway.#credentialEndpoints.adminRoute()] : []), ...(gateway.#recorder ? [gateway.#sessionRoutes(gateway.#recorder.dir)] : []), gateway.#dataSubjectRoutes()],
         }, log);
         const admin = gateway.#admin;
         const address = await admin.listen();
@@ -464,6 +465,16 @@ export class Gateway implements Dispatcher {
       newOperation: (session, action, resource) => this.newOperation(session, action, resource),
       run: (op, forward) => this.run(op, forward),
       endSession: (session) => this.endSession(session),
+    }, this.log);
+  }
+
+  /** POST /v1/data-subjects/erase on the admin listener (src/ops/data-subjects.ts): crypto-shredding */
+  #dataSubjectRoutes(): (req: IncomingMessage, res: ServerResponse) => boolean {
+    return dataSubjectRoutes({
+      identify: (token) => this.identify(token),
+      mayErase: (identity) => this.#live.policy.decide(identity, 'admin', 'data-subjects', 'cluster').allowed,
+      erase: (subject) => this.#live.inspector.eraseSubject(subject),
+      record: (fields) => this.recordEvent('subject-erase', fields),
     }, this.log);
   }
 

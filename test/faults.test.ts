@@ -177,13 +177,13 @@ test('SIGTERM under load: in-flight writes finish, new connections are refused, 
   await sleep(1500);
   const signalledAt = Date.now();
   const exited = gw.stop();
-  const { code } = await gw.exited;
+  const { code, signal } = await gw.exited;
   await exited;
   const drainMs = Date.now() - signalledAt;
   await sleep(300);
   stop = true;
   await load;
-  assert.equal(code, 0, 'a clean exit');
+  assert.equal(code, 0, `a clean exit (signal ${signal}); the last log lines:\n${gw.logs.slice(-20).join('\n')}`);
   assert.ok(drainMs < 15_000, `drained in ${drainMs} ms`);
   assert.ok(acked.length > 20, `${acked.length} acknowledged writes`);
   assert.ok(!outcomes.has('500'), `no 500s during the drain: ${JSON.stringify([...outcomes])}`);

@@ -1,5 +1,6 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { Producer, stringSerializers } from '@platformatic/kafka';
 import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 import { createTopics, getInfra, readAudit, readTopic, startGateway, type Infra } from './helpers/infra.ts';
@@ -14,6 +15,7 @@ import { luhnValid } from '../src/protect/preserve.ts';
 
 const run = `${process.pid}-${Date.now() % 100000}`;
 const V2 = 'second-protection-secret-for-tests-0123456789';
+const ROOT = new URL('..', import.meta.url).pathname;
 let infra: Infra;
 let gateway: Gateway;
 let made: TestConfig;
@@ -108,7 +110,7 @@ test('key rotation under load: records written before and after the rotation are
   try {
     while (sent.length < 50) await new Promise((r) => setTimeout(r, 20));
     const rotated = made.with((c) => {
-      c.inspection!.protection = { active: 2, keys: [...(c.inspection!.protection!.keys ?? []), { version: 2, secret: V2 }] };
+      c.inspection!.protection = { ...c.inspection!.protection!, active: 2, keys: [...(c.inspection!.protection!.keys ?? []), { version: 2, secret: V2 }] };
     });
     assert.deepEqual((await gateway.reload(rotated.config)).applied, ['inspection']);
     const at = sent.length;
@@ -126,7 +128,7 @@ test('key rotation under load: records written before and after the rotation are
 
   // version 1 retired (the card rule moves to version 2 first; see docs/inspection.md on FF1 keys)
   const retired = made.with((c) => {
-    c.inspection!.protection = { active: 2, keys: [{ version: 2, secret: V2 }] };
+    c.inspection!.protection = { ...c.inspection!.protection!, active: 2, keys: [{ version: 2, secret: V2 }] };
     const card = c.inspection!.rules!.find((r) => r.id === 'pci.card-encrypt')!;
     card.action = { ...card.action, keyVersion: 2 } as typeof card.action;
   });
@@ -146,7 +148,7 @@ test('an exhausted envelope key refuses the write (POLICY_VIOLATION naming the r
   // another instance has used up version 7's AES-GCM budget in the shared store
   await gateway.state.incrementBy('keyuse:7', 2 ** 32);
   const exhausted = made.with((c) => {
-    c.inspection!.protection = { active: 7, keys: [...(c.inspection!.protection!.keys ?? []), { version: 7, secret: `${V2}-seven` }] };
+    c.inspection!.protection = { ...c.inspection!.protection!, active: 7, keys: [...(c.inspection!.protection!.keys ?? []), { version: 7, secret: `${V2}-seven` }] };
   });
   await gateway.reload(exhausted.config);
   const producer = new Producer({ clientId: 'exhausted', bootstrapBrokers: [bootstrap], sasl: { mechanism: 'OAUTHBEARER', token: await infra.idp.token('alice') }, serializers: stringSerializers, retries: 0 });
@@ -167,4 +169,39 @@ test('an exhausted envelope key refuses the write (POLICY_VIOLATION naming the r
   assert.equal((await readTopic(infra.kafka, topic, 1, 2000)).length, 0, 'nothing was written');
   const rows = readAudit(made.spoolDir).filter((r) => r.resource === topic && r.action === 'produce');
   assert.ok(rows.some((r) => r.decision === 'block' && r.rule === 'pii.ssn-encrypt!KEY_EXHAUSTED' && /could not encrypt: the active key version has done all the encryptions/.test(r.message)), JSON.stringify(rows.map((r) => [r.decision, r.rule, r.message])));
+});
+
+test('crypto-shredding end to end: erasing one customer (streamgate keys erase-subject) makes its e-mails unreadable, the other customer stays readable, and the erasure is audited', async () => {
+  const topic = `cards.shred-${run}`;
+  await createTopics(infra.kafka, [topic]);
+  const customer = (id: string, i: number) => JSON.stringify({ customer_id: id, email: `${id}.${i}@example.com`, order: i });
+  const lines = [customer('c-1', 1), customer('c-2', 2), customer('c-1', 3)];
+  assert.equal((await kcat('alice', ['-P', '-t', topic], `${lines.join('\n')}\n`)).code, 0);
+  const stored = (await readTopic(infra.kafka, topic, 3)).map((r) => JSON.parse(r.value!) as { email: string });
+  assert.ok(stored.every((d) => /^sgs1\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{8}\./.test(d.email)), 'the broker holds envelopes under each customer\'s key');
+  assert.deepEqual(await readAs('fran', topic, 3), lines);
+
+  // asynchronous: the gateway answering the CLI runs in this process
+  const cli = async (who: string, ...args: string[]) => {
+    const argv = ['src/cli/main.ts', 'keys', 'erase-subject', ...args, '--token', await infra.idp.token(who), '--admin-url', `http://127.0.0.1:${gateway.addresses.admin!.port}`];
+    return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) =>
+      execFile(process.execPath, argv, { cwd: ROOT, encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
+    );
+  };
+  const denied = await cli('bob', 'c-1');
+  assert.notEqual(denied.status, 0);
+  assert.match(denied.stderr, /HTTP 403/);
+  const erased = await cli('ops', 'c-1', '--reason', 'erasure request #4711');
+  assert.equal(erased.status, 0, erased.stderr);
+  assert.match(erased.stdout, /erased: its values can no longer be revealed/);
+
+  const after = (await readAs('fran', topic, 3)).map((v) => JSON.parse(v) as { customer_id: string; email: string });
+  assert.deepEqual(after.map((d) => d.email), ['[UNREADABLE]', 'c-2.2@example.com', '[UNREADABLE]']);
+  const rows = readAudit(made.spoolDir);
+  const erasure = rows.filter((r) => r.event === 'subject-erase');
+  assert.ok(erasure.some((r) => r.subject === 'ops' && r.decision === 'allow' && r.resource_kind === 'data-subject' && /^[A-Za-z0-9_-]{22}$/.test(r.resource) && r.message === 'erasure request #4711'), JSON.stringify(erasure));
+  assert.ok(erasure.some((r) => r.subject === 'bob' && r.decision === 'deny'));
+  assert.ok(!erasure.some((r) => JSON.stringify(r).includes('c-1')), 'the trail names the subject by its id, not its value');
+  const reads = rows.filter((r) => r.resource === topic && r.action === 'consume' && r.subject === 'fran');
+  assert.equal(reads.reduce((n, r) => n + (r.masking['pii.email-reveal!SHREDDED'] ?? 0), 0), 2);
 });

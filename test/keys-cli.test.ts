@@ -46,7 +46,7 @@ before(async () => {
     infra,
     (c) => {
       c.state = { kind: 'redis', url, prefix: `sg-keys-${run}:` };
-      c.inspection!.protection = { keyring: { file: keyring, kek: '${STREAMGATE_KEK}' } };
+      c.inspection!.protection = { keyring: { file: keyring, kek: '${STREAMGATE_KEK}' }, subjects: c.inspection!.protection!.subjects };
       // only envelopes here: the FF1 rules pin a version, which `keys retire` protects (tested below)
       c.inspection!.rules = c.inspection!.rules!.filter((r) => r.id !== 'pci.card-encrypt' && r.id !== 'pci.card-reveal');
       const cards = c.inspection!.topics!.find((t) => t.topics.includes('cards.*'))!;

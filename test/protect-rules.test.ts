@@ -144,3 +144,67 @@ test('config: decrypt names an encrypt rule; preserve pins a key version that ex
   assert.match(inspectionSchema.safeParse({ rules: [{ id: 'a', detector: 'email', action: { type: 'encrypt' } }] }).error?.issues.map((i) => i.message).join() ?? '', /encrypt needs inspection.protection.keys/);
   assert.match(inspectionSchema.safeParse({ protection: { keys: [{ version: 1, secret: 'short' }] } }).error?.issues.map((i) => i.message).join() ?? '', /at least 32 characters/);
 });
+
+for (const mode of ['inline', 'pool'] as const) {
+  test(`${mode}: crypto-shredding: values are encrypted under their data subject's key; erasing one subject leaves the others readable`, async () => {
+    const c = inspectionSchema.parse({
+      mode,
+      poolThreads: 1,
+      protection: { keys: [{ version: 1, secret: SECRET_1 }], subjects: { secret: 'subjects-secret-0123456789abcdef0123' } },
+      rules: [
+        { id: 'email.encrypt', fields: ['$.email', '$.profile.phone'], action: { type: 'encrypt', subject: '$.customer_id' } },
+        { id: 'email.reveal', action: { type: 'decrypt', rule: 'email.encrypt' } },
+      ],
+      topics: [{ topics: ['t'], produce: ['email.encrypt'], consume: [{ roles: ['dpo'], rules: ['email.reveal'] }] }],
+    });
+    const book = new RuleBook(c);
+    const store = new MemoryStore();
+    const protection = new Protection(c, book.protectRules, store);
+    const inspector = new Inspector(c, book.program, undefined, protection);
+    await inspector.warmUp();
+    const run = async (side: 'produce' | 'consume', values: string[]) => {
+      const { result } = await inspector.inspect(values.map((v) => Buffer.from(v)), book.rulesFor('t', side, ['dpo'])!.ruleset);
+      return values.map((_, i) => ({
+        out: Buffer.from(result.values[i]!).toString(),
+        facts: Array.from(result.hits.subarray(result.hitStart[i]!, result.hitStart[i]! + result.hitCount[i]!), (h) => book.ruleId(h)),
+        blocked: (result.flags[i]! & FLAG_BLOCKED) !== 0 ? book.blockReason(result.stopRule[i]!) : null,
+      }));
+    };
+    try {
+      const input = [
+        '{"customer_id":"c-1","email":"ann@example.com","profile":{"phone":"+44 20 7946 0000"}}',
+        '{"customer_id":"c-2","email":"bob@example.com"}',
+        '{"customer_id":"c-1","email":"ann.other@example.com"}',
+        '{"email":"nobody@example.com"}',
+      ];
+      const p = await run('produce', input);
+      const sid = (s: string) => /^sgs1\.([A-Za-z0-9_-]{22})\./.exec(s)![1];
+      const d = p.map((r) => JSON.parse(r.out));
+      assert.equal(sid(d[0].email), sid(d[0].profile.phone));
+      assert.equal(sid(d[0].email), sid(d[2].email), 'one key per subject');
+      assert.notEqual(sid(d[0].email), sid(d[1].email));
+      assert.equal(d[0].customer_id, 'c-1', 'the subject field itself is left as written');
+      assert.deepEqual(p[0]!.facts, ['email.encrypt@subject', 'email.encrypt@subject']);
+      assert.match(p[3]!.blocked ?? '', /no data subject/, 'a record without its subject is refused, never stored in clear');
+      assert.deepEqual(p[3]!.facts, ['email.encrypt!NO_SUBJECT']);
+
+      const stored = p.slice(0, 3).map((r) => r.out);
+      assert.deepEqual((await run('consume', stored)).map((r) => JSON.parse(r.out)), input.slice(0, 3).map((v) => JSON.parse(v)));
+      assert.deepEqual(await inspector.eraseSubject('c-1'), { sid: sid(d[0].email), existed: true });
+      const after = await run('consume', stored);
+      assert.equal(JSON.parse(after[0]!.out).email, '[UNREADABLE]');
+      assert.equal(JSON.parse(after[0]!.out).profile.phone, '[UNREADABLE]');
+      assert.equal(JSON.parse(after[2]!.out).email, '[UNREADABLE]');
+      assert.deepEqual(after[0]!.facts, ['email.reveal!SHREDDED', 'email.reveal!SHREDDED']);
+      assert.equal(JSON.parse(after[1]!.out).email, 'bob@example.com', 'the other subject stays readable');
+      // written again, the subject gets a new key: new values are readable, the erased ones stay gone
+      const again = await run('produce', [input[0]!]);
+      assert.equal(JSON.parse((await run('consume', [again[0]!.out]))[0]!.out).email, 'ann@example.com');
+      const old = await run('consume', [stored[0]!]);
+      assert.equal(JSON.parse(old[0]!.out).email, '[UNREADABLE]');
+      assert.deepEqual(old[0]!.facts, ['email.reveal!SHREDDED', 'email.reveal!SHREDDED'], 'the erased key\'s values, not a verification failure');
+    } finally {
+      await inspector.close();
+    }
+  });
+}

@@ -20,9 +20,9 @@
 export type Variant = 'modern' | 'legacy';
 
 /** Bump with every new migration. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
-const EVENT = "Enum8('operation' = 1, 'session-start' = 2, 'session-end' = 3, 'approval-request' = 4, 'approval-decision' = 5, 'spool-gap' = 6, 'credential-issue' = 7, 'credential-revoke' = 8)";
+const EVENT = "Enum8('operation' = 1, 'session-start' = 2, 'session-end' = 3, 'approval-request' = 4, 'approval-decision' = 5, 'spool-gap' = 6, 'credential-issue' = 7, 'credential-revoke' = 8, 'subject-erase' = 9)";
 const DECISION = "Enum8('allow' = 1, 'deny' = 2, 'block' = 3, 'error' = 4, 'pending' = 5)";
 const LC = 'LowCardinality(String)';
 
@@ -261,10 +261,24 @@ export function credentialColumnStatements(o: DdlOptions): string[] {
   return stmts;
 }
 
+/**
+ * Version 3: the subject-erase event (crypto-shredding, issue 22). A fresh install already has
+ * it (version 1 renders EVENT); an upgrade widens the enum of every table that holds it. Adding
+ * a value to an Enum8 is a metadata change: no data is rewritten.
+ */
+export function subjectEraseStatements(o: DdlOptions): string[] {
+  const db = o.database;
+  const onCluster = o.cluster ? ` ON CLUSTER ${o.cluster}` : '';
+  const tables = o.cluster ? ['audit_events_local', 'audit_events'] : ['audit_events'];
+  if (o.variant === 'legacy') tables.push('audit_events_ingest');
+  return tables.map((t) => `ALTER TABLE ${db}.${t}${onCluster} MODIFY COLUMN event ${EVENT}`);
+}
+
 /** Ordered; a later version adds ALTERs/new objects here and bumps SCHEMA_VERSION. */
 export const MIGRATIONS: Migration[] = [
   { version: 1, description: 'audit_events, legacy ingest view, hourly rollups', statements: schemaStatements },
   { version: 2, description: 'credential_id column, credential-issue and credential-revoke events', statements: credentialColumnStatements },
+  { version: 3, description: 'subject-erase event', statements: subjectEraseStatements },
 ];
 
 /** Records an applied migration (what `audit migrate` checks before applying anything). */

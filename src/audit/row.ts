@@ -2,7 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { GatewayError, type Operation, type Session, type UpstreamResult } from '../operation.ts';
 
 /** What a row records: an operation, a session boundary, an approval step, or a gap in the trail. */
-export type AuditEvent = 'operation' | 'session-start' | 'session-end' | 'approval-request' | 'approval-decision' | 'spool-gap' | 'credential-issue' | 'credential-revoke';
+export type AuditEvent = 'operation' | 'session-start' | 'session-end' | 'approval-request' | 'approval-decision' | 'spool-gap' | 'credential-issue' | 'credential-revoke' | 'subject-erase';
 
 /**
  * One audit row per operation (and per session start/end, approval step, spool gap).

@@ -11,6 +11,7 @@ import { SchemaCatalog } from '../schemas/catalog.ts';
 import { RegistryClient } from '../schemas/registry.ts';
 import { SchemaSerializer, type SchemaRef } from '../schemas/serializer.ts';
 import { Protection } from '../inspect/protection.ts';
+import { NeedSubjectKeys } from '../protect/subjects.ts';
 import { openStateStore } from '../state/open.ts';
 
 interface InspectOptions {
@@ -90,7 +91,7 @@ async function dryRun(file: string, topic: string, side: Side, roles: string[], 
   for (let i = 0; i < payloads.length; i += BATCH) {
     const batch = payloads.slice(i, i + BATCH);
     await protection.reserve(batch.length);
-    const r = engine.inspect(batch, rules.ruleset);
+    const r = await withSubjectKeys(protection, () => engine.inspect(batch, rules.ruleset));
     for (let k = 0; k < batch.length; k++) {
       const flags = r.flags[k]!;
       if (flags & FLAG_JSON_FALLBACK) fallbacks++;
@@ -117,6 +118,18 @@ async function dryRun(file: string, topic: string, side: Side, roles: string[], 
   process.stderr.write(summary.join('\n') + '\n');
   await close();
   return blocked.length > 0 ? 3 : 0;
+}
+
+/** Runs an engine call, getting the data subjects' keys it asks for first (from the configured state store; a dry run makes the missing ones there too). */
+async function withSubjectKeys<T>(protection: Protection, run: () => T): Promise<T> {
+  for (let round = 0; ; round++) {
+    try {
+      return run();
+    } catch (err) {
+      if (!(err instanceof NeedSubjectKeys) || round === 3) throw err;
+      await protection.resolveSubjects(err.needs);
+    }
+  }
 }
 
 /**
@@ -162,7 +175,7 @@ async function schemaDryRun(config: Config, book: RuleBook, rules: ResolvedRules
       const schema = await source.byId(framed.header ? readGlobalIdHeader(framed.header[1]) : readFraming(framed.bytes, spec.framing === 'apicurio-header' ? 'confluent' : spec.framing, false).schemaId);
       const task = { payloads: [framed.bytes], count: 1, rulesets: Uint32Array.of(rules.ruleset), spec, schemaEpoch: 'cli', schemas: [schema], headers: [framed.header ? [framed.header] : []], topic };
       await protection.reserve(1);
-      const r = inspectSchemaValues(engine, task);
+      const r = await withSubjectKeys(protection, () => inspectSchemaValues(engine, task));
       if ('needSchemas' in r) throw new Error('the schema could not be compiled');
       if (r.problems.length > 0 || (r.flags[0]! & FLAG_BLOCKED) !== 0) {
         refused.push(r.problems[0] ? `record ${n}: ${r.problems[0].rule}: ${r.problems[0].message.replace(/^record 0: /, '')}` : `record ${n}: blocked by rule "${book.ruleId(r.stopRule[0]!)}": ${book.blockReason(r.stopRule[0]!)}`);

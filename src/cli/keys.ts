@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { request } from 'undici';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { GCM_RANDOM_NONCE_LIMIT, InvocationBudget } from '../protect/envelope.ts';
@@ -54,6 +55,26 @@ export function registerKeysCommands(program: Command): void {
     });
 
   keys
+    .command('erase-subject')
+    .description('crypto-shredding: erase one data subject\'s key on the running gateways, making every value encrypted for it unreadable (audited)')
+    .argument('<subject>', 'the data subject\'s value, as in the field the rule names (e.g. a customer id)')
+    .option('--reason <text>', 'why (audited), e.g. the erasure request\'s reference')
+    .option('--token <jwt>', 'your identity-provider access token, admin on the cluster (default: $STREAMGATE_TOKEN)')
+    .option('--admin-url <url>', 'the gateway\'s admin listener', process.env.STREAMGATE_ADMIN_URL ?? 'http://127.0.0.1:9644')
+    .action(async (subject: string, opts: { reason?: string; token?: string; adminUrl: string }) => {
+      const token = opts.token ?? process.env.STREAMGATE_TOKEN;
+      if (!token) throw new Error('an identity-provider token is needed: --token or $STREAMGATE_TOKEN');
+      const res = await request(new URL('/v1/data-subjects/erase', opts.adminUrl), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ subject, reason: opts.reason ?? '' }),
+      });
+      const body = (await res.body.json()) as { erased?: boolean; subjectId?: string; message?: string };
+      if (res.statusCode !== 200) throw new Error(`erasure refused: HTTP ${res.statusCode}: ${body.message ?? ''}`);
+      console.log(body.erased ? `subject ${body.subjectId} erased: its values can no longer be revealed` : `subject ${body.subjectId} had no key (nothing was encrypted for it)`);
+    });
+
+  keys
     .command('status')
     .description('key versions, the active one, and how much of each version\'s AES-GCM invocation limit is used')
     .requiredOption('-c, --config <file>', 'configuration file')
@@ -72,7 +93,8 @@ export function registerKeysCommands(program: Command): void {
             const used = await budget.used(k.version);
             const share = used / GCM_RANDOM_NONCE_LIMIT;
             const rules = config.inspection.rules
-              .filter((r) => r.action.type === 'encrypt' && (r.action.format === 'preserve' ? r.action.keyVersion === k.version : k.version === active))
+              // rules with a data subject encrypt under the subjects' own keys, not a keyring version
+              .filter((r) => r.action.type === 'encrypt' && !r.action.subject && (r.action.format === 'preserve' ? r.action.keyVersion === k.version : k.version === active))
               .map((r) => r.id);
             const advice = share >= 1 ? 'exhausted: rotate now' : k.version === active && share >= p.rotateAt ? 'rotate' : 'ok';
             return { version: k.version, active: k.version === active, created: created.get(k.version) ?? null, invocationsReserved: used, limit: GCM_RANDOM_NONCE_LIMIT, share, rules, advice };

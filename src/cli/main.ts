@@ -39,15 +39,20 @@ program
     const adjust = (c: Config) => forWorker(c, index);
     const config = adjust(loadConfig(opts.config));
     const log = createLogger(config.log.level);
-    const gateway = await Gateway.start(config, log, { admin: index === undefined ? true : 'routes' });
+    const starting = Gateway.start(config, log, { admin: index === undefined ? true : 'routes' });
+    let stopReloads: (() => void) | undefined;
+    // before the listeners open: a SIGTERM while the later ones still start (a client may already
+    // use the first) waits for the start, then drains, instead of killing the process mid-write
+    stopOnSignals(log, async () => {
+      stopReloads?.();
+      const gateway = await starting.catch(() => undefined);
+      await gateway?.close();
+    });
+    const gateway = await starting;
     if (index !== undefined) serveWorker(gateway);
     // the policy file is watched (and SIGHUP reloads it); an invalid file keeps the running policy
     const keyring = config.inspection.protection?.keyring?.file;
-    const stopReloads = serveReloads(gateway, opts.config, log, adjust, keyring ? [keyring] : []);
-    stopOnSignals(log, () => {
-      stopReloads();
-      return gateway.close();
-    });
+    stopReloads = serveReloads(gateway, opts.config, log, adjust, keyring ? [keyring] : []);
   });
 
 program

@@ -189,7 +189,7 @@ export class WasmEngine {
       const out = this.#u8.slice(this.#outData, this.#outData + written);
       const outIndex = this.#u32.slice(this.#outTab >>> 2, (this.#outTab >>> 2) + 2 * n);
       const result = { n, flags, stopRule, hitStart, hitCount, hits, out, outIndex };
-      return hits.includes(PROTECT_MARK) ? this.#protect(result) : result;
+      return hits.includes(PROTECT_MARK) ? this.#protect(result, payloads) : result;
     }
   }
 
@@ -197,17 +197,21 @@ export class WasmEngine {
    * Replaces the values protect rules marked (encrypt / decrypt: src/protect/protector.ts) and
    * puts each one's fact in place of its rule's hit. An encryption that failed blocks its record.
    */
-  #protect(r: EngineResult): EngineResult {
+  #protect(r: EngineResult, payloads: ReadonlyArray<Uint8Array | null>): EngineResult {
     const protector = this.#protector;
     if (!protector) throw new Error('the rules encrypt or decrypt but the engine has no keyring');
     const { n, flags, stopRule, hits, out, outIndex } = r;
-    // every marked value of the batch first, so the protector can work on them together
-    const items: Array<{ index: number; value: Uint8Array }> = [];
-    for (let k = 0; k < hits.length; k++) {
-      if (hits[k] !== PROTECT_MARK) continue;
-      const at = hits[k + 1]!;
-      items.push({ index: hits[k + 3]!, value: out.subarray(at, at + (hits[k + 2]! & 0x7fffffff)) });
-      k += 3;
+    // every marked value of the batch first, so the protector can work on them together (and
+    // find each one's data subject in its record)
+    const items: Array<{ index: number; value: Uint8Array; record: Uint8Array | null }> = [];
+    for (let i = 0; i < n; i++) {
+      const to = r.hitStart[i]! + r.hitCount[i]!;
+      for (let k = r.hitStart[i]!; k < to; k++) {
+        if (hits[k] !== PROTECT_MARK) continue;
+        const at = hits[k + 1]!;
+        items.push({ index: hits[k + 3]!, value: out.subarray(at, at + (hits[k + 2]! & 0x7fffffff)), record: payloads[i] ?? null });
+        k += 3;
+      }
     }
     const applied = protector.applyMany(items);
     const pieces: Uint8Array[] = [];

@@ -10,6 +10,9 @@ import { SchemaError, type SchemaErrorCode, type SchemaSource } from '../schemas
 import type { SchemaNeeds, ValueProblemReport } from './values.ts';
 import type { ValuesPoolResult, ValuesPoolTask, EncodedPoolResult, EncodedPoolTask, PoolResult, PoolTask, PoolWorkerData } from './worker.ts';
 import type { Protection } from './protection.ts';
+import { NeedSubjectKeys, type SubjectKeyEntry } from '../protect/subjects.ts';
+import { StoreUnavailable } from '../state/store.ts';
+import type { SubjectKeysNeeded } from './worker.ts';
 
 const NULL_LENGTH = 0xffffffff;
 
@@ -91,6 +94,11 @@ export class Inspector {
     return this.#protection?.reserve(records);
   }
 
+  /** Crypto-shredding of one data subject (see Protection.eraseSubject); null when no rule names data subjects. */
+  eraseSubject(subject: string): Promise<{ sid: string; existed: boolean } | null> {
+    return this.#protection?.eraseSubject(subject) ?? Promise.resolve(null);
+  }
+
   get poolQueueSize(): number {
     return this.#pool?.queueSize ?? 0;
   }
@@ -108,7 +116,7 @@ export class Inspector {
     try {
       const reserving = this.#reserve(values.length);
       if (reserving) await reserving;
-      if (inline) return { result: inspectValues(this.#engine, values, rulesets), where: 'inline' };
+      if (inline) return { result: await this.#withSubjectKeys(() => inspectValues(this.#engine, values, rulesets)), where: 'inline' };
       return { result: await this.#enqueue(values, rulesets), where: 'pool' };
     } catch (err) {
       if (err instanceof GatewayError) throw err;
@@ -130,7 +138,8 @@ export class Inspector {
       if (reserving) await reserving;
       let attempt: EncodedTask = task.values ? { ...task, schemaEpoch: this.#schemas?.epoch ?? '' } : task;
       for (let round = 0; ; round++) {
-        result = inline ? inspectEncoded(this.#engine, attempt) : await this.#runEncoded(attempt);
+        const current = attempt;
+        result = await this.#withSubjectKeys((keys) => (inline ? inspectEncoded(this.#engine, current) : this.#runEncoded(current, keys)));
         if (!('needSchemas' in result)) break;
         // another worker may have compiled what this one lacks: a few rounds, then fail closed
         if (round === 3) throw new GatewayError('internal', 'the inspection threads could not be given the schemas of these records');
@@ -188,7 +197,10 @@ export class Inspector {
       if (reserving) await reserving;
       let attempt: SchemaValuesTask = { ...task, schemaEpoch: this.#schemas?.epoch ?? '' };
       for (let round = 0; ; round++) {
-        const r = inline ? inspectSchemaValues(this.#engine, attempt) : ((await this.#pool!.run({ kind: 'values', version: this.#program.version, task: attempt } satisfies ValuesPoolTask)) as ValuesPoolResult);
+        const current = attempt;
+        const r = await this.#withSubjectKeys((keys) =>
+          inline ? inspectSchemaValues(this.#engine, current) : (this.#pool!.run({ kind: 'values', version: this.#program.version, task: current, subjectKeys: keys } satisfies ValuesPoolTask) as Promise<ValuesPoolResult | SubjectKeysNeeded>),
+        );
         if (!('needSchemas' in r)) {
           const problems = task.spec.subjects ? [...r.problems, ...(await this.#checkSubjects(task.spec.subjects, task.topic ?? '', r.schemaIds))] : r.problems;
           return { result: r, problems, where: inline ? 'inline' : 'pool' };
@@ -222,16 +234,44 @@ export class Inspector {
     return { schemas, schemaFailures };
   }
 
-  async #runEncoded(task: EncodedTask): Promise<EncodedResult | { invalid: string } | SchemaNeeds> {
+  /**
+   * Runs an engine task until the threads have the data subjects' keys its values need: inline,
+   * the engine call throws NeedSubjectKeys; in the pool, the worker answers needSubjectKeys.
+   * The keys are fetched (or made, for new subjects) on this thread and the task runs again
+   * with them (`keys`, for a worker; this thread's engine keeps its own).
+   */
+  async #withSubjectKeys<T extends object>(run: (keys: SubjectKeyEntry[] | undefined) => T | Promise<T | SubjectKeysNeeded>): Promise<T> {
+    let keys: SubjectKeyEntry[] | undefined;
+    for (let round = 0; ; round++) {
+      let r: T | SubjectKeysNeeded;
+      try {
+        r = await run(keys);
+      } catch (err) {
+        if (!(err instanceof NeedSubjectKeys)) throw err;
+        r = { needSubjectKeys: err.needs };
+      }
+      if (!('needSubjectKeys' in r)) return r;
+      if (round === 3 || !this.#protection) throw new GatewayError('internal', "the inspection threads could not be given the data subjects' keys");
+      try {
+        keys = [...(keys ?? []), ...(await this.#protection.resolveSubjects(r.needSubjectKeys))];
+      } catch (err) {
+        if (err instanceof StoreUnavailable) throw new GatewayError('upstream-unavailable', "the data subjects' keys cannot be had (the state store is unavailable); retry", { cause: err });
+        throw err;
+      }
+    }
+  }
+
+  async #runEncoded(task: EncodedTask, subjectKeys?: SubjectKeyEntry[]): Promise<EncodedResult | { invalid: string } | SchemaNeeds | SubjectKeysNeeded> {
     // one copy of the (usually compressed) wire bytes, transferred: the parts are views of a
     // request frame whose memory is reused
     const { data, lengths } = packParts(task.parts);
     const poolTask: EncodedPoolTask = {
       kind: 'encoded', version: this.#program.version, format: task.format, data, lengths, ruleset: task.ruleset, keyHeaders: task.keyHeaders ?? null,
       values: task.values ?? null, schemaEpoch: task.schemaEpoch, schemas: task.schemas, schemaFailures: task.schemaFailures,
+      ...(subjectKeys ? { subjectKeys } : {}),
     };
-    const r = (await this.#pool!.run(poolTask, { transferList: [data.buffer, lengths.buffer] })) as EncodedPoolResult;
-    if ('invalid' in r || 'needSchemas' in r) return r;
+    const r = (await this.#pool!.run(poolTask, { transferList: [data.buffer, lengths.buffer] })) as EncodedPoolResult | SubjectKeysNeeded;
+    if ('invalid' in r || 'needSchemas' in r || 'needSubjectKeys' in r) return r;
     const { data: out, lengths: outLengths, ...rest } = r;
     return { ...rest, parts: unpackParts(out, outLengths) };
   }
@@ -256,25 +296,29 @@ export class Inspector {
       n += p.values.length;
       for (const v of p.values) bytes += v?.byteLength ?? 0;
     }
-    const data = new Uint8Array(bytes);
-    const index = new Uint32Array(2 * n);
-    const rulesets = new Uint32Array(n);
-    let i = 0;
-    let off = 0;
-    for (const p of batch) {
-      const one = typeof p.rulesets === 'number' ? p.rulesets : -1;
-      p.values.forEach((v, k) => {
-        index[2 * i] = off;
-        index[2 * i + 1] = v === null ? NULL_LENGTH : v.byteLength;
-        if (v) {
-          data.set(v, off);
-          off += v.byteLength;
-        }
-        rulesets[i++] = one >= 0 ? one : (p.rulesets as Uint32Array)[k]!;
-      });
-    }
-    const task: PoolTask = { version: this.#program.version, data, index, rulesets };
-    this.#pool!.run(task, { transferList: [data.buffer, index.buffer, rulesets.buffer] }).then(
+    // packed again for each run: the buffers are transferred to the worker
+    const run = (subjectKeys: SubjectKeyEntry[] | undefined): Promise<PoolResult | SubjectKeysNeeded> => {
+      const data = new Uint8Array(bytes);
+      const index = new Uint32Array(2 * n);
+      const rulesets = new Uint32Array(n);
+      let i = 0;
+      let off = 0;
+      for (const p of batch) {
+        const one = typeof p.rulesets === 'number' ? p.rulesets : -1;
+        p.values.forEach((v, k) => {
+          index[2 * i] = off;
+          index[2 * i + 1] = v === null ? NULL_LENGTH : v.byteLength;
+          if (v) {
+            data.set(v, off);
+            off += v.byteLength;
+          }
+          rulesets[i++] = one >= 0 ? one : (p.rulesets as Uint32Array)[k]!;
+        });
+      }
+      const task: PoolTask = { version: this.#program.version, data, index, rulesets, ...(subjectKeys ? { subjectKeys } : {}) };
+      return this.#pool!.run(task, { transferList: [data.buffer, index.buffer, rulesets.buffer] }) as Promise<PoolResult | SubjectKeysNeeded>;
+    };
+    this.#withSubjectKeys(run).then(
       (r: PoolResult) => {
         let at = 0;
         for (const p of batch) {
@@ -313,6 +357,7 @@ export class Inspector {
 
   async close(): Promise<void> {
     await this.#pool?.destroy();
+    await this.#protection?.close();
   }
 }
 

@@ -39,6 +39,8 @@ export const MALFORMED_JSON_RULE = 'inspection.malformedJson';
 const hasMatch = (r: InspectionRuleConfig): boolean => r.detector !== undefined || r.pattern !== undefined;
 /** what an envelope looks like (src/protect/envelope.ts): a decrypt rule of an envelope rule with nothing else to go by finds them by it */
 const ENVELOPE_PATTERN = 'sge1\\.[0-9]{1,5}\\.[A-Za-z0-9_-]{38,}';
+/** the same for envelopes under a data subject's key (src/protect/subjects.ts) */
+const SUBJECT_ENVELOPE_PATTERN = 'sgs1\\.[A-Za-z0-9_-]{22}\\.[A-Za-z0-9_-]{8}\\.[A-Za-z0-9_-]{38,}';
 /** rules that select schema fields by tag act on nothing else */
 const byTags = (r: InspectionRuleConfig): boolean => r.tags !== undefined;
 /** at most this many tag rules per topic entry and side: every subset of them is a compiled ruleset */
@@ -228,9 +230,9 @@ export class RuleBook {
 
 /** Decrypt rules of envelope rules that say nothing about where to look get the envelope's pattern. */
 function withEnvelopePatterns(config: InspectionConfig): InspectionConfig {
-  const envelope = new Set(config.rules.filter((r) => r.action.type === 'encrypt' && r.action.format === 'envelope').map((r) => r.id));
+  const envelope = new Map(config.rules.flatMap((r) => (r.action.type === 'encrypt' && r.action.format === 'envelope' ? [[r.id, r.action.subject ? SUBJECT_ENVELOPE_PATTERN : ENVELOPE_PATTERN] as const] : [])));
   const rules = config.rules.map((r) =>
-    r.action.type === 'decrypt' && envelope.has(r.action.rule) && !r.detector && !r.pattern && !r.fields && !r.tags ? { ...r, pattern: ENVELOPE_PATTERN } : r,
+    r.action.type === 'decrypt' && envelope.has(r.action.rule) && !r.detector && !r.pattern && !r.fields && !r.tags ? { ...r, pattern: envelope.get(r.action.rule)! } : r,
   );
   return { ...config, rules };
 }
@@ -252,6 +254,7 @@ function protectRule(r: InspectionRuleConfig, config: InspectionConfig): Protect
     luhn: enc.luhn,
     keyVersion: enc.format === 'preserve' ? (enc.keyVersion ?? null) : null,
     onFailure: a.type === 'decrypt' ? a.onFailure : '',
+    subject: enc.format === 'envelope' ? (enc.subject ?? null) : null,
   };
 }
 

@@ -57,6 +57,12 @@ const action = z.discriminatedUnion('type', [
     luhn: z.boolean().default(false),
     /** preserve: the key version (an FF1 ciphertext has no room to say which key made it) */
     keyVersion: z.int().min(1).max(65535).optional(),
+    /**
+     * envelope: the record field naming its data subject (`$.customer_id`); each value is
+     * encrypted under that subject's own key, and erasing the subject makes all of them
+     * unreadable (crypto-shredding; needs protection.subjects)
+     */
+    subject: z.string().regex(/^\$(\.[A-Za-z_][A-Za-z0-9_-]*)+$/, 'a member path like $.customer_id or $.customer.id').optional(),
   }),
   /**
    * reveals what encrypt rule `rule` wrote (consume rules, for the roles that may see the
@@ -224,6 +230,8 @@ export const inspectionSchema = z
         active: z.int().optional(),
         /** share of a key version's AES-GCM invocation limit (2^32) after which `streamgate keys status` says rotate */
         rotateAt: z.number().gt(0).max(1).default(0.5),
+        /** data subjects' keys (encrypt rules with `subject`): this secret names subjects and wraps their keys in the state store */
+        subjects: z.strictObject({ secret: z.string().min(32, 'the subjects secret needs at least 32 characters (openssl rand -base64 32)') }).optional(),
       })
       .transform((p, ctx) => {
         if ((p.keys === undefined) === (p.keyring === undefined)) {
@@ -291,7 +299,7 @@ export type TopicEntryConfig = InspectionConfig['topics'][number];
 
 interface InspectionInput {
   rules: Array<Pick<z.infer<typeof inspectionRule>, 'id' | 'detector' | 'pattern' | 'fields' | 'tags' | 'action'>>;
-  protection?: { keys: Array<{ version: number }>; active?: number | undefined } | undefined;
+  protection?: { keys: Array<{ version: number }>; active?: number | undefined; subjects?: { secret: string } | undefined } | undefined;
 }
 
 /** The encrypt and decrypt rules agree with each other and the keyring. */
@@ -311,6 +319,11 @@ function checkProtection(c: InspectionInput, ctx: z.RefinementCtx): void {
       if (a.keyVersion === undefined) ctx.addIssue({ code: 'custom', path: [...path, 'keyVersion'], message: 'a preserve rule names its key version: an FF1 ciphertext has no room to say which key made it' });
       else if (c.protection && !versions.has(a.keyVersion)) ctx.addIssue({ code: 'custom', path: [...path, 'keyVersion'], message: `no protection key with version ${a.keyVersion}` });
       if (a.luhn && a.keepLast > 0) ctx.addIssue({ code: 'custom', path: [...path, 'luhn'], message: 'a Luhn check digit is recomputed from the encrypted digits: luhn and keepLast do not combine' });
+    }
+    if (a.type === 'encrypt' && a.subject !== undefined) {
+      if (a.format !== 'envelope') ctx.addIssue({ code: 'custom', path: [...path, 'subject'], message: 'subject keys apply to format envelope' });
+      if (c.protection && !c.protection.subjects) ctx.addIssue({ code: 'custom', path: [...path, 'subject'], message: 'subject needs inspection.protection.subjects.secret' });
+      if (!r.fields) ctx.addIssue({ code: 'custom', path: ['rules', i], message: 'a rule with a data subject names the fields it encrypts (fields), so it never acts on keys or headers, which have no subject' });
     }
     if (a.type === 'encrypt' && a.format === 'envelope' && (a.keyVersion !== undefined || a.luhn || a.keepLast > 0 || a.keepFirst > 0)) {
       ctx.addIssue({ code: 'custom', path, message: 'keyVersion, luhn, keepFirst and keepLast apply to format preserve' });

@@ -9,6 +9,7 @@ import type { KeyHeaderRulesets } from './rules.ts';
 import { SharedAllowance } from '../protect/envelope.ts';
 import { Keyring } from '../protect/keyring.ts';
 import { Protector } from '../protect/protector.ts';
+import { NeedSubjectKeys, SubjectIds, SubjectKeyCache, type SubjectKeyEntry, type SubjectKeyNeed } from '../protect/subjects.ts';
 import type { WorkerProtection } from './protection.ts';
 
 /**
@@ -26,6 +27,8 @@ export interface PoolTask {
   index: Uint32Array;
   /** per record: compiled ruleset */
   rulesets: Uint32Array;
+  /** data subjects' keys the accept thread fetched for this task (a first run asked for them) */
+  subjectKeys?: SubjectKeyEntry[];
 }
 
 export interface PoolResult {
@@ -57,6 +60,7 @@ export interface EncodedPoolTask {
   schemaEpoch: EncodedTask['schemaEpoch'];
   schemas: EncodedTask['schemas'];
   schemaFailures: EncodedTask['schemaFailures'];
+  subjectKeys?: SubjectKeyEntry[];
 }
 
 /** EncodedResult with the re-encoded parts packed (encoded.ts packParts), or why the records could not be decoded. */
@@ -70,6 +74,7 @@ export interface ValuesPoolTask {
   kind: 'values';
   version: string;
   task: SchemaValuesTask;
+  subjectKeys?: SubjectKeyEntry[];
 }
 export type ValuesPoolResult = ReturnType<typeof inspectSchemaValues>;
 
@@ -83,14 +88,35 @@ export interface PoolWorkerData {
 const NULL_LENGTH = 0xffffffff;
 const EMPTY = new Uint8Array(0);
 const { program, version, protection } = workerData as PoolWorkerData;
+const subjectKeys = protection?.subjects ? new SubjectKeyCache(protection.subjects.epoch) : null;
 const protector = protection
-  ? new Protector(protection.rules, Keyring.fromTransfer(protection.keyring), protection.allowance ? new SharedAllowance(protection.allowance) : null)
+  ? new Protector(
+      protection.rules,
+      Keyring.fromTransfer(protection.keyring),
+      protection.allowance ? new SharedAllowance(protection.allowance) : null,
+      protection.subjects ? { ids: new SubjectIds(protection.subjects.secret), cache: subjectKeys! } : null,
+    )
   : null;
 const engine = WasmEngine.load(new Uint8Array(program), undefined, protector);
 
-export default function inspectTask(task: PoolTask | EncodedPoolTask | ValuesPoolTask): PoolResult | EncodedPoolResult | ValuesPoolResult {
+/** A task whose values need data subjects' keys this thread does not hold: the accept thread gets them and sends the task again. */
+export interface SubjectKeysNeeded {
+  needSubjectKeys: SubjectKeyNeed[];
+}
+
+export default function inspectTask(task: PoolTask | EncodedPoolTask | ValuesPoolTask): PoolResult | EncodedPoolResult | ValuesPoolResult | SubjectKeysNeeded {
   if (task.version !== version) throw new Error(`inspection worker has rules ${version}, the task needs ${task.version}`);
-  if ('kind' in task) return task.kind === 'values' ? inspectSchemaValues(engine, task.task) : encodedTask(task);
+  if (task.subjectKeys) subjectKeys?.put(task.subjectKeys);
+  try {
+    if ('kind' in task) return task.kind === 'values' ? inspectSchemaValues(engine, task.task) : encodedTask(task);
+    return plainTask(task);
+  } catch (err) {
+    if (err instanceof NeedSubjectKeys) return { needSubjectKeys: err.needs };
+    throw err;
+  }
+}
+
+function plainTask(task: PoolTask): PoolResult {
   const n = task.rulesets.length;
   const values: Array<Uint8Array | null> = new Array(n);
   const hashes = new Array<string>(n);

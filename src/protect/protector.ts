@@ -4,7 +4,9 @@
 // replacement leaves a "fact" in place of the rule's hit: which rule, which key version, and
 // whether it worked, so the audit row says what was encrypted or revealed and why not.
 
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { EnvelopeError, type SharedAllowance } from './envelope.ts';
+import { NeedSubjectKeys, SUBJECT_PREFIX, type SubjectIds, type SubjectKeyCache, type SubjectKeyNeed } from './subjects.ts';
 import { Ff1Error } from './ff1.ts';
 import type { Keyring } from './keyring.ts';
 
@@ -24,6 +26,8 @@ export interface ProtectRule {
   keyVersion: number | null;
   /** decrypt: what a value that cannot be decrypted becomes */
   onFailure: string;
+  /** envelope: the record's field naming its data subject (`$.customer_id`): the value is encrypted under that subject's key (crypto-shredding) */
+  subject: string | null;
 }
 
 /** Outcomes of one value, as recorded in its fact. */
@@ -37,6 +41,10 @@ export const Outcome = {
   UNFIT: 5,
   /** no invocation of the active key was reserved yet (a burst larger than the reserve): retry */
   NOT_RESERVED: 6,
+  /** the data subject's key was erased (or never made): the value is gone for good */
+  SHREDDED: 7,
+  /** the record has no data subject where the rule looks for one: a subject rule cannot encrypt without it */
+  NO_SUBJECT: 8,
 } as const;
 type OutcomeName = keyof typeof Outcome;
 const OUTCOME_NAMES = Object.keys(Outcome) as OutcomeName[];
@@ -62,7 +70,9 @@ export function readFact(word: number): { rule: number; outcome: OutcomeName; ve
 /** How a fact reads in the audit row's summary: `card.encrypt@v2` (done with key version 2), `card.reveal!AUTHENTICATION_FAILED`. */
 export function factName(ruleId: string, word: number): string {
   const f = readFact(word);
-  return f.outcome === 'ok' ? `${ruleId}@v${f.version}` : `${ruleId}!${f.outcome}`;
+  if (f.outcome !== 'ok') return `${ruleId}!${f.outcome}`;
+  // key version 0: a data subject's key (crypto-shredding)
+  return f.version === 0 ? `${ruleId}@subject` : `${ruleId}@v${f.version}`;
 }
 
 const WHY: Record<OutcomeName, string> = {
@@ -73,6 +83,8 @@ const WHY: Record<OutcomeName, string> = {
   KEY_EXHAUSTED: 'the active key version has done all the encryptions AES-GCM with random nonces allows; make a new key version active (streamgate keys rotate)',
   UNFIT: 'the value does not fit format-preserving encryption (FF1 needs at least 6 digits or 5 letters of a class to encrypt, and a Luhn rule a valid check digit)',
   NOT_RESERVED: 'no encryption of the active key was reserved yet; retry',
+  SHREDDED: 'the data subject\'s key was erased',
+  NO_SUBJECT: 'the record has no data subject in the field the rule names (a string or number)',
 };
 
 export function factReason(word: number): string {
@@ -98,11 +110,19 @@ export class Protector {
   readonly #tweaks: Array<Uint8Array | null>;
   readonly #failure: Array<Uint8Array | null>;
 
-  /** `allowance`: the active key's reserved invocations (needed when a rule encrypts as envelope) */
-  constructor(rules: ReadonlyArray<ProtectRule | null>, keyring: Keyring, allowance: SharedAllowance | null) {
+  readonly #subjects: { ids: SubjectIds; cache: SubjectKeyCache } | null;
+  readonly #subjectPaths: Array<string[] | null>;
+
+  /**
+   * `allowance`: the active key's reserved invocations (needed when a rule encrypts as envelope);
+   * `subjects`: the data subjects' ids and this thread's keys (needed when a rule names a subject)
+   */
+  constructor(rules: ReadonlyArray<ProtectRule | null>, keyring: Keyring, allowance: SharedAllowance | null, subjects: { ids: SubjectIds; cache: SubjectKeyCache } | null = null) {
     this.#rules = rules;
     this.#keyring = keyring;
     this.#allowance = allowance;
+    this.#subjects = subjects;
+    this.#subjectPaths = rules.map((r) => (r?.subject ? r.subject.slice(2).split('.') : null));
     this.#tweaks = rules.map((r) => (r ? encoder.encode(`streamgate:${r.binding}`) : null));
     this.#failure = rules.map((r) => (r ? encoder.encode(r.onFailure) : null));
   }
@@ -116,11 +136,13 @@ export class Protector {
    * What each marked value becomes, in order. Format-preserving values of one rule are
    * encrypted (or decrypted) together: their FF1 rounds share the AES calls.
    */
-  applyMany(items: ReadonlyArray<{ index: number; value: Uint8Array }>): Applied[] {
+  applyMany(items: ReadonlyArray<{ index: number; value: Uint8Array; record?: Uint8Array | null }>): Applied[] {
     const out = new Array<Applied>(items.length);
     const groups = new Map<number, number[]>();
+    const sids = this.#subjectIds(items);
     items.forEach((item, k) => {
-      if (this.#rules[item.index]?.format !== 'preserve') out[k] = this.apply(item.index, item.value);
+      if (this.#subjectPaths[item.index]) out[k] = this.#applySubject(item.index, item.value, sids[k]!);
+      else if (this.#rules[item.index]?.format !== 'preserve') out[k] = this.apply(item.index, item.value);
       else {
         let g = groups.get(item.index);
         if (!g) groups.set(item.index, (g = []));
@@ -174,10 +196,89 @@ export class Protector {
     }
   }
 
+  /**
+   * The subject id of each item of a subject rule (encrypt: from its record's field; decrypt:
+   * from the envelope), or null where there is none. Throws NeedSubjectKeys when this thread
+   * lacks some of their keys: the accept thread gets them and the engine call runs again.
+   */
+  #subjectIds(items: ReadonlyArray<{ index: number; value: Uint8Array; record?: Uint8Array | null }>): Array<string | null> {
+    const sids = new Array<string | null>(items.length).fill(null);
+    if (!this.#subjectPaths.some((p) => p !== null)) return sids;
+    const subjects = this.#subjects;
+    if (!subjects) throw new Error('a rule names a data subject but the engine has no subject keys');
+    const parsed = new Map<Uint8Array, unknown>();
+    const needs = new Map<string, SubjectKeyNeed>();
+    items.forEach((item, k) => {
+      const path = this.#subjectPaths[item.index];
+      if (!path) return;
+      const rule = this.#rules[item.index]!;
+      let sid: string | null = null;
+      if (rule.mode === 'encrypt') {
+        const subject = item.record ? subjectOf(item.record, path, parsed) : null;
+        sid = subject === null ? null : subjects.ids.of(subject);
+      } else {
+        sid = /^sgs1\.([A-Za-z0-9_-]{22})\./.exec(decoder.decode(item.value.subarray(0, 28)))?.[1] ?? null;
+      }
+      sids[k] = sid;
+      if (sid === null) return;
+      const cached = subjects.cache.get(sid);
+      // encrypting needs a key (a subject without one gets one); revealing asks only what it does not know
+      if (cached === undefined || (cached === null && rule.mode === 'encrypt')) needs.set(sid, { sid, create: rule.mode === 'encrypt' || (needs.get(sid)?.create ?? false) });
+    });
+    if (needs.size > 0) throw new NeedSubjectKeys([...needs.values()]);
+    return sids;
+  }
+
+  #applySubject(index: number, value: Uint8Array, sid: string | null): Applied {
+    const rule = this.#rules[index]!;
+    const aad = Buffer.concat([this.#tweaks[index]!, Buffer.from(`|${sid ?? ''}`)]);
+    if (sid === null) return this.#fail(index, rule, rule.mode === 'encrypt' ? 'NO_SUBJECT' : 'MALFORMED', 0);
+    const key = this.#subjects!.cache.get(sid);
+    if (!key) return this.#fail(index, rule, 'SHREDDED', 0);
+    if (rule.mode === 'encrypt') {
+      const nonce = randomBytes(12);
+      const c = createCipheriv('aes-256-gcm', key.key, nonce).setAAD(aad);
+      const body = Buffer.concat([nonce, c.update(value), c.final(), c.getAuthTag()]);
+      return { text: encoder.encode(`${SUBJECT_PREFIX}${sid}.${key.kid}.${body.toString('base64url')}`), fact: factOf(index, Outcome.ok, 0), refuse: false };
+    }
+    const m = /^sgs1\.[A-Za-z0-9_-]{22}\.([A-Za-z0-9_-]{8})\.([A-Za-z0-9_-]+)$/.exec(decoder.decode(value));
+    const body = m ? Buffer.from(m[2]!, 'base64url') : null;
+    if (!m || !body || body.length < 28) return this.#fail(index, rule, 'MALFORMED', 0);
+    // written under a key of this subject that was erased (the subject was written again since)
+    if (m[1] !== key.kid) return this.#fail(index, rule, 'SHREDDED', 0);
+    const d = createDecipheriv('aes-256-gcm', key.key, body.subarray(0, 12)).setAAD(aad);
+    d.setAuthTag(body.subarray(body.length - 16));
+    try {
+      return { text: Buffer.concat([d.update(body.subarray(12, body.length - 16)), d.final()]), fact: factOf(index, Outcome.ok, 0), refuse: false };
+    } catch {
+      return this.#fail(index, rule, 'AUTHENTICATION_FAILED', 0);
+    }
+  }
+
   #fail(index: number, rule: ProtectRule, outcome: Exclude<OutcomeName, 'ok'>, version: number): Applied {
     const fact = factOf(index, Outcome[outcome], version & 0xffff);
     // a value that cannot be encrypted is never forwarded in clear; one that cannot be revealed reads as the replacement
     if (rule.mode === 'encrypt') return { text: new Uint8Array(0), fact, refuse: true };
     return { text: this.#failure[index]!, fact, refuse: false };
   }
+}
+
+/** The data subject of a JSON record: the string or number at `path` (member names), or null. */
+function subjectOf(record: Uint8Array, path: readonly string[], parsed: Map<Uint8Array, unknown>): string | null {
+  let doc = parsed.get(record);
+  if (doc === undefined) {
+    try {
+      doc = JSON.parse(decoder.decode(record)) as unknown;
+    } catch {
+      doc = null;
+    }
+    parsed.set(record, doc);
+  }
+  let at: unknown = doc;
+  for (const name of path) {
+    if (at === null || typeof at !== 'object' || Array.isArray(at) || !Object.hasOwn(at, name)) return null;
+    at = (at as Record<string, unknown>)[name];
+  }
+  if (typeof at === 'number' && Number.isFinite(at)) return String(at);
+  return typeof at === 'string' && at.length > 0 ? at : null;
 }
