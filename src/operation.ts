@@ -94,6 +94,8 @@ export interface Inspection {
   where: 'inline' | 'pool' | 'none';
   /** facts worth auditing, e.g. `json-fallback:3` (records scanned as bytes because their JSON was malformed) */
   notes: string[];
+  /** per record, 1 where a decrypt rule revealed a value in clear (session recording never keeps such a value in clear) */
+  revealed?: Uint8Array;
 }
 
 export interface EncodedRecords {

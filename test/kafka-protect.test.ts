@@ -1,6 +1,16 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { base64url } from 'jose';
+import { readSession } from '../src/recording/store.ts';
+import { listRecordingSegments } from '../src/recording/segments.ts';
+import { RawOpener } from '../src/recording/crypto.ts';
+import { replay } from '../src/cli/replay.ts';
 import { Producer, stringSerializers } from '@platformatic/kafka';
 import { ensureKcat, plainJwtAuth, runKcat } from './helpers/kcat.ts';
 import { createTopics, getInfra, readAudit, readTopic, startGateway, type Infra } from './helpers/infra.ts';
@@ -20,6 +30,8 @@ let infra: Infra;
 let gateway: Gateway;
 let made: TestConfig;
 let bootstrap: string;
+let recDir: string;
+const RECORDING_KEY = base64url.encode(randomBytes(32));
 
 const kcat = async (who: string, args: string[], input?: string) => runKcat(bootstrap, plainJwtAuth(who, await infra.idp.token(who)), args, input, 30_000);
 const digits = (s: string) => [...s.replace(/\D/g, '')].map(Number);
@@ -34,7 +46,10 @@ async function readAs(who: string, topic: string, count: number): Promise<string
 before(async () => {
   ensureKcat();
   infra = await getInfra();
-  made = testConfig(infra);
+  recDir = mkdtempSync(join(tmpdir(), 'sg-protect-rec-'));
+  made = testConfig(infra, (c) => {
+    c.recording = { dir: recDir, sessions: [{ topics: ['cards.rec-*'] }], raw: { alg: 'dir', key: RECORDING_KEY, kid: 'protect-test' } };
+  });
   gateway = await startGateway(made.config);
   bootstrap = `127.0.0.1:${gateway.addresses.kafka!.port}`;
 });
@@ -204,4 +219,42 @@ test('crypto-shredding end to end: erasing one customer (streamgate keys erase-s
   assert.ok(!erasure.some((r) => JSON.stringify(r).includes('c-1')), 'the trail names the subject by its id, not its value');
   const reads = rows.filter((r) => r.resource === topic && r.action === 'consume' && r.subject === 'fran');
   assert.equal(reads.reduce((n, r) => n + (r.masking['pii.email-reveal!SHREDDED'] ?? 0), 0), 2);
+});
+
+test('session recording never keeps a revealed value in clear; replaying the originals (--raw) through a protected topic encrypts them once, and the fraud analyst reads them again', async () => {
+  const src = `cards.rec-src-${run}`;
+  const dst = `cards.rec-dst-${run}`;
+  await createTopics(infra.kafka, [src, dst]);
+  const lines = [1, 2, 3].map((i) => JSON.stringify({ customer_id: `r-${i}`, email: `r${i}@example.com`, card: '4111 1111 1111 1111', ssn: `123-45-${6780 + i}` }));
+  assert.equal((await kcat('alice', ['-P', '-t', src], `${lines.join('\n')}\n`)).code, 0);
+  assert.deepEqual(await readAs('fran', src, 3), lines);
+
+  const sessions = () => {
+    const ids = new Map<string, string>();
+    for (const r of readAudit(made.spoolDir)) if (r.event === 'operation' && r.resource === src && r.decision === 'allow' && r.record_count > 0) ids.set(`${r.subject}:${r.action}`, r.session_id);
+    return ids;
+  };
+  let rows: ReturnType<typeof readSession> = [];
+  for (let i = 0; i < 50 && rows.length < 3; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const id = sessions().get('fran:consume');
+    rows = id ? readSession(recDir, id) : [];
+  }
+  assert.equal(rows.length, 3);
+  assert.ok(rows.every((r) => r.masked === 2 && r.value === null && r.raw !== ''), 'revealed values are withheld; the stored ciphertext is sealed as the raw payload');
+  const everything = listRecordingSegments(recDir).map((f) => gunzipSync(readFileSync(f), { finishFlush: 2 }).toString()).join('\n');
+  assert.ok(!everything.includes('4111 1111 1111 1111') && !everything.includes('r1@example.com') && !everything.includes('123-45-6781'), 'no original in clear anywhere in the recordings');
+
+  // alice's produce session holds the ciphertexts as forwarded and the originals sealed: replayed raw, the target's rules encrypt them once
+  const produced = readSession(recDir, sessions().get('alice:produce')!);
+  const summary = await replay(produced[0]!.session_id, produced, {
+    toTopic: dst, token: await infra.idp.token('alice'), gateway: `kafka://${bootstrap}`, rate: 'max', cluster: 'local', action: 'produce', batch: 10, keepPartitions: false, raw: new RawOpener(RECORDING_KEY),
+  });
+  assert.equal(summary.sent, 3, JSON.stringify(summary));
+  assert.equal(summary.hashesMatched, 3);
+  const stored = (await readTopic(infra.kafka, dst, 3)).map((r) => JSON.parse(r.value!) as { card: string; email: string });
+  assert.ok(stored.every((d) => d.card !== '4111 1111 1111 1111' && d.email.startsWith('sgs1.')));
+  assert.deepEqual(await readAs('fran', dst, 3), lines, 'revealed to the fraud analyst as written');
+  const bob = (await readAs('bob', dst, 3)).map((v) => JSON.parse(v) as { card: string });
+  assert.ok(bob.every((d) => /^\*{4} \*{4} \*{4} \d{4}$/.test(d.card)));
 });

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { RecordingRow } from '../recording/recorder.ts';
 import { readSession } from '../recording/store.ts';
+import { RawOpener } from '../recording/crypto.ts';
 import { storeDirs, type StoreOptions } from './sessions.ts';
 
 /**
@@ -27,6 +28,13 @@ export interface ReplayOptions {
   batch: number;
   /** keep each record's recorded partition (the target needs as many partitions) */
   keepPartitions: boolean;
+  /**
+   * replay the originals: rows with a raw payload (the value before masking or encryption,
+   * JWE-sealed at recording) send it, opened with the recording key, so the target's rules
+   * apply to what was written, not to what they already produced (an FF1 ciphertext would be
+   * encrypted again)
+   */
+  raw?: RawOpener;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -147,7 +155,12 @@ async function kafkaSender(o: ReplayOptions): Promise<Sender> {
 
 /** Replays recorded rows; the summary says what was sent, what matched its hash and what failed. */
 export async function replay(session: string, all: RecordingRow[], o: ReplayOptions): Promise<ReplaySummary> {
-  const rows = all.filter((r) => o.action === 'all' || r.action === o.action);
+  let rows = all.filter((r) => o.action === 'all' || r.action === o.action);
+  if (o.raw) {
+    const opener = o.raw;
+    // the original payload, checked against the original's hash like any other
+    rows = await Promise.all(rows.map(async (r) => (r.raw ? { ...r, value: Buffer.from(await opener.open(r.raw)).toString('base64'), hash: r.original_hash } : r)));
+  }
   const summary: ReplaySummary = { session, topic: o.toTopic, records: rows.length, sent: 0, bytes: 0, hashesMatched: 0, mismatches: [], failed: [], ms: 0 };
   const t0 = performance.now();
   const { pace, batch } = pacer(o.rate, rows);
@@ -208,7 +221,9 @@ export function registerReplay(program: Command): void {
     .option('--no-progress', 'no progress bar')
     .option('-c, --config <file>', 'configuration file to take recording.dir from')
     .option('-r, --recordings <dir>', 'recording directory (default ./data/recordings)')
-    .action(async (session: string, opts: StoreOptions & { toTopic: string; as?: string; rate: string; gateway: string; cluster: string; action: string; batch: string; keepPartitions?: boolean; json?: boolean; progress: boolean }) => {
+    .option('--raw', 'replay the originals where the recording kept them (raw payloads): the target topic\'s rules then apply once, to what was written')
+    .option('--key <key>', 'with --raw: the recording key, base64url secret (dir) or private key PEM file (ECDH-ES); default $STREAMGATE_RECORDING_KEY')
+    .action(async (session: string, opts: StoreOptions & { toTopic: string; as?: string; rate: string; gateway: string; cluster: string; action: string; batch: string; keepPartitions?: boolean; json?: boolean; progress: boolean; raw?: boolean; key?: string }) => {
       const token = opts.as ?? process.env.STREAMGATE_TOKEN;
       if (!token) throw new Error('replay needs the replaying identity: --as <token> or STREAMGATE_TOKEN');
       if (!['produce', 'consume', 'all'].includes(opts.action)) throw new Error('--action is produce, consume or all');
@@ -226,6 +241,7 @@ export function registerReplay(program: Command): void {
         action: opts.action as ReplayOptions['action'],
         batch: Number(opts.batch),
         keepPartitions: opts.keepPartitions ?? false,
+        ...(opts.raw ? { raw: new RawOpener(rawKey(opts.key)) } : {}),
         onProgress: (done, total) => {
           bar?.setTotal(total);
           bar?.update(done);
@@ -241,4 +257,10 @@ export function registerReplay(program: Command): void {
       }
       if (summary.mismatches.length > 0 || summary.failed.length > 0) process.exitCode = 1;
     });
+}
+
+function rawKey(given: string | undefined): string {
+  const key = given ?? process.env.STREAMGATE_RECORDING_KEY;
+  if (!key) throw new Error('--raw needs the recording key: --key <base64url secret | private key PEM file> or STREAMGATE_RECORDING_KEY');
+  return key;
 }

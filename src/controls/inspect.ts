@@ -172,6 +172,7 @@ const NOTES: Array<[number, string]> = [
 function summarize(result: Pick<BatchResult, 'hashes' | 'maskedHashes' | 'flags' | 'hitStart' | 'hitCount' | 'hits'>, where: 'inline' | 'pool', book: RuleBook): Inspection {
   const counts = new Map<number, number>();
   const noted = new Array<number>(NOTES.length).fill(0);
+  let revealed: Uint8Array | undefined;
   for (let i = 0; i < result.flags.length; i++) {
     const f = result.flags[i]!;
     for (let k = 0; k < NOTES.length; k++) if ((f & NOTES[k]![0]) !== 0) noted[k]!++;
@@ -180,6 +181,7 @@ function summarize(result: Pick<BatchResult, 'hashes' | 'maskedHashes' | 'flags'
     for (let k = start; k < end; k++) {
       const rule = result.hits[k]!;
       counts.set(rule, (counts.get(rule) ?? 0) + 1);
+      if (book.isReveal(rule)) (revealed ??= new Uint8Array(result.flags.length))[i] = 1;
     }
   }
   const masking: Record<string, number> = {};
@@ -190,5 +192,6 @@ function summarize(result: Pick<BatchResult, 'hashes' | 'maskedHashes' | 'flags'
     masking,
     where,
     notes: NOTES.flatMap(([, name], k) => (noted[k]! > 0 ? [`${name}:${noted[k]}`] : [])),
+    ...(revealed ? { revealed } : {}),
   };
 }

@@ -219,6 +219,13 @@ export class RuleBook {
     return this.#ids[index] ?? `#${index}`;
   }
 
+  /** Whether a hit word is a value a decrypt rule revealed in clear. */
+  isReveal(word: number): boolean {
+    if (!isFact(word)) return false;
+    const f = readFact(word);
+    return f.outcome === 'ok' && this.protectRules[f.rule]?.mode === 'decrypt';
+  }
+
   /** The block reason of a rule, for the error returned to the client. */
   blockReason(index: number): string {
     if (index === STOP_MALFORMED_JSON) return 'the value is not valid JSON (malformed, nested deeper than 512 levels, or followed by other data) and this topic\'s rules need it parsed';

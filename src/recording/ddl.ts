@@ -67,7 +67,7 @@ export interface RecordingRow {
   hash: string;
   /** SHA-256 of the original value (the audit row's record_hashes entry) */
   original_hash: string;
-  /** 1 when masking changed the value */
+  /** 1 when masking changed the value; 2 when a decrypt rule revealed it (the value is then withheld: null) */
   masked: number;
   /** JWE (compact) of the original value where masking changed it and raw recording is on; '' otherwise */
   raw: string;

@@ -282,10 +282,14 @@ export class Recorder {
       const hashes = op.inspection?.hashes;
       const maskedHashes = op.inspection?.maskedHashes;
       const ts = auditTimestamp(op.receivedAt);
+      const revealed = op.inspection?.revealed;
       capture.records.forEach((r, i) => {
         const original = hashes?.[i] ?? hash('sha256', r.value ?? EMPTY, 'hex');
         const changed = masked.has(i);
-        const value = changed ? masked.get(i)! : r.value;
+        // a value a decrypt rule revealed is never recorded in clear: withheld (masked: 2), its
+        // stored form (the ciphertext) kept as the raw payload where raw recording is on
+        const withheld = changed && revealed?.[i] === 1;
+        const value = withheld ? null : changed ? masked.get(i)! : r.value;
         if (changed && this.#sealer && r.value) seal.push([rows.length, r.value]);
         rows.push({
           session_id: op.session.id,
@@ -305,7 +309,7 @@ export class Recorder {
           headers: r.headers.map(([k, v]) => [k, b64(v) ?? '']),
           hash: changed ? (maskedHashes?.[i] ?? hash('sha256', value ?? EMPTY, 'hex')) : original,
           original_hash: original,
-          masked: changed ? 1 : 0,
+          masked: withheld ? 2 : changed ? 1 : 0,
           raw: '',
           kid: '',
         });
