@@ -258,3 +258,26 @@ test('session recording never keeps a revealed value in clear; replaying the ori
   const bob = (await readAs('bob', dst, 3)).map((v) => JSON.parse(v) as { card: string });
   assert.ok(bob.every((d) => /^\*{4} \*{4} \*{4} \d{4}$/.test(d.card)));
 });
+
+test('HTTP produce: the same rules encrypt a REST v3 record; a record without its data subject is refused with 422 naming the rule, nothing stored', async () => {
+  const topic = `cards.http-${run}`;
+  await createTopics(infra.kafka, [topic]);
+  const post = async (data: unknown) => {
+    const res = await fetch(`http://127.0.0.1:${gateway.addresses.http!.port}/v3/clusters/local/topics/${topic}/records`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await infra.idp.token('alice')}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ value: { type: 'JSON', data } }),
+    });
+    return { status: res.status, body: (await res.json()) as { error_code?: number; message?: string } };
+  };
+  const doc = { customer_id: 'h-1', email: 'h1@example.com', card: '5500 0000 0000 0004', ssn: '123-45-6799' };
+  assert.equal((await post(doc)).status, 200);
+  const refused = await post({ email: 'orphan@example.com' });
+  assert.equal(refused.status, 422);
+  assert.match(refused.body.message ?? '', /pii\.email-per-customer!NO_SUBJECT/);
+  const stored = await readTopic(infra.kafka, topic, 2, 3000);
+  assert.equal(stored.length, 1, 'the refused record was not stored');
+  const d = JSON.parse(stored[0]!.value!) as typeof doc;
+  assert.ok(d.email.startsWith('sgs1.') && d.ssn.startsWith('sge1.1.') && /^5500 00\d\d \d{4} \d{4}$/.test(d.card) && d.card !== doc.card);
+  assert.deepEqual(JSON.parse((await readAs('fran', topic, 1))[0]!), doc);
+});

@@ -208,3 +208,42 @@ for (const mode of ['inline', 'pool'] as const) {
     }
   });
 }
+
+test('pool: records in their wire encoding (a Kafka batch) get their subjects\' keys through the worker round trip, on produce and on reveal', async () => {
+  const { createRecordsBatch } = await import('../node_modules/@platformatic/kafka/dist/protocol/records.js');
+  const { decodeRecords, streamRecords } = await import('../src/formats/kafka-batch.ts');
+  const c = inspectionSchema.parse({
+    mode: 'pool',
+    poolThreads: 1,
+    protection: { keys: [{ version: 1, secret: SECRET_1 }], subjects: { secret: 'subjects-secret-0123456789abcdef0123' } },
+    rules: [
+      { id: 'email.encrypt', fields: ['$.email'], action: { type: 'encrypt', subject: '$.customer_id' } },
+      { id: 'email.reveal', action: { type: 'decrypt', rule: 'email.encrypt' } },
+    ],
+    topics: [{ topics: ['t'], produce: ['email.encrypt'], consume: [{ rules: ['email.reveal'] }] }],
+  });
+  const book = new RuleBook(c);
+  const inspector = new Inspector(c, book.program, undefined, new Protection(c, book.protectRules, new MemoryStore()));
+  await inspector.warmUp();
+  const values = Array.from({ length: 40 }, (_, i) => JSON.stringify({ customer_id: `c-${i % 7}`, email: `u${i}@example.com` }));
+  const batch = createRecordsBatch(values.map((v) => ({ topic: 't', partition: 0, value: Buffer.from(v), timestamp: 1_700_000_000_000n })) as never, { compression: 'lz4' } as never).buffer as Buffer;
+  const run = async (side: 'produce' | 'consume', part: Uint8Array) => {
+    const rules = book.rulesFor('t', side, [])!;
+    const { result, where } = await inspector.inspectEncoded({ format: 'kafka', parts: [part], ruleset: rules.ruleset, keyHeaders: rules.keyHeaders, values: null }, 1 << 20);
+    assert.equal(where, 'pool');
+    return result.parts[0]!;
+  };
+  try {
+    const produced = await run('produce', batch);
+    const stored = streamRecords(decodeRecords(produced), 0).map((r) => JSON.parse(Buffer.from(r.value!).toString()) as { email: string });
+    assert.ok(stored.every((d) => d.email.startsWith('sgs1.')), 'every e-mail encrypted under its customer\'s key');
+    assert.equal(new Set(stored.map((d) => d.email.split('.')[1])).size, 7, 'seven customers, seven keys');
+    const revealed = await run('consume', produced);
+    assert.deepEqual(streamRecords(decodeRecords(revealed), 0).map((r) => Buffer.from(r.value!).toString()), values);
+    await inspector.eraseSubject('c-3');
+    const after = streamRecords(decodeRecords(await run('consume', produced)), 0).map((r) => JSON.parse(Buffer.from(r.value!).toString()) as { customer_id: string; email: string });
+    assert.ok(after.every((d) => (d.customer_id === 'c-3' ? d.email === '[UNREADABLE]' : d.email.endsWith('@example.com'))));
+  } finally {
+    await inspector.close();
+  }
+});
