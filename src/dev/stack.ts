@@ -20,7 +20,7 @@ export interface DevStackOptions {
 }
 
 /** Topics the walkthrough uses; created up front because the gateway never auto-creates. */
-export const DEV_TOPICS = ['payments.cards', 'payments.ledger', 'orders', 'analytics.events', 'payouts.eu', 'customers.avro'];
+export const DEV_TOPICS = ['payments.cards', 'payments.ledger', 'orders', 'analytics.events', 'payouts.eu', 'customers.avro', 'cards.demo'];
 /** registered by the dev stack under customers.avro-value (the topic name strategy) */
 const DEMO_SCHEMA = new URL('./schemas/customer.avsc', import.meta.url);
 
